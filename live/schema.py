@@ -1,0 +1,20 @@
+"""Every package's tables on one metadata: what migrations must produce."""
+
+from sqlalchemy import MetaData
+
+import commerce.accounts.models
+import storage.bus.processed
+import storage.documents.table
+import storage.outbox.table
+from storage.sql import Base
+
+TABLE_MODULES = (
+    commerce.accounts.models,
+    storage.bus.processed,
+    storage.documents.table,
+    storage.outbox.table,
+)
+
+
+def metadata() -> MetaData:
+    return Base.metadata

@@ -1,0 +1,111 @@
+"""Settings: one immutable object read from `STREAMCART_*` environment variables.
+
+Every field documents its default; `streamcart config` prints the table the README
+shows. With no variable set, everything runs embedded in one process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PREFIX = "STREAMCART_"
+
+
+def _setting(default, doc: str):
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    http_host: str = _setting("0.0.0.0", "Address the HTTP server listens on.")  # noqa: S104
+    http_port: int = _setting(8080, "HTTP port (REST, Socket.IO, WHEP, Swagger UI).")
+    rtmp_port: int = _setting(1935, "RTMP ingest port (OBS 'Server').")
+    data_dir: Path = _setting(
+        Path("./data"), "SQLite file, recordings and generated secrets live here."
+    )
+    database_url: str = _setting(
+        "", "SQLAlchemy URL; empty = SQLite file in the data dir. postgresql://... uses asyncpg."
+    )
+    redis_url: str = _setting("", "Redis URL for cache, pub/sub and Socket.IO; empty = in-process.")
+    amqp_url: str = _setting("", "RabbitMQ URL for the event bus; empty = in-process bus.")
+    mongo_url: str = _setting("", "MongoDB URL for documents; empty = documents in SQL.")
+    mongo_database: str = _setting("streamcart", "MongoDB database name.")
+    jwt_secret: str = _setting(
+        "", "HS256 secret for access tokens; empty = generated and kept in the data dir."
+    )
+    access_token_ttl: int = _setting(900, "Access token lifetime in seconds.")
+    refresh_token_ttl: int = _setting(30 * 24 * 3600, "Refresh token lifetime in seconds.")
+    login_max_failures_per_account: int = _setting(
+        5, "Failed logins per account within the window before 429."
+    )
+    login_max_failures_per_ip: int = _setting(
+        20, "Failed logins per client IP within the window before 429."
+    )
+    login_failure_window: int = _setting(900, "Login failure window in seconds.")
+    sepay_api_key: str = _setting("", "Sepay webhook API key (header 'Authorization: Apikey').")
+    sepay_account: str = _setting("", "Bank account number shown in VietQR codes.")
+    sepay_bank: str = _setting("", "Bank short name for VietQR codes (e.g. MBBank).")
+    public_url: str = _setting(
+        "", "Public base URL (e.g. https://shop.example); empty = http://localhost:<port>."
+    )
+    max_body_bytes: int = _setting(1024 * 1024, "Largest accepted HTTP request body.")
+    log_format: str = _setting("auto", "auto (JSON unless a terminal), json or text.")
+    log_level: str = _setting("INFO", "Python log level.")
+    trust_forwarded: bool = _setting(
+        False, "Take the client IP from X-Forwarded-For (only behind a trusted proxy)."
+    )
+    shutdown_timeout: float = _setting(10.0, "Seconds to finish requests on SIGTERM.")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
+        """Build settings from the environment; overrides win (used by tests)."""
+        env = os.environ if env is None else env
+        values = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f, raw)
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://localhost:{self.http_port}").rstrip("/")
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'streamcart.sqlite3').resolve()}"
+
+    @classmethod
+    def documented(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, description) for every setting."""
+        rows = []
+        for f in dataclasses.fields(cls):
+            default = f.default
+            shown = "(empty)" if default == "" else str(default)
+            rows.append((PREFIX + f.name.upper(), shown, f.metadata["doc"]))
+        return rows
+
+
+def _parse(f: dataclasses.Field, raw: str):
+    kind = f.type if isinstance(f.type, type) else type(f.default)
+    if kind is bool:
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(f"{PREFIX}{f.name.upper()}: expected true/false, got {raw!r}")
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ValueError(f"{PREFIX}{f.name.upper()}: expected a number, got {raw!r}") from None
+    if kind is Path or isinstance(f.default, Path):
+        return Path(raw)
+    return raw

@@ -1,0 +1,17 @@
+"""Opaque, time-ordered identifiers (UUIDv7) for every row and event on the wire."""
+
+import os
+import time
+import uuid
+
+
+def new_id() -> str:
+    """A UUIDv7 string: sorts by creation time, so B-tree inserts stay local."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))

@@ -1,0 +1,63 @@
+"""Shared fixtures: a migrated database per backend (SQLite file, PostgreSQL database)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from live.schema import metadata
+from storage.sql import make_engine
+from storage.sql.migrate import upgrade
+from tests.backends import POSTGRES_URL, require
+
+SQL_BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgres_database():
+    """A throw-away PostgreSQL database for this test run, dropped at the end."""
+    require(POSTGRES_URL, "PostgreSQL")
+    name = f"streamcart_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = make_url(POSTGRES_URL)
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(
+            host=admin.host, port=admin.port or 5432, user=admin.username,
+            password=admin.password, database=admin.database,
+        )
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    import asyncio
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    yield admin.set(database=name).render_as_string(hide_password=False)
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=SQL_BACKENDS)
+def sql_url(request, tmp_path) -> str:
+    """A database URL for each SQL backend; PostgreSQL is emptied before each test."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.sqlite3'}"
+    return request.getfixturevalue("postgres_database")
+
+
+@pytest.fixture
+async def sql_engine(sql_url):
+    """A migrated, empty database and its engine."""
+    engine = make_engine(sql_url)
+    await upgrade(engine)
+    if engine.dialect.name == "postgresql":
+        tables = ", ".join(t.name for t in metadata().sorted_tables)
+        async with engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+    yield engine
+    await engine.dispose()
