@@ -16,6 +16,7 @@ PREFIX = "STREAMCART_"
 
 
 def _setting(default, doc: str):
+    """A field with its documentation attached, for `streamcart config` and the README."""
     return field(default=default, metadata={"doc": doc})
 
 
@@ -24,8 +25,9 @@ class Settings:
     http_host: str = _setting("0.0.0.0", "Address the HTTP server listens on.")  # noqa: S104
     http_port: int = _setting(8080, "HTTP port (REST, Socket.IO, WHEP, Swagger UI).")
     rtmp_port: int = _setting(1935, "RTMP ingest port (OBS 'Server').")
-    data_dir: Path = _setting(
-        Path("./data"), "SQLite file, recordings and generated secrets live here."
+    data_dir: Path = _setting(  # noqa: RUF009 (Path is immutable)
+        Path("./data"),
+        "SQLite file, recordings and generated secrets live here.",
     )
     database_url: str = _setting(
         "", "SQLAlchemy URL; empty = SQLite file in the data dir. postgresql://... uses asyncpg."
@@ -94,7 +96,7 @@ class Settings:
 
 
 def _parse(f: dataclasses.Field, raw: str):
-    kind = f.type if isinstance(f.type, type) else type(f.default)
+    kind = type(f.default)
     if kind is bool:
         if raw.lower() in {"1", "true", "yes", "on"}:
             return True
@@ -106,6 +108,6 @@ def _parse(f: dataclasses.Field, raw: str):
             return kind(raw)
         except ValueError:
             raise ValueError(f"{PREFIX}{f.name.upper()}: expected a number, got {raw!r}") from None
-    if kind is Path or isinstance(f.default, Path):
+    if isinstance(f.default, Path):
         return Path(raw)
     return raw

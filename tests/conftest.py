@@ -27,8 +27,11 @@ def postgres_database():
 
     async def run(sql: str) -> None:
         conn = await asyncpg.connect(
-            host=admin.host, port=admin.port or 5432, user=admin.username,
-            password=admin.password, database=admin.database,
+            host=admin.host,
+            port=admin.port or 5432,
+            user=admin.username,
+            password=admin.password,
+            database=admin.database,
         )
         try:
             await conn.execute(sql)
@@ -61,3 +64,28 @@ async def sql_engine(sql_url):
             await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+def settings_for(tmp_path):
+    """Settings for an app on a given database URL, isolated in a temp data dir."""
+    from live.settings import Settings
+
+    def build(database_url: str, **overrides) -> Settings:
+        return Settings.from_env(
+            {},
+            data_dir=tmp_path / "data",
+            database_url=database_url,
+            log_format="text",
+            **overrides,
+        )
+
+    return build
+
+
+@pytest.fixture
+async def api(aiohttp_client, sql_engine, sql_url, settings_for):
+    """A test client for the full app on each SQL backend (the database already migrated)."""
+    from live.app import build_app
+
+    return await aiohttp_client(build_app(settings_for(sql_url)))

@@ -66,6 +66,10 @@ class RetryPolicy:
 
 
 class EventBus(Protocol):
+    async def start(self) -> None:
+        """Connect now, so a misconfigured broker fails at start-up rather than later."""
+        ...
+
     async def publish(self, event: Event) -> None:
         """Return once the broker has durably accepted the event (publisher confirm)."""
         ...

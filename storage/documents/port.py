@@ -1,8 +1,19 @@
 """Document store port: schemaless records (chat, notifications, analytics).
 
 Embedded and default: `SqlDocuments` (a JSON column in the relational database).
-Real: `MongoDocuments` (PyMongo's async client). Filters are equality on
-top-level fields; sorting is by one top-level field.
+Real: `MongoDocuments` (PyMongo's async client). Both follow one contract
+(`storage.documents.rules`, `tests/contract/test_documents.py`):
+
+- A document is a JSON object; its id is the string field "id". Other values
+  must be JSON too: datetimes are rejected with `TypeError` (store ISO 8601 UTC
+  strings), because the adapters could not give them back alike.
+- Filters are equality on top-level fields with str, int, bool or None values.
+  Matching is type-strict (1 matches neither "1" nor true, nor an array holding
+  1); None matches null and a missing field.
+- `find` sorts by one top-level field (nulls and missing first when ascending)
+  or, without `sort`, by insertion time; ties go to the id, in the same
+  direction. Fields mixing value types sort in a backend-defined order.
+- `limit` is at least 1 and capped at `rules.MAX_LIMIT`.
 """
 
 from __future__ import annotations
@@ -11,6 +22,15 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 Document = dict[str, Any]
+
+
+class DuplicateDocument(Exception):
+    """A document with this id already exists in the collection."""
+
+    def __init__(self, collection: str, doc_id: str) -> None:
+        super().__init__(f"document {doc_id!r} already exists in {collection!r}")
+        self.collection = collection
+        self.doc_id = doc_id
 
 
 class DocumentStore(Protocol):

@@ -35,9 +35,7 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
 
 async def current_revision(engine: AsyncEngine) -> str | None:
     async with engine.connect() as conn:
-        return await conn.run_sync(
-            lambda c: MigrationContext.configure(c).get_current_revision()
-        )
+        return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
 
 
 def head_revision() -> str | None:

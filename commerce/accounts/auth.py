@@ -1,0 +1,43 @@
+"""Who is calling an HTTP endpoint: bearer-token authentication and role checks."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from commerce.accounts.service import AccountService
+from commerce.accounts.tokens import InvalidToken, Principal
+from storage.web import Problem
+
+ACCOUNTS = web.AppKey("accounts", AccountService)
+
+UNAUTHENTICATED = {"WWW-Authenticate": 'Bearer realm="streamcart"'}
+
+
+def bearer_token(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def authenticate(accounts: AccountService, token: str | None) -> Principal:
+    """Verify an access token from any transport (HTTP header, Socket.IO auth, WHEP)."""
+    if token is None:
+        raise Problem(
+            401,
+            "unauthenticated",
+            "Send 'Authorization: Bearer <access token>'.",
+            headers=UNAUTHENTICATED,
+        )
+    try:
+        return await accounts.authenticate(token)
+    except InvalidToken:
+        raise Problem(
+            401, "invalid-token", "The access token is invalid or expired.", headers=UNAUTHENTICATED
+        ) from None
+
+
+async def require_principal(request: web.Request, *roles: str) -> Principal:
+    """The verified caller; 401 without a valid token, 403 when the role is not allowed."""
+    principal = await authenticate(request.app[ACCOUNTS], bearer_token(request))
+    if roles and principal.role not in roles:
+        raise Problem(403, "forbidden", "Your role may not do this.")
+    return principal

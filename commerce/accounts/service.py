@@ -1,0 +1,209 @@
+"""Accounts: registration, login, refresh-token rotation with re-use detection, logout."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from commerce.accounts.models import RefreshToken, Role, User
+from commerce.accounts.passwords import Passwords
+from commerce.accounts.throttle import LoginThrottle
+from commerce.accounts.tokens import (
+    AccessTokens,
+    InvalidToken,
+    Principal,
+    hash_refresh_token,
+    new_refresh_token,
+)
+from storage.cache.port import Cache
+from storage.ids import new_id
+from storage.web import Problem
+
+log = logging.getLogger("streamcart.accounts")
+
+SELF_SERVICE_ROLES = {Role.BUYER, Role.SELLER}
+BAD_CREDENTIALS = Problem(401, "invalid-credentials", "Email or password is incorrect.")
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    access_expires_at: datetime
+    refresh_token: str
+    refresh_expires_at: datetime
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+class AccountService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        cache: Cache,
+        access_tokens: AccessTokens,
+        throttle: LoginThrottle,
+        refresh_ttl_seconds: int,
+        passwords: Passwords | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._cache = cache
+        self.access_tokens = access_tokens
+        self._throttle = throttle
+        self._refresh_ttl = timedelta(seconds=refresh_ttl_seconds)
+        self._passwords = passwords or Passwords()
+
+    async def register(
+        self, email: str, password: str, display_name: str, role: Role = Role.BUYER
+    ) -> User:
+        if role not in SELF_SERVICE_ROLES:
+            raise Problem(403, "role-not-allowed", "Only buyer or seller accounts can sign up.")
+        return await self.create_user(email, password, display_name, role)
+
+    async def create_user(self, email: str, password: str, display_name: str, role: Role) -> User:
+        """Create any account (admins and moderators come from operators, not sign-up)."""
+        user = User(
+            id=new_id(),
+            email=normalize_email(email),
+            password_hash=await self._passwords.hash(password),
+            display_name=display_name.strip(),
+            role=role.value,
+            is_active=True,
+            created_at=datetime.now(UTC),
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(user)
+        except IntegrityError:
+            raise Problem(
+                409, "email-taken", "An account with this email already exists."
+            ) from None
+        log.info("account registered", extra={"user_id": user.id, "role": user.role})
+        return user
+
+    async def login(self, email: str, password: str, client_ip: str) -> tuple[User, TokenPair]:
+        email = normalize_email(email)
+        await self._throttle.check(email, client_ip)
+        async with self._sessions() as session:
+            user = await session.scalar(select(User).where(User.email == email))
+        stored = user.password_hash if user is not None else None
+        if not await self._passwords.verify(stored, password) or not user or not user.is_active:
+            await self._throttle.failed(email, client_ip)
+            log.info("login failed", extra={"client_ip": client_ip})
+            raise BAD_CREDENTIALS
+        await self._throttle.succeeded(email)
+        if self._passwords.needs_rehash(user.password_hash):
+            await self._rehash(user.id, password)
+        pair = await self._issue(user, family_id=new_id())
+        log.info("login", extra={"user_id": user.id})
+        return user, pair
+
+    async def refresh(self, refresh_token: str) -> tuple[User, TokenPair]:
+        """Rotate: the presented token is spent and a new one issued in the same family.
+
+        Presenting a spent token means it was stolen or replayed, so every token in
+        its family is revoked and the holder must log in again.
+        """
+        now = datetime.now(UTC)
+        token_hash = hash_refresh_token(refresh_token)
+        async with self._sessions.begin() as session:
+            spent = await session.execute(
+                update(RefreshToken)
+                .where(
+                    RefreshToken.token_hash == token_hash,
+                    RefreshToken.used_at.is_(None),
+                    RefreshToken.revoked_at.is_(None),
+                    RefreshToken.expires_at > now,
+                )
+                .values(used_at=now)
+                .returning(RefreshToken.user_id, RefreshToken.family_id)
+            )
+            row = spent.first()
+            user = None
+            if row is None:
+                await self._revoke_family_of(session, token_hash, now)
+            else:
+                user = await session.get(User, row.user_id)
+        if row is None or user is None or not user.is_active:
+            raise Problem(401, "invalid-refresh-token", "The refresh token is not valid.")
+        return user, await self._issue(user, family_id=row.family_id)
+
+    async def logout(self, principal: Principal, refresh_token: str | None) -> None:
+        """End this login: revoke its refresh family and deny the access token until expiry."""
+        now = datetime.now(UTC)
+        if refresh_token:
+            async with self._sessions.begin() as session:
+                family = await session.scalar(
+                    select(RefreshToken.family_id).where(
+                        RefreshToken.token_hash == hash_refresh_token(refresh_token),
+                        RefreshToken.user_id == principal.user_id,
+                    )
+                )
+                if family is not None:
+                    await self._revoke_family(session, family, now)
+        await self.deny_access_token(principal, now)
+        log.info("logout", extra={"user_id": principal.user_id})
+
+    async def deny_access_token(self, principal: Principal, now: datetime) -> None:
+        remaining = (principal.expires_at - now).total_seconds()
+        if remaining > 0:
+            await self._cache.set(f"denied-jti:{principal.token_id}", b"1", ttl=remaining + 1)
+
+    async def authenticate(self, access_token: str) -> Principal:
+        principal = self.access_tokens.verify(access_token)
+        if await self._cache.get(f"denied-jti:{principal.token_id}") is not None:
+            raise InvalidToken("token was revoked")
+        return principal
+
+    async def get_user(self, user_id: str) -> User | None:
+        async with self._sessions() as session:
+            return await session.get(User, user_id)
+
+    async def _issue(self, user: User, family_id: str) -> TokenPair:
+        now = datetime.now(UTC)
+        access, access_expires = self.access_tokens.issue(user.id, user.role, now)
+        refresh = new_refresh_token()
+        refresh_expires = now + self._refresh_ttl
+        async with self._sessions.begin() as session:
+            session.add(
+                RefreshToken(
+                    id=new_id(),
+                    user_id=user.id,
+                    family_id=family_id,
+                    token_hash=hash_refresh_token(refresh),
+                    created_at=now,
+                    expires_at=refresh_expires,
+                )
+            )
+        return TokenPair(access, access_expires, refresh, refresh_expires)
+
+    async def _revoke_family_of(self, session: AsyncSession, token_hash: str, now: datetime):
+        token = await session.scalar(
+            select(RefreshToken).where(RefreshToken.token_hash == token_hash)
+        )
+        if token is not None and token.used_at is not None and token.revoked_at is None:
+            log.warning(
+                "refresh token re-used; revoking its family",
+                extra={"user_id": token.user_id, "family_id": token.family_id},
+            )
+            await self._revoke_family(session, token.family_id, now)
+
+    async def _revoke_family(self, session: AsyncSession, family_id: str, now: datetime) -> None:
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+
+    async def _rehash(self, user_id: str, password: str) -> None:
+        new_hash = await self._passwords.hash(password)
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(User).where(User.id == user_id).values(password_hash=new_hash)
+            )

@@ -1,0 +1,80 @@
+"""Access tokens (short-lived HS256 JWTs) and refresh tokens (opaque, stored hashed)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import jwt
+
+from storage.ids import new_id
+
+ISSUER = "streamcart"
+ALGORITHM = "HS256"
+
+
+class InvalidToken(Exception):
+    """The token is malformed, forged, expired or of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: taken from a verified access token."""
+
+    user_id: str
+    role: str
+    token_id: str
+    expires_at: datetime
+
+
+class AccessTokens:
+    def __init__(self, secret: str, ttl_seconds: int) -> None:
+        if len(secret.encode()) < 32:
+            raise ValueError("the JWT secret must be at least 32 bytes")
+        self._secret = secret
+        self.ttl = timedelta(seconds=ttl_seconds)
+
+    def issue(self, user_id: str, role: str, now: datetime | None = None) -> tuple[str, datetime]:
+        now = now or datetime.now(UTC)
+        expires = now + self.ttl
+        claims = {
+            "iss": ISSUER,
+            "sub": user_id,
+            "role": role,
+            "typ": "access",
+            "jti": new_id(),
+            "iat": int(now.timestamp()),
+            "exp": int(expires.timestamp()),
+        }
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM), expires
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],  # pinning the algorithm rejects "alg: none" and RS/HS swaps
+                issuer=ISSUER,
+                options={"require": ["exp", "iat", "sub", "jti", "iss"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(str(exc)) from None
+        if claims.get("typ") != "access" or not isinstance(claims.get("role"), str):
+            raise InvalidToken("not an access token")
+        return Principal(
+            user_id=str(claims["sub"]),
+            role=claims["role"],
+            token_id=str(claims["jti"]),
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        )
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_refresh_token(token: str) -> str:
+    """Only this hash is stored, so a database leak does not leak usable tokens."""
+    return hashlib.sha256(token.encode()).hexdigest()

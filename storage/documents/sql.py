@@ -1,0 +1,205 @@
+"""Documents as rows of the `documents` table: the embedded default, no extra server.
+
+Filters and sorting run in SQL on JSON elements. SQLite (json1) and PostgreSQL
+(`json`) name JSON types differently, so each dialect contributes only a "kind"
+expression normalised to one vocabulary (string, number, true, false, null,
+array, object) and a binary collation; everything else is shared. The kind is what
+keeps matching type-strict, as MongoDB is: a bare `->>` or `json_extract` would
+let 1 match "1" or true.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ColumnElement, Numeric, case, delete, func, literal, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import UnaryExpression
+
+from storage.documents.port import Document, DuplicateDocument
+from storage.documents.rules import (
+    Scalar,
+    check_collection,
+    check_sort,
+    check_where,
+    clamp_limit,
+    prepare_changes,
+    prepare_insert,
+)
+from storage.documents.table import DocumentRow
+
+_body = DocumentRow.body
+
+
+def _sqlite_kind(field: str) -> ColumnElement[str]:
+    """json_type already says 'true' / 'false'; only rename text and the two number kinds."""
+    raw = func.json_type(_body, f'$."{field}"')
+    return case({"text": "string", "integer": "number", "real": "number"}, value=raw, else_=raw)
+
+
+def _postgres_kind(field: str) -> ColumnElement[str]:
+    """json_typeof says 'boolean'; its `->>` text, 'true' or 'false', is the kind we want."""
+    raw = func.json_typeof(_body[field])
+    return case({"boolean": _body[field].as_string()}, value=raw, else_=raw)
+
+
+@dataclass(frozen=True)
+class _JsonDialect:
+    kind: Callable[[str], ColumnElement[str]]
+    collation: str | None  # byte order, as MongoDB compares strings
+
+
+_DIALECTS = {
+    "sqlite": _JsonDialect(_sqlite_kind, None),  # BINARY is SQLite's default
+    "postgresql": _JsonDialect(_postgres_kind, "C"),
+}
+
+
+class SqlDocuments:
+    """`DocumentStore` on the relational database; the engine belongs to the caller."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def insert(self, collection: str, doc: Mapping[str, Any]) -> str:
+        check_collection(collection)
+        doc_id, fields = prepare_insert(doc)
+        row = DocumentRow(
+            collection=collection, id=doc_id, body=fields, created_at=datetime.now(UTC)
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(row)
+        except IntegrityError as exc:  # the primary key is the table's only constraint
+            raise DuplicateDocument(collection, doc_id) from exc
+        return doc_id
+
+    async def get(self, collection: str, doc_id: str) -> Document | None:
+        check_collection(collection)
+        async with self._sessions() as session:
+            row = await session.get(DocumentRow, (collection, doc_id))
+        return None if row is None else _document(row)
+
+    async def find(
+        self,
+        collection: str,
+        where: Mapping[str, Any] | None = None,
+        *,
+        sort: str | None = None,
+        descending: bool = False,
+        limit: int = 100,
+    ) -> list[Document]:
+        check_collection(collection)
+        where, sort, limit = check_where(where), check_sort(sort), clamp_limit(limit)
+        async with self._sessions() as session:
+            dialect = _dialect(session)
+            query = (
+                select(DocumentRow)
+                .where(*_conditions(dialect, collection, where))
+                .order_by(*_order(dialect, sort, descending))
+                .limit(limit)
+            )
+            rows = (await session.scalars(query)).all()
+        return [_document(row) for row in rows]
+
+    async def update(self, collection: str, doc_id: str, changes: Mapping[str, Any]) -> bool:
+        check_collection(collection)
+        fields = prepare_changes(doc_id, changes)
+        async with self._sessions.begin() as session:
+            # FOR UPDATE: concurrent merges into one document must not lose fields.
+            row = await session.scalar(
+                select(DocumentRow).where(*_key(collection, doc_id)).with_for_update()
+            )
+            if row is None:
+                return False
+            if fields:
+                row.body = {**row.body, **fields}
+        return True
+
+    async def delete(self, collection: str, doc_id: str) -> bool:
+        check_collection(collection)
+        async with self._sessions.begin() as session:
+            result = await session.execute(delete(DocumentRow).where(*_key(collection, doc_id)))
+        return result.rowcount > 0
+
+    async def count(self, collection: str, where: Mapping[str, Any] | None = None) -> int:
+        check_collection(collection)
+        where = check_where(where)
+        async with self._sessions() as session:
+            conditions = _conditions(_dialect(session), collection, where)
+            query = select(func.count()).select_from(DocumentRow).where(*conditions)
+            return (await session.scalar(query)) or 0
+
+    async def ping(self) -> None:
+        """Reach the database and the `documents` table (a missing migration fails here)."""
+        async with self._sessions() as session:
+            await session.execute(select(DocumentRow.id).limit(1))
+
+    async def close(self) -> None:
+        """Nothing to release: the engine is shared with the rest of the process."""
+
+
+def _document(row: DocumentRow) -> Document:
+    return {"id": row.id, **row.body}
+
+
+def _dialect(session: AsyncSession) -> _JsonDialect:
+    name = session.bind.dialect.name
+    try:
+        return _DIALECTS[name]
+    except KeyError:
+        raise NotImplementedError(f"documents are not supported on {name}") from None
+
+
+def _key(collection: str, doc_id: str) -> tuple[ColumnElement[bool], ...]:
+    return DocumentRow.collection == collection, DocumentRow.id == doc_id
+
+
+def _conditions(
+    dialect: _JsonDialect, collection: str, where: dict[str, Scalar]
+) -> list[ColumnElement[bool]]:
+    conditions = [DocumentRow.collection == collection]
+    for field, value in where.items():
+        if field == "id":
+            conditions.append(DocumentRow.id == value)
+        else:
+            conditions.append(_equals(dialect.kind(field), _body[field].as_string(), value))
+    return conditions
+
+
+def _equals(
+    kind: ColumnElement[str], text: ColumnElement[str], value: Scalar
+) -> ColumnElement[bool]:
+    if value is None:
+        return text.is_(None)  # JSON null and a missing field alike
+    if isinstance(value, bool):
+        return kind == ("true" if value else "false")
+    if isinstance(value, int):
+        # CASE, not AND: PostgreSQL may evaluate the cast before the kind test.
+        return _number(kind, text) == literal(value, BigInteger())
+    return (kind == "string") & (text == value)
+
+
+def _number(kind: ColumnElement[str], text: ColumnElement[str]) -> ColumnElement[Any]:
+    return case((kind == "number", text.cast(Numeric())), else_=None)
+
+
+def _order(dialect: _JsonDialect, sort: str | None, descending: bool) -> list[UnaryExpression]:
+    def binary(column: ColumnElement[str]) -> ColumnElement[str]:
+        return column.collate(dialect.collation) if dialect.collation else column
+
+    def direction(column: ColumnElement[Any]) -> UnaryExpression:
+        return column.desc().nulls_last() if descending else column.asc().nulls_first()
+
+    tie = direction(binary(DocumentRow.id))
+    if sort is None:
+        return [direction(DocumentRow.created_at), tie]
+    if sort == "id":
+        return [tie]
+    text = _body[sort].as_string()
+    # Numbers by value, everything else by its text; missing and null come first.
+    return [direction(_number(dialect.kind(sort), text)), direction(binary(text)), tie]

@@ -1,0 +1,139 @@
+"""OpenAPI 3.1 built from the declared operations and their pydantic models."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from http import HTTPStatus
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from storage.web.routes import Operation
+
+REF = "#/components/schemas/{model}"
+PATH_PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "description": "RFC 9457 problem document.",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "code": {"type": "string", "description": "Stable machine-readable error code."},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "loc": {"type": "string"},
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+    },
+    "required": ["type", "title", "status", "code"],
+}
+
+
+def build_spec(
+    operations: Iterable[Operation], *, title: str, version: str, description: str = ""
+) -> dict[str, Any]:
+    operations = list(operations)
+    schemas, refs = _component_schemas(operations)
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        path = PATH_PARAM.sub(r"{\1}", op.path)
+        paths.setdefault(path, {})[op.method.lower()] = _operation(op, refs)
+    schemas["Problem"] = PROBLEM_SCHEMA
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version, "description": description},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }
+
+
+def _component_schemas(operations: list[Operation]):
+    models: list[tuple[type[BaseModel], str]] = []
+    for op in operations:
+        for model, mode in ((op.body, "validation"), (op.response, "serialization")):
+            if model is not None and (model, mode) not in models:
+                models.append((model, mode))
+    if not models:
+        return {}, {}
+    refs, top = models_json_schema(models, ref_template=REF)
+    return dict(top.get("$defs", {})), refs
+
+
+def _operation(op: Operation, refs) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "tags": list(op.tags),
+        "parameters": _parameters(op, refs),
+        "responses": _responses(op, refs),
+    }
+    if (op.handler.__doc__ or "").strip():
+        doc["description"] = op.handler.__doc__.strip()
+    if op.auth:
+        doc["security"] = [{"bearerAuth": []}]
+    if op.body is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {op.request_media_type: {"schema": refs[(op.body, "validation")]}},
+        }
+    elif op.request_media_type != "application/json":
+        doc["requestBody"] = {
+            "required": True,
+            "content": {op.request_media_type: {"schema": {"type": "string"}}},
+        }
+    return doc
+
+
+def _parameters(op: Operation, refs) -> list[dict[str, Any]]:
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in PATH_PARAM.findall(op.path)
+    ]
+    if op.query is not None:
+        schema = op.query.model_json_schema(ref_template=REF)
+        required = set(schema.get("required", []))
+        for name, prop in schema.get("properties", {}).items():
+            param = {"name": name, "in": "query", "required": name in required, "schema": prop}
+            if "description" in prop:
+                param["description"] = prop["description"]
+            params.append(param)
+    return params
+
+
+def _responses(op: Operation, refs) -> dict[str, Any]:
+    ok: dict[str, Any] = {"description": HTTPStatus(op.status).phrase}
+    if op.response is not None:
+        ok["content"] = {op.response_media_type: {"schema": refs[(op.response, "serialization")]}}
+    elif op.response_media_type != "application/json":
+        ok["content"] = {op.response_media_type: {"schema": {"type": "string"}}}
+    responses: dict[str, Any] = {str(op.status): ok}
+    statuses = set(op.errors)
+    if op.body is not None or op.query is not None:
+        statuses |= {400, 422}
+    if op.auth:
+        statuses |= {401}
+    for status in sorted(statuses):
+        responses[str(status)] = {
+            "description": HTTPStatus(status).phrase,
+            "content": {
+                "application/problem+json": {"schema": {"$ref": REF.format(model="Problem")}}
+            },
+        }
+    return responses

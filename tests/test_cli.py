@@ -1,0 +1,107 @@
+"""The `streamcart` command as an operator runs it: serve, migrate, demo, config."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+
+import aiohttp
+
+STREAMCART = [sys.executable, "-m", "live.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env(tmp_path, **extra) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMCART_")}
+    env.update(STREAMCART_DATA_DIR=str(tmp_path / "data"), STREAMCART_LOG_FORMAT="json", **extra)
+    return env
+
+
+async def run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *STREAMCART,
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_serve_on_embedded_defaults_answers_and_shuts_down_gracefully(tmp_path):
+    port = free_port()
+    env = clean_env(tmp_path, STREAMCART_HTTP_PORT=str(port), STREAMCART_HTTP_HOST="127.0.0.1")
+    proc = await asyncio.create_subprocess_exec(
+        *STREAMCART,
+        "serve",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    started = time.monotonic()
+    try:
+        async with aiohttp.ClientSession() as http:
+            while True:
+                assert time.monotonic() - started < 15, "no /healthz answer within 15 s"
+                assert proc.returncode is None, (await proc.stderr.read()).decode()
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.2)
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+                assert response.status == 200, await response.text()
+            async with http.get(f"http://127.0.0.1:{port}/swagger") as response:
+                assert response.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err.decode()
+    assert (tmp_path / "data" / "streamcart.sqlite3").exists()
+    secret_file = tmp_path / "data" / "jwt-secret"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    assert "STREAMCART_JWT_SECRET is not set" in err.decode()
+    assert secret_file.read_text().strip() not in err.decode()
+
+
+async def test_migrate_then_demo_prints_logins(tmp_path):
+    env = clean_env(tmp_path)
+    code, _, err = await run("migrate", env=env)
+    assert code == 0, err
+    code, out, err = await run("demo", env=env)
+    assert code == 0, err
+    assert "seller@demo.streamcart.local  password: " in out
+    assert "rtmp://localhost:1935/live" in out
+    code, again, _ = await run("demo", env=env)
+    assert code == 0 and "already created" in again
+
+
+async def test_bad_setting_is_a_clear_error(tmp_path):
+    code, _, err = await run("serve", env=clean_env(tmp_path, STREAMCART_HTTP_PORT="eighty"))
+    assert code == 2
+    assert "STREAMCART_HTTP_PORT" in err and "number" in err
+
+
+async def test_config_lists_every_variable(tmp_path):
+    code, out, _ = await run("config", env=clean_env(tmp_path))
+    assert code == 0
+    for name in (
+        "STREAMCART_HTTP_PORT",
+        "STREAMCART_DATABASE_URL",
+        "STREAMCART_JWT_SECRET",
+        "STREAMCART_SEPAY_API_KEY",
+        "STREAMCART_PUBLIC_URL",
+        "STREAMCART_MONGO_URL",
+    ):
+        assert name in out
