@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from aiohttp import web
 
 import commerce.accounts.routes
+import commerce.carts.routes
+import commerce.catalog.routes
+import commerce.orders.routes
+import commerce.payments.routes
+import commerce.shops.routes
 from commerce.accounts.auth import ACCOUNTS
 from commerce.accounts.service import AccountService
 from commerce.accounts.throttle import LoginThrottle
 from commerce.accounts.tokens import AccessTokens
+from commerce.carts.routes import CARTS
+from commerce.carts.service import CartService
+from commerce.catalog.routes import CATALOG
+from commerce.catalog.service import CatalogService
+from commerce.orders.checkout import CheckoutService
+from commerce.orders.routes import CHECKOUT, ORDERS
+from commerce.orders.service import OrderService
+from commerce.orders.sweeper import ExpirySweeper
+from commerce.payments.routes import BANK, SEPAY
+from commerce.payments.sepay import SepayWebhooks
+from commerce.payments.vietqr import BankAccount
+from commerce.pricing import NoLivePrices
+from commerce.shops.routes import SHOPS
+from commerce.shops.service import ShopService
 from live.http import system
 from live.http.metrics import METRICS, Metrics
 from live.http.middleware import make_middlewares
@@ -21,8 +41,17 @@ from storage.web.openapi import build_spec
 
 log = logging.getLogger("streamcart")
 SETTINGS = web.AppKey("settings", Settings)
+SWEEPER = web.AppKey("sweeper", ExpirySweeper)
 
-API_ROUTES = (system.routes, commerce.accounts.routes.routes)
+API_ROUTES = (
+    system.routes,
+    commerce.accounts.routes.routes,
+    commerce.shops.routes.routes,
+    commerce.catalog.routes.routes,
+    commerce.carts.routes.routes,
+    commerce.orders.routes.routes,
+    commerce.payments.routes.routes,
+)
 
 
 def backend_urls(settings: Settings) -> BackendUrls:
@@ -64,6 +93,17 @@ def build_app(settings: Settings) -> web.Application:
     app[METRICS] = metrics
     app[system.BACKENDS] = backends
     app[ACCOUNTS] = build_accounts(settings, backends)
+    app[SHOPS] = ShopService(backends.sessions, settings.shop_approval_required)
+    app[CATALOG] = CatalogService(backends.sessions)
+    live_prices = NoLivePrices()
+    app[CARTS] = CartService(backends.sessions, live_prices)
+    app[CHECKOUT] = CheckoutService(
+        backends.sessions, live_prices, timedelta(seconds=settings.payment_window)
+    )
+    app[ORDERS] = OrderService(backends.sessions)
+    app[BANK] = BankAccount(settings.sepay_account, settings.sepay_bank)
+    app[SEPAY] = SepayWebhooks(backends.sessions, settings.sepay_api_key)
+    app[SWEEPER] = ExpirySweeper(backends.sessions, settings.sweep_interval)
     for routes in API_ROUTES:
         routes.add_to(app)
     app[system.OPENAPI] = build_spec(
@@ -81,7 +121,11 @@ def build_app(settings: Settings) -> web.Application:
 async def _run_backends(app: web.Application):
     backends = app[system.BACKENDS]
     await backends.start()
+    if not app[SETTINGS].sepay_api_key:
+        log.warning("STREAMCART_SEPAY_API_KEY is not set: every Sepay webhook will get 401")
+    await app[SWEEPER].start()
     yield
+    await app[SWEEPER].stop()
     await backends.close()
 
 

@@ -3,6 +3,11 @@
 from sqlalchemy import MetaData
 
 import commerce.accounts.models
+import commerce.carts.models
+import commerce.catalog.models
+import commerce.orders.models
+import commerce.payments.models
+import commerce.shops.models
 import storage.bus.processed
 import storage.documents.table
 import storage.outbox.table
@@ -10,6 +15,11 @@ from storage.sql import Base
 
 TABLE_MODULES = (
     commerce.accounts.models,
+    commerce.carts.models,
+    commerce.catalog.models,
+    commerce.orders.models,
+    commerce.payments.models,
+    commerce.shops.models,
     storage.bus.processed,
     storage.documents.table,
     storage.outbox.table,

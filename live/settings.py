@@ -51,6 +51,13 @@ class Settings:
     sepay_api_key: str = _setting("", "Sepay webhook API key (header 'Authorization: Apikey').")
     sepay_account: str = _setting("", "Bank account number shown in VietQR codes.")
     sepay_bank: str = _setting("", "Bank short name for VietQR codes (e.g. MBBank).")
+    shop_approval_required: bool = _setting(
+        False, "New shops stay pending until an admin approves them."
+    )
+    payment_window: int = _setting(
+        900, "Seconds a bank-transfer order waits for payment before it expires."
+    )
+    sweep_interval: float = _setting(5.0, "Seconds between sweeps for expired unpaid orders.")
     public_url: str = _setting(
         "", "Public base URL (e.g. https://shop.example); empty = http://localhost:<port>."
     )

@@ -41,3 +41,10 @@ async def require_principal(request: web.Request, *roles: str) -> Principal:
     if roles and principal.role not in roles:
         raise Problem(403, "forbidden", "Your role may not do this.")
     return principal
+
+
+async def optional_principal(request: web.Request) -> Principal | None:
+    """For public endpoints that show more to some callers: None when no token is sent,
+    the caller when a valid one is, and still 401 for an invalid one (not silently anonymous)."""
+    token = bearer_token(request)
+    return None if token is None else await authenticate(request.app[ACCOUNTS], token)

@@ -37,7 +37,6 @@ class Order(Base):
     shop_id: Mapped[str] = mapped_column(ForeignKey("shops.id"))
     status: Mapped[str] = mapped_column(String(20))
     payment_method: Mapped[str] = mapped_column(String(20))
-    payment_id: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
     live_session_id: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
     subtotal: Mapped[int] = mapped_column(BigInteger)
     shipping_fee: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -87,9 +86,10 @@ class OrderEvent(Base):
 
 
 class ReservationStatus(StrEnum):
-    HELD = "held"
-    COMMITTED = "committed"
-    RELEASED = "released"
+    HELD = "held"  # counted in variants.reserved
+    COMMITTED = "committed"  # sold: taken off variants.on_hand
+    RELEASED = "released"  # never sold: back to available
+    RESTOCKED = "restocked"  # sold, then cancelled: back on hand
 
 
 class Reservation(Base):

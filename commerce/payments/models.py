@@ -21,12 +21,16 @@ class PaymentStatus(StrEnum):
 
 
 class Payment(Base):
-    """What a buyer owes for one checkout, and the code their transfer must carry."""
+    """What a buyer owes for one bank-transfer order, and the code the transfer must carry.
+
+    One payment per order keeps partial, late and cancelled cases one-to-one.
+    """
 
     __tablename__ = "payments"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     code: Mapped[str] = mapped_column(String(20), unique=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), unique=True)
     buyer_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     received: Mapped[int] = mapped_column(BigInteger, default=0)

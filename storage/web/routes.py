@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from storage.web.problems import Problem
 
 Handler = Callable[..., Awaitable[Any]]
+Guard = Callable[[web.Request], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Operation:
     errors: tuple[int, ...] = ()
     request_media_type: str = "application/json"
     response_media_type: str = "application/json"
-    extra: dict[str, Any] = field(default_factory=dict)
+    guard: Guard | None = None
 
     @property
     def operation_id(self) -> str:
@@ -65,7 +66,11 @@ class ApiRoutes:
         errors: Sequence[int] = (),
         request_media_type: str = "application/json",
         response_media_type: str = "application/json",
+        guard: Guard | None = None,
     ) -> Callable[[Handler], Handler]:
+        """Declare an endpoint. `guard` runs before any input is read (e.g. to reject a
+        caller without credentials before parsing what they sent)."""
+
         def register(handler: Handler) -> Handler:
             self.operations.append(
                 Operation(
@@ -82,6 +87,7 @@ class ApiRoutes:
                     errors=tuple(errors),
                     request_media_type=request_media_type,
                     response_media_type=response_media_type,
+                    guard=guard,
                 )
             )
             return handler
@@ -96,6 +102,8 @@ class ApiRoutes:
 def _serve(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         kwargs: dict[str, Any] = {}
+        if op.guard is not None:
+            await op.guard(request)
         if op.query is not None:
             kwargs["query"] = validate(op.query, dict(request.query), "query")
         if op.body is not None:

@@ -1,0 +1,146 @@
+"""The buyer's cart: lines priced now, and what changed since each was added."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from commerce.carts.models import CartItem
+from commerce.catalog.models import Product, ProductStatus, Variant
+from commerce.catalog.sellable import sellable_units
+from commerce.pricing import LivePrices, current_price
+from commerce.shops.models import Shop, ShopStatus
+from storage.ids import new_id
+from storage.outbox import add_event
+from storage.web import Problem
+
+MAX_LINES = 100
+MAX_QUANTITY = 999
+
+
+@dataclass(frozen=True)
+class CartLine:
+    item: CartItem
+    product: Product
+    variant: Variant
+    unit_price: int
+    on_sale: bool
+
+    @property
+    def available(self) -> int:
+        return max(0, self.variant.on_hand - self.variant.reserved)
+
+    @property
+    def price_changed(self) -> bool:
+        return self.unit_price != self.item.price_when_added
+
+    @property
+    def in_stock(self) -> bool:
+        return self.on_sale and self.available >= self.item.quantity
+
+
+@dataclass(frozen=True)
+class _Ref:
+    product_id: str
+    variant_id: str | None
+
+
+class CartService:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], live_prices: LivePrices):
+        self._sessions = sessions
+        self._live_prices = live_prices
+
+    async def view(self, user_id: str) -> list[CartLine]:
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(CartItem, Product, Variant, Shop.status)
+                    .join(Product, Product.id == CartItem.product_id)
+                    .join(Variant, Variant.id == CartItem.variant_id)
+                    .join(Shop, Shop.id == Product.shop_id)
+                    .where(CartItem.user_id == user_id)
+                    .order_by(CartItem.added_at, CartItem.id)
+                )
+            ).all()
+            return [
+                CartLine(
+                    item,
+                    product,
+                    variant,
+                    await current_price(
+                        session, self._live_prices, product, variant, item.live_session_id
+                    ),
+                    on_sale=product.status == ProductStatus.ACTIVE
+                    and not variant.archived
+                    and shop_status == ShopStatus.ACTIVE,
+                )
+                for item, product, variant, shop_status in rows
+            ]
+
+    async def add(
+        self,
+        user_id: str,
+        product_id: str,
+        variant_id: str | None,
+        quantity: int,
+        live_session_id: str | None,
+    ) -> None:
+        async with self._sessions.begin() as session:
+            units = await sellable_units(session, [_Ref(product_id, variant_id)])
+            product, variant = units[(product_id, variant_id)]
+            price = await current_price(
+                session, self._live_prices, product, variant, live_session_id
+            )
+            same_line = (
+                CartItem.user_id == user_id,
+                CartItem.variant_id == variant.id,
+                CartItem.live_session_id.is_(None)
+                if live_session_id is None
+                else CartItem.live_session_id == live_session_id,
+            )
+            existing = await session.scalar(select(CartItem).where(*same_line))
+            if existing is not None:
+                existing.quantity = min(MAX_QUANTITY, existing.quantity + quantity)
+                existing.price_when_added = price
+            else:
+                lines = await session.scalar(
+                    select(func.count()).select_from(CartItem).where(CartItem.user_id == user_id)
+                )
+                if lines >= MAX_LINES:
+                    raise Problem(409, "cart-full", f"A cart holds at most {MAX_LINES} lines.")
+                session.add(
+                    CartItem(
+                        id=new_id(),
+                        user_id=user_id,
+                        product_id=product.id,
+                        variant_id=variant.id,
+                        quantity=quantity,
+                        live_session_id=live_session_id,
+                        price_when_added=price,
+                        added_at=datetime.now(UTC),
+                    )
+                )
+            add_event(session, "cart.updated", {"user_id": user_id})
+
+    async def set_quantity(self, user_id: str, item_id: str, quantity: int) -> None:
+        async with self._sessions.begin() as session:
+            changed = await session.execute(
+                update(CartItem)
+                .where(CartItem.id == item_id, CartItem.user_id == user_id)
+                .values(quantity=quantity)
+            )
+            if changed.rowcount == 0:
+                raise Problem(404, "cart-item-not-found", "No such item in your cart.")
+            add_event(session, "cart.updated", {"user_id": user_id})
+
+    async def remove(self, user_id: str, item_id: str) -> None:
+        async with self._sessions.begin() as session:
+            removed = await session.execute(
+                delete(CartItem).where(CartItem.id == item_id, CartItem.user_id == user_id)
+            )
+            if removed.rowcount == 0:
+                raise Problem(404, "cart-item-not-found", "No such item in your cart.")
+            add_event(session, "cart.updated", {"user_id": user_id})

@@ -1,0 +1,94 @@
+"""Stock movements. Each is one conditional UPDATE, so concurrent checkouts never oversell
+and a reservation leaves `held` exactly once, however many workers race for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commerce.catalog.models import Product, Variant
+from commerce.orders.models import Reservation, ReservationStatus
+from storage.outbox import add_event
+
+AVAILABLE = Variant.on_hand - Variant.reserved
+
+
+@dataclass(frozen=True)
+class StockLevel:
+    variant_id: str
+    available: int
+
+
+async def reserve(session: AsyncSession, variant_id: str, quantity: int) -> int | None:
+    """Hold `quantity` units; return what is left, or None when there are not enough."""
+    result = await session.execute(
+        update(Variant)
+        .where(Variant.id == variant_id, ~Variant.archived, quantity <= AVAILABLE)
+        .values(reserved=Variant.reserved + quantity)
+        .returning(AVAILABLE)
+    )
+    return result.scalar()
+
+
+async def settle(session: AsyncSession, order_id: str, to: ReservationStatus) -> list[StockLevel]:
+    """Move the order's reservations on (held -> committed/released, committed -> restocked)
+    and adjust the variants; rows already moved by someone else are left alone."""
+    source = (
+        ReservationStatus.COMMITTED
+        if to is ReservationStatus.RESTOCKED
+        else (ReservationStatus.HELD)
+    )
+    moved = await session.execute(
+        update(Reservation)
+        .where(Reservation.order_id == order_id, Reservation.status == source)
+        .values(status=to, settled_at=datetime.now(UTC))
+        .returning(Reservation.variant_id, Reservation.quantity)
+    )
+    levels = []
+    for variant_id, quantity in sorted(moved.all()):
+        change = {
+            ReservationStatus.COMMITTED: {
+                "on_hand": Variant.on_hand - quantity,
+                "reserved": Variant.reserved - quantity,
+            },
+            ReservationStatus.RELEASED: {"reserved": Variant.reserved - quantity},
+            ReservationStatus.RESTOCKED: {"on_hand": Variant.on_hand + quantity},
+        }[to]
+        available = await session.scalar(
+            update(Variant).where(Variant.id == variant_id).values(change).returning(AVAILABLE)
+        )
+        levels.append(StockLevel(variant_id, available))
+    return levels
+
+
+async def announce(session: AsyncSession, levels: list[StockLevel]) -> None:
+    """Stage `stock.changed` for each level, with the product and shop it belongs to."""
+    if not levels:
+        return
+    owners = await session.execute(
+        select(Variant.id, Variant.product_id, Product.shop_id)
+        .join(Product, Product.id == Variant.product_id)
+        .where(Variant.id.in_([level.variant_id for level in levels]))
+    )
+    by_variant = {row.id: row for row in owners}
+    for level in levels:
+        owner = by_variant[level.variant_id]
+        stock_changed(session, owner.shop_id, owner.product_id, level.variant_id, level.available)
+
+
+def stock_changed(
+    session: AsyncSession, shop_id: str, product_id: str, variant_id: str, available: int
+) -> None:
+    add_event(
+        session,
+        "stock.changed",
+        {
+            "shop_id": shop_id,
+            "product_id": product_id,
+            "variant_id": variant_id,
+            "available": available,
+        },
+    )

@@ -1,0 +1,53 @@
+"""Payment endpoints: Sepay's webhook."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from commerce.payments.models import Payment
+from commerce.payments.schemas import PaymentOut, SepayWebhookIn, WebhookAck
+from commerce.payments.sepay import SepayWebhooks
+from commerce.payments.vietqr import BankAccount
+from storage.web import ApiRoutes
+
+routes = ApiRoutes()
+SEPAY = web.AppKey("sepay", SepayWebhooks)
+BANK = web.AppKey("bank_account", BankAccount)
+
+
+def payment_out(payment: Payment, bank: BankAccount) -> PaymentOut:
+    return PaymentOut(
+        id=payment.id,
+        order_id=payment.order_id,
+        code=payment.code,
+        amount=payment.amount,
+        received=payment.received,
+        refund_due=payment.refund_due,
+        status=payment.status,
+        expires_at=payment.expires_at,
+        bank=bank.bank or None,
+        account=bank.account or None,
+        qr_url=bank.qr_url(payment.amount, payment.code),
+    )
+
+
+async def sepay_key(request: web.Request) -> None:
+    request.app[SEPAY].authenticate(request.headers.get("Authorization"))
+
+
+@routes.route(
+    "POST",
+    "/api/payments/sepay/webhook",
+    summary="Sepay transaction webhook",
+    tags=("payments",),
+    body=SepayWebhookIn,
+    response=WebhookAck,
+    errors=(401,),
+    guard=sepay_key,
+)
+async def sepay_webhook(request: web.Request, body: SepayWebhookIn) -> WebhookAck:
+    """Authenticated with `Authorization: Apikey <key>`. Idempotent on Sepay's `id`: a
+    redelivery answers success and applies nothing twice. The effects are committed
+    before the answer."""
+    await request.app[SEPAY].receive(body)
+    return WebhookAck()
