@@ -14,6 +14,7 @@ import commerce.orders.routes
 import commerce.payments.routes
 import commerce.shops.routes
 from commerce.accounts.auth import ACCOUNTS
+from commerce.accounts.passwords import Passwords
 from commerce.accounts.service import AccountService
 from commerce.accounts.throttle import LoginThrottle
 from commerce.accounts.tokens import AccessTokens
@@ -78,6 +79,7 @@ def build_accounts(settings: Settings, backends: Backends) -> AccountService:
             window_seconds=settings.login_failure_window,
         ),
         refresh_ttl_seconds=settings.refresh_token_ttl,
+        passwords=Passwords(settings.password_time_cost, settings.password_memory_kib),
     )
 
 

@@ -1,20 +1,40 @@
-"""`streamcart demo`: demo accounts to try the API with, printed with their logins."""
+"""`streamcart demo`: demo accounts, a shop with products, printed with their logins."""
 
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
 from commerce.accounts.models import Role, User
+from commerce.accounts.tokens import Principal
+from commerce.catalog.schemas import ProductIn
+from commerce.catalog.service import CatalogService
+from commerce.shops.service import ShopService
 from live.app import backend_urls, build_accounts
 from live.settings import Settings
 from storage.backends import Backends
 
+SELLER = "seller@demo.streamcart.local"
 DEMO_ACCOUNTS = (
-    ("seller@demo.streamcart.local", "Demo Shop Owner", Role.SELLER),
+    (SELLER, "Demo Shop Owner", Role.SELLER),
     ("buyer@demo.streamcart.local", "Demo Buyer", Role.BUYER),
     ("admin@demo.streamcart.local", "Demo Admin", Role.ADMIN),
+)
+DEMO_PRODUCTS = (
+    {
+        "name": "Áo thun cổ tròn",
+        "category": "fashion",
+        "base_price": 159_000,
+        "variants": [
+            {"sku": "TEE-S", "options": {"size": "S"}, "stock": 30},
+            {"sku": "TEE-M", "options": {"size": "M"}, "stock": 40},
+            {"sku": "TEE-L", "options": {"size": "L"}, "stock": 25},
+        ],
+    },
+    {"name": "Son môi lì", "category": "beauty", "base_price": 249_000, "stock": 50},
+    {"name": "Tai nghe không dây", "category": "electronics", "base_price": 590_000, "stock": 15},
 )
 
 
@@ -23,24 +43,47 @@ async def create_demo(settings: Settings) -> None:
     backends = Backends(backend_urls(settings))
     await backends.start()
     try:
-        accounts = build_accounts(settings, backends)
-        lines = []
-        for email, name, role in DEMO_ACCOUNTS:
-            async with backends.sessions() as session:
-                exists = await session.scalar(select(User.id).where(User.email == email))
-            if exists:
-                lines.append(f"  {role.value:<9} {email}  (already created; password unchanged)")
-                continue
-            password = secrets.token_urlsafe(12)
-            await accounts.create_user(email, password, name, role)
-            lines.append(f"  {role.value:<9} {email}  password: {password}")
+        lines, seller = await _accounts(settings, backends)
+        shop_line = "  (demo shop already created)"
+        if seller is not None:
+            shop_line = await _shop(settings, backends, seller)
     finally:
         await backends.close()
     base = settings.effective_public_url
     print("Demo accounts (log in with POST /api/auth/login):")
     print("\n".join(lines))
+    print(shop_line)
     print(f"API docs:    {base}/swagger")
     print(f"OBS Server:  rtmp://{_host(base)}:{settings.rtmp_port}/live")
+
+
+async def _accounts(settings: Settings, backends: Backends) -> tuple[list[str], User | None]:
+    """Create the accounts that do not exist yet; returns lines to print and a new seller."""
+    accounts = build_accounts(settings, backends)
+    lines, new_seller = [], None
+    for email, name, role in DEMO_ACCOUNTS:
+        async with backends.sessions() as session:
+            exists = await session.scalar(select(User.id).where(User.email == email))
+        if exists:
+            lines.append(f"  {role.value:<9} {email}  (already created; password unchanged)")
+            continue
+        password = secrets.token_urlsafe(12)
+        user = await accounts.create_user(email, password, name, role)
+        lines.append(f"  {role.value:<9} {email}  password: {password}")
+        if email == SELLER:
+            new_seller = user
+    return lines, new_seller
+
+
+async def _shop(settings: Settings, backends: Backends, seller: User) -> str:
+    acting = Principal(seller.id, seller.role, "demo", datetime.now(UTC))
+    shop = await ShopService(backends.sessions, approval_required=False).create(
+        acting, "Demo Live Shop", "Products to try the live shopping flow with."
+    )
+    catalog = CatalogService(backends.sessions)
+    for product in DEMO_PRODUCTS:
+        await catalog.create(acting, ProductIn.model_validate({"shop_id": shop.id, **product}))
+    return f"Demo shop:   {shop.name} ({shop.id}) with {len(DEMO_PRODUCTS)} products"
 
 
 def _host(url: str) -> str:

@@ -41,6 +41,10 @@ class Settings:
     )
     access_token_ttl: int = _setting(900, "Access token lifetime in seconds.")
     refresh_token_ttl: int = _setting(30 * 24 * 3600, "Refresh token lifetime in seconds.")
+    password_time_cost: int = _setting(3, "argon2id passes per password hash.")
+    password_memory_kib: int = _setting(
+        65536, "argon2id memory per password hash, KiB (raise on big servers)."
+    )
     login_max_failures_per_account: int = _setting(
         5, "Failed logins per account within the window before 429."
     )

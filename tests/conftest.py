@@ -77,7 +77,7 @@ def settings_for(tmp_path):
             data_dir=tmp_path / "data",
             database_url=database_url,
             log_format="text",
-            **overrides,
+            **{"password_time_cost": 1, "password_memory_kib": 1024, **overrides},
         )
 
     return build

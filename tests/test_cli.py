@@ -83,6 +83,7 @@ async def test_migrate_then_demo_prints_logins(tmp_path):
     assert code == 0, err
     assert "seller@demo.streamcart.local  password: " in out
     assert "rtmp://localhost:1935/live" in out
+    assert "Demo shop:   Demo Live Shop" in out and "with 3 products" in out
     code, again, _ = await run("demo", env=env)
     assert code == 0 and "already created" in again
 
@@ -105,3 +106,13 @@ async def test_config_lists_every_variable(tmp_path):
         "STREAMCART_MONGO_URL",
     ):
         assert name in out
+
+
+def test_readme_documents_every_setting():
+    from pathlib import Path
+
+    from live.settings import Settings
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    missing = [name for name, _, _ in Settings.documented() if f"`{name}`" not in readme]
+    assert missing == []

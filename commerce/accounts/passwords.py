@@ -9,8 +9,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 
 class Passwords:
-    def __init__(self, hasher: PasswordHasher | None = None) -> None:
-        self._hasher = hasher or PasswordHasher()  # argon2id, RFC 9106 low-memory profile
+    def __init__(self, time_cost: int = 3, memory_kib: int = 65536) -> None:
+        # argon2id; the defaults are RFC 9106's low-memory profile. Hashes made with
+        # other costs still verify and are upgraded at the next login.
+        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
         # Verifying against this when the account does not exist keeps the response
         # time the same, so timing does not reveal which emails are registered.
         self._decoy = self._hasher.hash("decoy password that nobody has")

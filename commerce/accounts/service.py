@@ -50,14 +50,14 @@ class AccountService:
         access_tokens: AccessTokens,
         throttle: LoginThrottle,
         refresh_ttl_seconds: int,
-        passwords: Passwords | None = None,
+        passwords: Passwords,
     ) -> None:
         self._sessions = sessions
         self._cache = cache
         self.access_tokens = access_tokens
         self._throttle = throttle
         self._refresh_ttl = timedelta(seconds=refresh_ttl_seconds)
-        self._passwords = passwords or Passwords()
+        self._passwords = passwords
 
     async def register(
         self, email: str, password: str, display_name: str, role: Role = Role.BUYER
