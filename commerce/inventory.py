@@ -29,6 +29,7 @@ async def reserve(session: AsyncSession, variant_id: str, quantity: int) -> int 
         .where(Variant.id == variant_id, ~Variant.archived, quantity <= AVAILABLE)
         .values(reserved=Variant.reserved + quantity)
         .returning(AVAILABLE)
+        .execution_options(synchronize_session=False)
     )
     return result.scalar()
 
