@@ -56,6 +56,7 @@ def _serve(settings: Settings) -> int:
     )
     web.run_app(
         app,
+        loop=_event_loop(),
         host=settings.http_host,
         port=settings.http_port,
         shutdown_timeout=settings.shutdown_timeout,
@@ -63,6 +64,15 @@ def _serve(settings: Settings) -> int:
         print=None,
     )
     return 0
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux, macOS): cheaper socket I/O on the hot paths."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 async def _migrate(settings: Settings) -> None:
