@@ -36,6 +36,7 @@ from commerce.payments.models import Payment, PaymentStatus
 from commerce.pricing import LivePrices, current_price
 from storage.ids import new_id
 from storage.outbox import add_event
+from storage.sql.bulk import insert_new
 from storage.web import Problem
 
 log = logging.getLogger("streamcart.checkout")
@@ -132,6 +133,7 @@ class CheckoutService:
             )
             for shop_id, units in by_shop.items()
         ]
+        await insert_new(session)  # every new row in one round trip
         if from_cart:
             ids = [i for unit in priced for i in unit.cart_item_ids]
             await session.execute(delete(CartItem).where(CartItem.id.in_(ids)))
@@ -176,7 +178,6 @@ class CheckoutService:
             for u in units
         ]
         session.add(order)
-        await session.flush()  # the order row must exist before rows that reference it
         session.add_all(items)
         session.add_all(
             Reservation(
@@ -207,7 +208,7 @@ class CheckoutService:
         reason = "cash on delivery" if cod else "awaiting bank transfer"
         record(session, order.id, None, status, Actor("buyer", buyer_id), reason)
         if cod:
-            await session.flush()
+            await insert_new(session)
             await settle(session, order.id, ReservationStatus.COMMITTED)
         add_event(
             session,
