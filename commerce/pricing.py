@@ -23,15 +23,6 @@ class LivePrices(Protocol):
         ...
 
 
-class NoLivePrices:
-    """Until live sessions are wired in, everything sells at its regular price."""
-
-    async def price(
-        self, session: AsyncSession, live_session_id: str, product_id: str, variant_id: str
-    ) -> int | None:
-        return None
-
-
 async def current_price(
     session: AsyncSession,
     live: LivePrices,

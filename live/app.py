@@ -29,13 +29,16 @@ from commerce.orders.sweeper import ExpirySweeper
 from commerce.payments.routes import BANK, SEPAY
 from commerce.payments.sepay import SepayWebhooks
 from commerce.payments.vietqr import BankAccount
-from commerce.pricing import NoLivePrices
 from commerce.shops.routes import SHOPS
 from commerce.shops.service import ShopService
 from live.http import system
 from live.http.metrics import METRICS, Metrics
 from live.http.middleware import make_middlewares
 from live.secrets_store import jwt_secret
+from live.sessions import routes as live_session_routes
+from live.sessions.pricing import LiveSessionPrices
+from live.sessions.routes import LIVE_SESSIONS, RTMP_URL
+from live.sessions.service import LiveSessionService
 from live.settings import Settings
 from storage.backends import Backends, BackendUrls
 from storage.web.openapi import build_spec
@@ -52,6 +55,7 @@ API_ROUTES = (
     commerce.carts.routes.routes,
     commerce.orders.routes.routes,
     commerce.payments.routes.routes,
+    live_session_routes.routes,
 )
 
 
@@ -97,7 +101,7 @@ def build_app(settings: Settings) -> web.Application:
     app[ACCOUNTS] = build_accounts(settings, backends)
     app[SHOPS] = ShopService(backends.sessions, settings.shop_approval_required)
     app[CATALOG] = CatalogService(backends.sessions)
-    live_prices = NoLivePrices()
+    live_prices = LiveSessionPrices()
     app[CARTS] = CartService(backends.sessions, live_prices)
     app[CHECKOUT] = CheckoutService(
         backends.sessions, live_prices, timedelta(seconds=settings.payment_window)
@@ -106,6 +110,8 @@ def build_app(settings: Settings) -> web.Application:
     app[BANK] = BankAccount(settings.sepay_account, settings.sepay_bank)
     app[SEPAY] = SepayWebhooks(backends.sessions, settings.sepay_api_key)
     app[SWEEPER] = ExpirySweeper(backends.sessions, settings.sweep_interval)
+    app[LIVE_SESSIONS] = LiveSessionService(backends.sessions)
+    app[RTMP_URL] = settings.rtmp_url
     for routes in API_ROUTES:
         routes.add_to(app)
     app[system.OPENAPI] = build_spec(

@@ -54,7 +54,7 @@ async def create_demo(settings: Settings) -> None:
     print("\n".join(lines))
     print(shop_line)
     print(f"API docs:    {base}/swagger")
-    print(f"OBS Server:  rtmp://{_host(base)}:{settings.rtmp_port}/live")
+    print(f"OBS Server:  {settings.rtmp_url}")
 
 
 async def _accounts(settings: Settings, backends: Backends) -> tuple[list[str], User | None]:
@@ -84,7 +84,3 @@ async def _shop(settings: Settings, backends: Backends, seller: User) -> str:
     for product in DEMO_PRODUCTS:
         await catalog.create(acting, ProductIn.model_validate({"shop_id": shop.id, **product}))
     return f"Demo shop:   {shop.name} ({shop.id}) with {len(DEMO_PRODUCTS)} products"
-
-
-def _host(url: str) -> str:
-    return url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]

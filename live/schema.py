@@ -8,6 +8,7 @@ import commerce.catalog.models
 import commerce.orders.models
 import commerce.payments.models
 import commerce.shops.models
+import live.sessions.models
 import storage.bus.processed
 import storage.documents.table
 import storage.outbox.table
@@ -20,6 +21,7 @@ TABLE_MODULES = (
     commerce.orders.models,
     commerce.payments.models,
     commerce.shops.models,
+    live.sessions.models,
     storage.bus.processed,
     storage.documents.table,
     storage.outbox.table,

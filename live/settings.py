@@ -90,6 +90,12 @@ class Settings:
         return (self.public_url or f"http://localhost:{self.http_port}").rstrip("/")
 
     @property
+    def rtmp_url(self) -> str:
+        """What OBS calls "Server": the public host on the RTMP port, application `live`."""
+        host = self.effective_public_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+        return f"rtmp://{host}:{self.rtmp_port}/live"
+
+    @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
