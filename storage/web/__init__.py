@@ -5,6 +5,6 @@ It lives in `storage` (infrastructure) because every package may import
 """
 
 from storage.web.problems import PROBLEM_JSON, Problem
-from storage.web.routes import ApiRoutes, Operation, read_json, validate
+from storage.web.routes import ApiRoutes, Operation, parse_body, validate
 
-__all__ = ["PROBLEM_JSON", "ApiRoutes", "Operation", "Problem", "read_json", "validate"]
+__all__ = ["PROBLEM_JSON", "ApiRoutes", "Operation", "Problem", "parse_body", "validate"]

@@ -7,7 +7,6 @@ fields) before the handler runs, so handlers only ever see valid input.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -107,9 +106,7 @@ def _serve(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamRespons
         if op.query is not None:
             kwargs["query"] = validate(op.query, dict(request.query), "query")
         if op.body is not None:
-            optional = not any(f.is_required() for f in op.body.model_fields.values())
-            data = {} if optional and not request.body_exists else await read_json(request)
-            kwargs["body"] = validate(op.body, data, "body")
+            kwargs["body"] = await parse_body(request, op.body)
         result = await op.handler(request, **kwargs)
         if isinstance(result, web.StreamResponse):
             return result
@@ -127,17 +124,26 @@ def _serve(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamRespons
     return endpoint
 
 
-async def read_json(request: web.Request) -> Any:
-    """The request body as JSON, or a problem saying exactly what is wrong with it."""
+async def parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
+    """The JSON body as `model`, or a problem saying exactly what is wrong with it.
+
+    Parsed by pydantic straight from the bytes, so strict models still accept what JSON
+    can only carry as strings (ISO 8601 datetimes).
+    """
+    optional = not any(field.is_required() for field in model.model_fields.values())
+    if optional and not request.body_exists:
+        return model.model_validate({})
     if request.content_type != "application/json":
         raise Problem(415, "unsupported-media-type", "Send the body as application/json.")
     raw = await request.read()
     if not raw:
         raise Problem(400, "malformed-json", "The request body is empty.")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Problem(400, "malformed-json", f"The body is not valid JSON: {exc}") from None
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            raise Problem(400, "malformed-json", "The body is not valid JSON.") from None
+        raise validation_problem(exc, "body") from None
 
 
 def validate(model: type[BaseModel], data: Any, where: str) -> BaseModel:
