@@ -16,7 +16,7 @@ from live.sessions.schemas import (
     ShowcaseItemOut,
     StreamOut,
 )
-from live.sessions.service import LiveSessionService, NewProduct, ShowcaseItem
+from live.sessions.service import LiveSessionService, NewProduct
 from storage.web import ApiRoutes, Problem
 
 routes = ApiRoutes()
@@ -25,10 +25,9 @@ RTMP_URL = web.AppKey("rtmp_url", str)
 TAGS = ("live sessions",)
 
 
-def session_out(live: LiveSession, items: list[ShowcaseItem] | None = None) -> LiveSessionOut:
+def session_out(live: LiveSession, items: list[ShowcaseItemOut] | None = None) -> LiveSessionOut:
     out = LiveSessionOut.model_validate(live, from_attributes=True)
-    if items is not None:
-        out.products = [ShowcaseItemOut.model_validate(i, from_attributes=True) for i in items]
+    out.products = items
     return out
 
 

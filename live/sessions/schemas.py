@@ -42,6 +42,8 @@ class LiveSessionQuery(PageQuery):
 
 
 class ShowcaseItemOut(BaseModel):
+    """A product on show, priced for the stream, with what can still be bought."""
+
     product_id: str
     name: str
     image: str | None

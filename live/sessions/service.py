@@ -17,6 +17,7 @@ from commerce.pricing import regular_price
 from commerce.shops.access import require_shop_access, shop_role
 from commerce.shops.models import Shop, ShopStatus
 from live.sessions.models import LiveProduct, LiveSession, LiveStatus
+from live.sessions.schemas import ShowcaseItemOut
 from storage.ids import new_id
 from storage.outbox import add_event
 from storage.web import Problem
@@ -33,19 +34,6 @@ def new_stream_key() -> str:
 def hash_stream_key(key: str) -> str:
     """Only this is stored: a leaked database does not let anyone stream as the shop."""
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class ShowcaseItem:
-    """A product on show, priced for the stream, with what can still be bought."""
-
-    product_id: str
-    name: str
-    image: str | None
-    price: int
-    live_price: int | None
-    available: int
-    position: int
 
 
 @dataclass(frozen=True)
@@ -204,11 +192,11 @@ class LiveSessionService:
                 .values(pinned_product_id=None)
             )
 
-    async def showcase(self, live_session_id: str) -> list[ShowcaseItem]:
+    async def showcase(self, live_session_id: str) -> list[ShowcaseItemOut]:
         async with self._sessions() as session:
             return await showcase(session, live_session_id)
 
-    async def set_pin(self, live_session_id: str, product_id: str | None) -> ShowcaseItem | None:
+    async def set_pin(self, live_session_id: str, product_id: str | None) -> ShowcaseItemOut | None:
         """Pin a product on show (one at a time) or unpin; returns the pinned item."""
         async with self._sessions.begin() as session:
             items = {i.product_id: i for i in await showcase(session, live_session_id)}
@@ -222,7 +210,7 @@ class LiveSessionService:
         return items.get(product_id) if product_id else None
 
 
-async def showcase(session: AsyncSession, live_session_id: str) -> list[ShowcaseItem]:
+async def showcase(session: AsyncSession, live_session_id: str) -> list[ShowcaseItemOut]:
     rows = (
         await session.execute(
             select(LiveProduct, Product)
@@ -250,7 +238,7 @@ async def showcase(session: AsyncSession, live_session_id: str) -> list[Showcase
         if on_show.live_stock is not None:
             available = min(available, on_show.live_stock - on_show.live_sold)
         items.append(
-            ShowcaseItem(
+            ShowcaseItemOut(
                 product_id=product.id,
                 name=product.name,
                 image=product.images[0] if product.images else None,
