@@ -31,9 +31,14 @@ from commerce.payments.sepay import SepayWebhooks
 from commerce.payments.vietqr import BankAccount
 from commerce.shops.routes import SHOPS
 from commerce.shops.service import ShopService
+from live.flash import routes as flash_routes
+from live.flash.announcer import FlashAnnouncer
+from live.flash.routes import FLASH_SALES
+from live.flash.service import FlashSaleService
 from live.http import system
 from live.http.metrics import METRICS, Metrics
 from live.http.middleware import make_middlewares
+from live.hub import HUB, build_hub
 from live.secrets_store import jwt_secret
 from live.sessions import routes as live_session_routes
 from live.sessions.pricing import LiveSessionPrices
@@ -46,6 +51,7 @@ from storage.web.openapi import build_spec
 log = logging.getLogger("streamcart")
 SETTINGS = web.AppKey("settings", Settings)
 SWEEPER = web.AppKey("sweeper", ExpirySweeper)
+FLASH_ANNOUNCER = web.AppKey("flash_announcer", FlashAnnouncer)
 
 API_ROUTES = (
     system.routes,
@@ -56,6 +62,7 @@ API_ROUTES = (
     commerce.orders.routes.routes,
     commerce.payments.routes.routes,
     live_session_routes.routes,
+    flash_routes.routes,
 )
 
 
@@ -111,6 +118,9 @@ def build_app(settings: Settings) -> web.Application:
     app[SEPAY] = SepayWebhooks(backends.sessions, settings.sepay_api_key)
     app[SWEEPER] = ExpirySweeper(backends.sessions, settings.sweep_interval)
     app[LIVE_SESSIONS] = LiveSessionService(backends.sessions)
+    app[FLASH_SALES] = FlashSaleService(backends.sessions, app[CHECKOUT], app[LIVE_SESSIONS])
+    app[FLASH_ANNOUNCER] = FlashAnnouncer(backends.sessions)
+    app[HUB] = build_hub(app, backends, app[ACCOUNTS], app[LIVE_SESSIONS], settings.redis_url)
     app[RTMP_URL] = settings.rtmp_url
     for routes in API_ROUTES:
         routes.add_to(app)
@@ -132,7 +142,11 @@ async def _run_backends(app: web.Application):
     if not app[SETTINGS].sepay_api_key:
         log.warning("STREAMCART_SEPAY_API_KEY is not set: every Sepay webhook will get 401")
     await app[SWEEPER].start()
+    await app[FLASH_ANNOUNCER].start()
+    await app[HUB].start()
     yield
+    await app[HUB].stop()
+    await app[FLASH_ANNOUNCER].stop()
     await app[SWEEPER].stop()
     await backends.close()
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -44,6 +46,7 @@ ATTEMPTS = 4
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock
 # How PostgreSQL and SQLite name a collision of a randomly generated code.
 GENERATED_CODE_CONSTRAINTS = ("uq_orders_code", "uq_payments_code", "orders.code", "payments.code")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -95,20 +98,25 @@ class CheckoutService:
         note: str = "",
     ) -> list[PlacedOrder]:
         """Place the orders; `lines=None` checks out the buyer's cart and empties it."""
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                async with self._sessions.begin() as session:
-                    return await self._place(
-                        session, buyer_id, method, lines, shipping_address, note
-                    )
-            except (IntegrityError, DBAPIError) as exc:
-                if attempt == ATTEMPTS or not _retryable(exc):
-                    raise
-                log.info("checkout retried", extra={"attempt": attempt, "cause": _sqlstate(exc)})
-                await asyncio.sleep(0.005 * attempt)
-        raise AssertionError("unreachable")
+        return await retrying_transaction(
+            self._sessions,
+            lambda session: self.place_in(
+                session, buyer_id, method, lines, shipping_address=shipping_address, note=note
+            ),
+        )
 
-    async def _place(self, session, buyer_id, method, lines, shipping_address, note):
+    async def place_in(
+        self,
+        session: AsyncSession,
+        buyer_id: str,
+        method: PaymentMethod,
+        lines: list[Line] | None = None,
+        *,
+        shipping_address: str = "",
+        note: str = "",
+    ) -> list[PlacedOrder]:
+        """Place the orders inside the caller's transaction, for callers whose own writes
+        must commit or roll back with the orders (a flash-sale claim and its order)."""
         from_cart = lines is None
         priced = await self._price(session, buyer_id, lines)
         now = datetime.now(UTC)
@@ -244,6 +252,24 @@ class CheckoutService:
             if cart_id:
                 merged[key].cart_item_ids.append(cart_id)
         return list(merged.values())
+
+
+async def retrying_transaction(
+    sessions: async_sessionmaker[AsyncSession], work: Callable[[AsyncSession], Awaitable[T]]
+) -> T:
+    """Run `work` in a transaction of its own and commit it. The whole transaction is
+    retried (a few times, briefly) when it collided on a generated code or lost a
+    PostgreSQL deadlock or serialization conflict: `work` must only write to the session."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            async with sessions.begin() as session:
+                return await work(session)
+        except (IntegrityError, DBAPIError) as exc:
+            if attempt == ATTEMPTS or not _retryable(exc):
+                raise
+            log.info("transaction retried", extra={"attempt": attempt, "cause": _sqlstate(exc)})
+            await asyncio.sleep(0.005 * attempt)
+    raise AssertionError("unreachable")
 
 
 def _line_name(product: Product, variant: Variant) -> str:

@@ -16,7 +16,7 @@ from commerce.catalog.models import Product, ProductStatus, Variant
 from commerce.pricing import regular_price
 from commerce.shops.access import require_shop_access, shop_role
 from commerce.shops.models import Shop, ShopStatus
-from live.sessions.models import LiveProduct, LiveSession, LiveStatus
+from live.sessions.models import FlashSale, LiveProduct, LiveSession, LiveStatus
 from live.sessions.schemas import ShowcaseItemOut
 from storage.ids import new_id
 from storage.outbox import add_event
@@ -160,6 +160,17 @@ class LiveSessionService:
                 .values(status=after, **stamp)
                 .returning(LiveSession)
             )
+            if live is not None and after == LiveStatus.ENDED:
+                # No flash sale outlives its stream: the announcer then emits flash.ended.
+                await session.execute(
+                    update(FlashSale)
+                    .where(
+                        FlashSale.live_session_id == live.id,
+                        FlashSale.ends_at > now,
+                        FlashSale.cancelled_at.is_(None),
+                    )
+                    .values(cancelled_at=now)
+                )
             if live is not None:
                 event = "live.started" if after == LiveStatus.LIVE else "live.ended"
                 add_event(

@@ -1,0 +1,96 @@
+"""Announces flash sales starting and ending, exactly once, from whichever process sees
+it first.
+
+The phase of a flash sale follows from the clock (`starts_at`, `ends_at`), but
+viewers need an event when it changes. Every process ticks; the one whose conditional
+UPDATE moves `announced` forward (`... WHERE announced = <what it read>`) stages the
+event in the same transaction, the others update nothing. Because the last announced
+phase is stored, a restart catches up on what fell due while the server was down; a
+sale whose whole window passed meanwhile is announced as ended only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from live.flash.service import FlashPhase, describe, phase
+from live.sessions.models import FlashSale
+from storage.outbox import add_event
+
+log = logging.getLogger("streamcart.flash")
+
+
+class FlashAnnouncer:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], interval: float = 0.25) -> None:
+        self._sessions = sessions
+        self._interval = interval
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="flash-announcer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def tick(self, now: datetime | None = None) -> int:
+        """Announce every phase change that is due; returns how many this call announced."""
+        now = now or datetime.now(UTC)
+        async with self._sessions() as session:
+            due = (
+                await session.scalars(
+                    select(FlashSale).where(
+                        FlashSale.announced != FlashPhase.ENDED,
+                        or_(
+                            FlashSale.ends_at <= now,
+                            FlashSale.cancelled_at.is_not(None),
+                            (FlashSale.starts_at <= now)
+                            & (FlashSale.announced != FlashPhase.STARTED),
+                        ),
+                    )
+                )
+            ).all()
+        announced = 0
+        for flash in due:
+            async with self._sessions.begin() as session:
+                if await _announce(session, flash.id, flash.announced, phase(flash, now), now):
+                    announced += 1
+        return announced
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("flash announcement failed; retrying at the next tick")
+            await asyncio.sleep(self._interval)
+
+
+async def _announce(
+    session: AsyncSession, flash_id: str, before: str, after: FlashPhase, now: datetime
+) -> bool:
+    """Move `announced` from `before` to `after` and stage the event, unless another
+    process already did. On PostgreSQL the UPDATE waits for a claim in flight on the same
+    row, so `flash.ended` carries the final `sold`."""
+    flash = await session.scalar(
+        update(FlashSale)
+        .where(FlashSale.id == flash_id, FlashSale.announced == before)
+        .values(announced=after)
+        .returning(FlashSale)
+    )
+    if flash is None:
+        return False
+    (data,) = await describe(session, [flash], now)
+    add_event(session, f"flash.{after}", data)
+    log.info("flash sale %s", after.value, extra={"flash_sale_id": flash_id})
+    return True

@@ -1,0 +1,368 @@
+"""Flash sales: the seller starts one for a product on show; buyers claim units from it.
+
+Claims are decided by the database, never by one process's memory, so they hold
+across every replica. One transaction per claim:
+
+1. a conditional UPDATE takes the units: `sold = sold + q` only while
+   `sold + q <= quantity` and the window is open. On PostgreSQL the UPDATE keeps
+   the flash sale's row locked until commit, so concurrent claims queue on it and
+   each re-checks `sold` against the committed value (no oversell, no lost update);
+   SQLite serialises writers with `BEGIN IMMEDIATE`;
+2. an upsert on `flash_claims` adds `q` to the buyer's count only while it stays
+   within the per-buyer limit (`ON CONFLICT DO UPDATE ... WHERE`, so two claims by
+   one buyer cannot both pass a read-then-write check);
+3. the order is placed at the flash price through commerce, in the same transaction.
+
+A refusal at any step rolls everything back, so a claim without its order (or an
+order without its claim) cannot exist. A Redis counter would take units faster, but
+it would be a second source of truth that can disagree with the orders after a crash.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from commerce.accounts.tokens import Principal
+from commerce.catalog.models import Product, Variant
+from commerce.catalog.sellable import sellable_units
+from commerce.orders.checkout import CheckoutService, Line, PlacedOrder, retrying_transaction
+from commerce.orders.models import PaymentMethod
+from commerce.pricing import regular_price
+from live.sessions.models import FlashClaim, FlashSale, LiveProduct, LiveStatus
+from live.sessions.service import LiveSessionService
+from storage.ids import new_id
+from storage.outbox import add_event
+from storage.web import Problem
+from storage.web.pagination import PageQuery, keyset_page
+
+MIN_DURATION_SECONDS = 10
+MAX_DURATION_SECONDS = 3600
+MAX_COUNTDOWN_SECONDS = 3600
+
+
+class FlashPhase(StrEnum):
+    """Where a flash sale stands; also the values of `FlashSale.announced`."""
+
+    SCHEDULED = "scheduled"
+    STARTED = "started"
+    ENDED = "ended"
+
+
+def phase(flash: FlashSale, now: datetime) -> FlashPhase:
+    if flash.cancelled_at is not None or flash.ends_at <= now:
+        return FlashPhase.ENDED
+    return FlashPhase.STARTED if flash.starts_at <= now else FlashPhase.SCHEDULED
+
+
+def flash_data(flash: FlashSale, regular: int, now: datetime) -> dict[str, Any]:
+    """The flash sale as events, snapshots and the REST API show it. `server_time` lets
+    clients run the countdown on the server's clock rather than their own."""
+    return {
+        "id": flash.id,
+        "live_session_id": flash.live_session_id,
+        "product_id": flash.product_id,
+        "variant_id": flash.variant_id,
+        "flash_price": flash.flash_price,
+        "regular_price": regular,
+        "quantity": flash.quantity,
+        "sold": flash.sold,
+        "remaining": flash.quantity - flash.sold,
+        "per_buyer_limit": flash.per_buyer_limit,
+        "starts_at": flash.starts_at.isoformat(),
+        "ends_at": flash.ends_at.isoformat(),
+        "phase": phase(flash, now).value,
+        "server_time": now.isoformat(),
+    }
+
+
+async def describe(
+    session: AsyncSession, flashes: list[FlashSale], now: datetime
+) -> list[dict[str, Any]]:
+    """`flash_data` for each flash sale, with the regular prices loaded in one query."""
+    if not flashes:
+        return []
+    prices = {
+        variant.id: regular_price(product, variant)
+        for variant, product in await session.execute(
+            select(Variant, Product)
+            .join(Product, Product.id == Variant.product_id)
+            .where(Variant.id.in_({f.variant_id for f in flashes}))
+        )
+    }
+    return [flash_data(f, prices[f.variant_id], now) for f in flashes]
+
+
+async def active_flash(
+    sessions: async_sessionmaker[AsyncSession], live_session_id: str
+) -> dict[str, Any] | None:
+    """The session's flash sale that has not ended (counting down or running), for the
+    snapshot a viewer gets on joining; the newest one if several products have one."""
+    now = datetime.now(UTC)
+    async with sessions() as session:
+        flash = await session.scalar(
+            select(FlashSale)
+            .where(
+                FlashSale.live_session_id == live_session_id,
+                FlashSale.ends_at > now,
+                FlashSale.cancelled_at.is_(None),
+            )
+            .order_by(FlashSale.id.desc())
+            .limit(1)
+        )
+        if flash is None:
+            return None
+        (data,) = await describe(session, [flash], now)
+    return data
+
+
+class FlashSaleService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        checkout: CheckoutService,
+        live_sessions: LiveSessionService,
+    ) -> None:
+        self._sessions = sessions
+        self._checkout = checkout
+        self._live = live_sessions
+
+    async def start(
+        self,
+        principal: Principal,
+        live_session_id: str,
+        product_id: str,
+        variant_id: str | None,
+        flash_price: int,
+        quantity: int,
+        duration_seconds: int,
+        per_buyer_limit: int,
+        countdown_seconds: int = 0,
+    ) -> dict[str, Any]:
+        """Schedule a flash sale (the caller validated the ranges); it starts after the
+        countdown. The unit is resolved and stored, so claims never have to choose one."""
+        live = await self._live.require_staff(principal, live_session_id)
+        if live.status == LiveStatus.ENDED:
+            raise Problem(409, "live-session-ended", "This live session has ended.")
+        now = datetime.now(UTC)
+        async with self._sessions.begin() as session:
+            await _lock_product_on_show(session, live.id, product_id)
+            units = await sellable_units(session, [Line(product_id, quantity, variant_id)])
+            ((product, variant),) = units.values()
+            regular = regular_price(product, variant)
+            if flash_price >= regular:
+                raise Problem(
+                    422,
+                    "flash-price-not-below-regular",
+                    f"The flash price must be below the regular price ({regular} VND).",
+                    regular_price=regular,
+                )
+            available = variant.on_hand - variant.reserved
+            if quantity > available:
+                raise Problem(
+                    409,
+                    "not-enough-stock",
+                    f"Only {available} units are available.",
+                    available=available,
+                )
+            await _refuse_a_second_flash(session, live.id, product_id, now)
+            starts_at = now + timedelta(seconds=countdown_seconds)
+            flash = FlashSale(
+                id=new_id(),
+                live_session_id=live.id,
+                product_id=product_id,
+                variant_id=variant.id,
+                flash_price=flash_price,
+                quantity=quantity,
+                sold=0,
+                per_buyer_limit=per_buyer_limit,
+                starts_at=starts_at,
+                ends_at=starts_at + timedelta(seconds=duration_seconds),
+                announced=FlashPhase.SCHEDULED if countdown_seconds else FlashPhase.STARTED,
+                created_at=now,
+            )
+            session.add(flash)
+            data = flash_data(flash, regular, now)
+            add_event(session, "flash.scheduled", data)
+            if not countdown_seconds:
+                add_event(session, "flash.started", data)
+        return data
+
+    async def claim(
+        self,
+        principal: Principal,
+        live_session_id: str,
+        flash_id: str,
+        quantity: int = 1,
+        method: PaymentMethod = PaymentMethod.BANK_TRANSFER,
+    ) -> PlacedOrder:
+        """Take `quantity` units and place a pending order at the flash price, atomically.
+
+        The shop's own team (owner, moderators, admins) may not claim: flash stock is
+        for viewers, and staff claims would look like demand that is not there."""
+        live = await self._live.get(live_session_id)
+        if await self._live.role(principal, live) is not None:
+            raise Problem(403, "staff-cannot-claim", "The shop's team cannot claim flash sales.")
+        return await retrying_transaction(
+            self._sessions,
+            lambda session: self._claim_in(
+                session, principal.user_id, live.id, flash_id, quantity, method
+            ),
+        )
+
+    async def list(
+        self, live_session_id: str, page: PageQuery
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The session's flash sales, newest first."""
+        await self._live.get(live_session_id)
+        now = datetime.now(UTC)
+        async with self._sessions() as session:
+            flashes, cursor = await keyset_page(
+                session,
+                select(FlashSale).where(FlashSale.live_session_id == live_session_id),
+                FlashSale.id,
+                page,
+            )
+            return await describe(session, flashes, now), cursor
+
+    async def _claim_in(
+        self,
+        session: AsyncSession,
+        buyer_id: str,
+        live_session_id: str,
+        flash_id: str,
+        quantity: int,
+        method: PaymentMethod,
+    ) -> PlacedOrder:
+        now = datetime.now(UTC)
+        taken = (
+            await session.execute(
+                update(FlashSale)
+                .where(
+                    FlashSale.id == flash_id,
+                    FlashSale.live_session_id == live_session_id,
+                    FlashSale.sold + quantity <= FlashSale.quantity,
+                    FlashSale.starts_at <= now,
+                    FlashSale.ends_at > now,
+                    FlashSale.cancelled_at.is_(None),
+                )
+                .values(sold=FlashSale.sold + quantity)
+                .returning(
+                    FlashSale.product_id,
+                    FlashSale.variant_id,
+                    FlashSale.flash_price,
+                    FlashSale.quantity,
+                    FlashSale.sold,
+                    FlashSale.per_buyer_limit,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        ).one_or_none()
+        if taken is None:
+            raise await _why_not_taken(session, live_session_id, flash_id, quantity, now)
+        if not await _count_for_buyer(session, flash_id, buyer_id, quantity, taken.per_buyer_limit):
+            raise Problem(
+                409,
+                "flash-limit-reached",
+                f"At most {taken.per_buyer_limit} per buyer in this flash sale.",
+                per_buyer_limit=taken.per_buyer_limit,
+            )
+        line = Line(
+            taken.product_id, quantity, taken.variant_id, live_session_id, taken.flash_price
+        )
+        (placed,) = await self._checkout.place_in(session, buyer_id, method, [line])
+        add_event(
+            session,
+            "flash.claimed",
+            {
+                "id": flash_id,
+                "live_session_id": live_session_id,
+                "sold": taken.sold,
+                "quantity": taken.quantity,
+                "remaining": taken.quantity - taken.sold,
+            },
+        )
+        return placed
+
+
+async def _lock_product_on_show(session: AsyncSession, live_session_id: str, product_id: str):
+    """Lock the product's place in the show, so two sellers starting a flash sale for it
+    at once cannot both pass the one-at-a-time check (SQLite serialises anyway)."""
+    on_show = await session.scalar(
+        select(LiveProduct.product_id)
+        .where(LiveProduct.live_session_id == live_session_id, LiveProduct.product_id == product_id)
+        .with_for_update()
+    )
+    if on_show is None:
+        raise Problem(404, "product-not-on-show", "That product is not on show here.")
+
+
+async def _refuse_a_second_flash(
+    session: AsyncSession, live_session_id: str, product_id: str, now: datetime
+) -> None:
+    running = await session.scalar(
+        select(FlashSale.id).where(
+            FlashSale.live_session_id == live_session_id,
+            FlashSale.product_id == product_id,
+            FlashSale.ends_at > now,
+            FlashSale.cancelled_at.is_(None),
+        )
+    )
+    if running is not None:
+        raise Problem(
+            409,
+            "flash-sale-active",
+            "This product already has a flash sale that has not ended.",
+            flash_sale_id=running,
+        )
+
+
+async def _count_for_buyer(
+    session: AsyncSession, flash_id: str, buyer_id: str, quantity: int, limit: int
+) -> bool:
+    """Add `quantity` to the buyer's claimed units unless that would pass `limit`."""
+    if quantity > limit:
+        return False
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(FlashClaim).values(
+        flash_sale_id=flash_id, buyer_id=buyer_id, quantity=quantity
+    )
+    counted = await session.execute(
+        insert.on_conflict_do_update(
+            index_elements=[FlashClaim.flash_sale_id, FlashClaim.buyer_id],
+            set_={"quantity": FlashClaim.quantity + insert.excluded.quantity},
+            where=FlashClaim.quantity + insert.excluded.quantity <= limit,
+        ).returning(FlashClaim.quantity)
+    )
+    return counted.scalar() is not None
+
+
+async def _why_not_taken(
+    session: AsyncSession, live_session_id: str, flash_id: str, quantity: int, now: datetime
+) -> Problem:
+    """The conditional UPDATE took nothing: say why, judged at the same instant."""
+    flash = await session.scalar(
+        select(FlashSale).where(
+            FlashSale.id == flash_id, FlashSale.live_session_id == live_session_id
+        )
+    )
+    if flash is None:
+        return Problem(404, "flash-sale-not-found", "No such flash sale in this live session.")
+    current = phase(flash, now)
+    if current is FlashPhase.ENDED:
+        return Problem(409, "flash-ended", "This flash sale has ended.")
+    if current is FlashPhase.SCHEDULED:
+        return Problem(
+            409,
+            "flash-not-started",
+            "This flash sale has not started yet.",
+            starts_at=flash.starts_at.isoformat(),
+        )
+    remaining = flash.quantity - flash.sold
+    detail = "Sold out." if remaining == 0 else f"Only {remaining} left."
+    return Problem(409, "flash-sold-out", detail, remaining=remaining, requested=quantity)

@@ -1,0 +1,58 @@
+"""Connecting and disconnecting: who the socket belongs to, and cleaning up after it.
+
+`auth` is `{"token": "<access token>"}` for a signed-in user, or absent / `{}` for a
+guest. A token that does not verify refuses the connection: quietly turning a user
+with an expired token into a guest would only surface later, as a puzzling
+`login-required` on their first chat message.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from socketio.exceptions import ConnectionRefusedError as Refused
+
+from commerce.accounts.auth import authenticate
+from live.hub.context import HubContext, Member, user_room
+from storage.web import Problem
+
+log = logging.getLogger("streamcart.hub")
+GUEST_NAME = "Guest"
+
+
+def attach(hub: HubContext) -> None:
+    async def connect(sid: str, environ: dict, auth: Any = None) -> None:
+        try:
+            member = await _member(hub, sid, auth)
+        except Problem as problem:
+            raise Refused(problem.detail or problem.title, {"code": problem.code}) from None
+        except Exception:
+            log.exception("hub connect failed", extra={"sid": sid})
+            raise Refused("Could not connect; try again.", {"code": "internal-error"}) from None
+        await hub.sio.save_session(sid, {"member": member})
+        if member.user_id is not None:
+            await hub.sio.enter_room(sid, user_room(member.user_id))
+
+    async def disconnect(sid: str, reason: Any = None) -> None:
+        try:
+            member = await hub.member(sid)
+            for live_session_id in list(member.joined):
+                await hub.presence.leave(live_session_id, member.viewer_key)
+        except Exception:
+            log.exception("hub disconnect cleanup failed", extra={"sid": sid})
+
+    hub.sio.on("connect", handler=connect)
+    hub.sio.on("disconnect", handler=disconnect)
+
+
+async def _member(hub: HubContext, sid: str, auth: Any) -> Member:
+    if auth is None or auth == {}:
+        return Member(sid, None, GUEST_NAME)
+    if not isinstance(auth, dict) or set(auth) != {"token"} or not isinstance(auth["token"], str):
+        raise Problem(400, "bad-auth", 'Send auth as {"token": "<access token>"} or nothing.')
+    principal = await authenticate(hub.accounts, auth["token"])
+    user = await hub.accounts.get_user(principal.user_id)
+    if user is None or not user.is_active:
+        raise Problem(401, "invalid-token", "The account behind this token is not active.")
+    return Member(sid, principal, user.display_name)

@@ -1,0 +1,163 @@
+"""Building the Socket.IO hub on the app, and running its background work.
+
+Choices, and why:
+
+- `async_mode="aiohttp"`, attached at `/socket.io/` of the same app as the REST API:
+  one port, one process model, one place for TLS and proxies.
+- `async_handlers=False`: a socket's events are handled one after the other, so a
+  viewer's messages are stored and broadcast in the order they were typed, and a
+  `chat:send` sent right after `session:join` finds the join done. Sockets still run
+  concurrently with each other.
+- Same-origin only (python-socketio's default for `cors_allowed_origins`), like the
+  REST API, which sends no CORS headers: the web client is served from this origin or
+  through the same reverse proxy.
+- Packets over 64 KiB close the connection (Engine.IO's rule): the largest legitimate
+  payload, a full blocked-words list, is far smaller.
+- With a Redis URL, `AsyncRedisManager` is the backplane: an emit from any process
+  reaches sockets on every process, so one competing bus consumer is enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import socketio
+from aiohttp import web
+
+from commerce.accounts.service import AccountService
+from live.hub import bridge, chat, connection, moderation, pins, reactions, rooms
+from live.hub.context import HubContext, live_room
+from live.hub.dispatch import ACK_WANTED, attach_unknown_event_handler
+from live.hub.presence import Presence
+from live.hub.reactions import Reactions
+from live.sessions.service import LiveSessionService
+from storage.backends import Backends
+from storage.bus.port import EventBus
+
+log = logging.getLogger("streamcart.hub")
+CHANNEL = "streamcart-socketio"
+MAX_PACKET_BYTES = 64 * 1024
+TICK_SECONDS = 0.25
+HANDLER_MODULES = (rooms, chat, moderation, pins, reactions)
+
+
+class HubServer(socketio.AsyncServer):
+    """Records, for the handler about to run, whether the client asked for an ack."""
+
+    async def _handle_event_internal(self, server, sid, eio_sid, data, namespace, id):
+        ACK_WANTED.set(id is not None)
+        await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+
+
+class Hub:
+    """The hub of one process: its Socket.IO server and its background work."""
+
+    def __init__(self, context: HubContext, bus: EventBus) -> None:
+        self.context = context
+        self._bus = bus
+        self._ticker: asyncio.Task[None] | None = None
+
+    @property
+    def sio(self) -> socketio.AsyncServer:
+        return self.context.sio
+
+    async def start(self) -> None:
+        """Listen to the backplane now rather than at the first connection, then start
+        forwarding bus events and the once-a-second tickers."""
+        if not self.sio.manager_initialized:
+            self.sio.manager_initialized = True
+            self.sio.manager.initialize()
+        forward = bridge.Bridge(self.context).handle
+        await self._bus.subscribe(bridge.CONSUMER, bridge.PATTERNS, forward)
+        self._ticker = asyncio.create_task(self._tick(), name="hub-ticker")
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            await _cancel(self._ticker)
+            self._ticker = None
+        await self.sio.shutdown()
+        await _stop_backplane(self.sio.manager)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            try:
+                await self.context.presence.tick()
+                await self.context.reactions.tick(time.time())
+            except Exception:  # a cache outage must not end the ticker for good
+                log.exception("hub tick failed")
+
+
+HUB = web.AppKey("hub", Hub)
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    """Cancel `task` and wait for it, cancelling again while it runs on. A cancellation
+    that lands inside a Redis call can come out as a timeout or connection error, which
+    the ticker's (or python-socketio's) retry loop then catches and carries on: seen as
+    a shutdown hanging forever under load."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+        if not task.done():
+            import sys; print("RECANCEL NEEDED", task.get_name(), file=sys.stderr)
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("%s ended with an error", task.get_name(), exc_info=error)
+
+
+async def _stop_backplane(manager: socketio.AsyncManager) -> None:
+    """python-socketio starts the pub/sub listener task but never stops it; a clean
+    shutdown (and a test run without leaked tasks) needs it cancelled and its Redis
+    connection closed."""
+    listener = getattr(manager, "thread", None)
+    if isinstance(listener, asyncio.Task):
+        await _cancel(listener)
+    redis = getattr(manager, "redis", None)
+    if redis is not None:
+        await redis.aclose()
+
+
+def build_hub(
+    app: web.Application,
+    backends: Backends,
+    accounts: AccountService,
+    live_sessions: LiveSessionService,
+    redis_url: str,
+    *,
+    channel: str = CHANNEL,
+) -> Hub:
+    sio = HubServer(
+        async_mode="aiohttp",
+        client_manager=socketio.AsyncRedisManager(redis_url, channel=channel)
+        if redis_url
+        else None,
+        async_handlers=False,
+        max_http_buffer_size=MAX_PACKET_BYTES,
+    )
+    sio.attach(app)
+
+    async def emit_count(live_session_id: str, viewers: int) -> None:
+        count = {"live_session_id": live_session_id, "viewers": viewers}
+        await sio.emit("viewers:count", count, to=live_room(live_session_id))
+
+    async def emit_reactions(live_session_id: str, counts: dict[str, int]) -> None:
+        tally = {"live_session_id": live_session_id, "counts": counts, "window": 1}
+        await sio.emit("reaction:counts", tally, to=live_room(live_session_id))
+
+    context = HubContext(
+        sio=sio,
+        sessions=backends.sessions,
+        cache=backends.cache,
+        documents=backends.documents,
+        accounts=accounts,
+        live_sessions=live_sessions,
+        presence=Presence(backends.cache, emit_count),
+        reactions=Reactions(backends.cache, emit_reactions),
+    )
+    connection.attach(context)
+    for module in HANDLER_MODULES:
+        module.events.attach(context)
+    attach_unknown_event_handler(context)
+    return Hub(context, backends.bus)
