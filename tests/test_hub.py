@@ -114,7 +114,7 @@ async def test_chat_needs_a_join_and_an_open_session(api, connect, show, people)
     await ann.refused("session:join", joining("no-such-session"), "live-session-not-found")
     await ann.ok("session:join", joining(live_id))
     await api.post(f"/api/live-sessions/{live_id}/end", headers=bearer(show["token"]))
-    assert (await ann.wait_for("session:status")) == {"live_session_id": live_id, "status": "ended"}
+    await ann.wait_for("session:status", lambda s: s["status"] == "ended")
     await ann.refused("chat:send", chat(live_id, "hi"), "live-session-ended")
     await ann.ok("session:leave", joining(live_id))
     await ann.refused("chat:send", chat(live_id, "hi"), "not-joined")
@@ -224,12 +224,12 @@ async def test_a_mute_holds_until_it_times_out(connect, show, people):
     live_id = show["live_id"]
     ann, _ = await joined(connect, live_id, people["ann"]["token"])
     seller, _ = await joined(connect, live_id, show["token"])
-    mute = {"live_session_id": live_id, "user_id": people["ann"]["user"]["id"], "seconds": 1}
+    mute = {"live_session_id": live_id, "user_id": people["ann"]["user"]["id"], "seconds": 2}
     await ann.refused("chat:mute", {**mute, "user_id": people["bob"]["user"]["id"]}, "forbidden")
     await seller.ok("chat:mute", mute)
 
     error = await ann.refused("chat:send", chat(live_id, "hello?"), "muted")
-    assert error["retry_after"] == 1
+    assert 1 <= error["retry_after"] <= 2
     await asyncio.sleep(error["retry_after"])  # the mute began before the refusal
     await ann.ok("chat:send", chat(live_id, "back"))
 
@@ -314,18 +314,19 @@ async def test_reactions_are_summed_per_second_and_capped_per_user(connect, show
     viewer, _ = await joined(connect, live_id)
     ann, _ = await joined(connect, live_id, people["ann"]["token"])
     like = {"live_session_id": live_id, "kind": "like"}
-    for _ in range(10):
-        await ann.ok("reaction:send", like)
+    for _ in range(10):  # taps, as a client sends them: no ack, back to back
+        await ann.client.emit("reaction:send", like)
     likes = 0
     async with asyncio.timeout(5):
         while likes < 10:
             likes += (await viewer.wait_for("reaction:counts"))["counts"]["like"]
-    assert likes == 10
+    assert likes == 10 and ann.received("error") == []
     assert len(viewer.received("reaction:counts")) <= 2  # at most split across one boundary
 
     await ann.refused("reaction:send", {**like, "kind": "angry"}, "invalid-payload")
-    answers = [await ann.call("reaction:send", like) for _ in range(PER_USER_PER_SECOND + 5)]
-    assert any(a["ok"] is False and a["error"]["code"] == "rate-limited" for a in answers)
+    for _ in range(PER_USER_PER_SECOND + 5):
+        await ann.client.emit("reaction:send", like)
+    await ann.wait_for("error", lambda e: e["code"] == "rate-limited")
 
 
 async def test_a_checkout_updates_stock_in_rooms_showing_the_product(api, connect, show, people):
@@ -340,9 +341,10 @@ async def test_a_checkout_updates_stock_in_rooms_showing_the_product(api, connec
         headers=bearer(people["ann"]["token"]),
     )
     assert response.status == 201, await response.text()
-    change = await viewer.wait_for("stock:changed")
+    # (A late event from creating the product may come first: wait for this one.)
+    change = await viewer.wait_for("stock:changed", lambda c: c["variant_available"] == 7)
     assert change["live_session_id"] == live_id and change["product_id"] == show["product"]["id"]
-    assert change["available"] == 7 and change["variant_available"] == 7
+    assert change["available"] == 7
 
 
 async def test_payment_reaches_only_the_buyer_and_sales_only_the_staff(api, connect, show, people):

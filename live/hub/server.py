@@ -101,8 +101,6 @@ async def _cancel(task: asyncio.Task) -> None:
     while not task.done():
         task.cancel()
         await asyncio.wait({task}, timeout=1.0)
-        if not task.done():
-            import sys; print("RECANCEL NEEDED", task.get_name(), file=sys.stderr)
     if not task.cancelled() and (error := task.exception()) is not None:
         log.error("%s ended with an error", task.get_name(), exc_info=error)
 
