@@ -7,8 +7,6 @@ sweep at once; each order's transition is conditional, so stock returns once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -17,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from commerce.orders.lifecycle import SYSTEM, end_unpaid_or_cancel
 from commerce.orders.models import Order, OrderStatus
+from storage.periodic import Periodic
 
 log = logging.getLogger("streamcart.sweeper")
 
@@ -26,20 +25,14 @@ class ExpirySweeper:
         self, sessions: async_sessionmaker[AsyncSession], interval: float, batch_size: int = 100
     ) -> None:
         self._sessions = sessions
-        self._interval = interval
         self._batch_size = batch_size
-        self._task: asyncio.Task | None = None
+        self._periodic = Periodic("order-expiry-sweeper", interval, self._sweep_and_log)
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="order-expiry-sweeper")
+        await self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
 
     async def sweep(self, now: datetime | None = None) -> int:
         """Expire every overdue order; returns how many this call expired."""
@@ -73,12 +66,7 @@ class ExpirySweeper:
             if len(due) < self._batch_size:
                 return expired
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                count = await self.sweep()
-                if count:
-                    log.info("expired unpaid orders", extra={"count": count})
-            except Exception:
-                log.exception("expiry sweep failed; retrying at the next interval")
-            await asyncio.sleep(self._interval)
+    async def _sweep_and_log(self) -> None:
+        count = await self.sweep()
+        if count:
+            log.info("expired unpaid orders", extra={"count": count})

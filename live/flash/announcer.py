@@ -11,8 +11,6 @@ sale whose whole window passed meanwhile is announced as ended only.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -22,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from live.flash.service import FlashPhase, describe, phase
 from live.sessions.models import FlashSale
 from storage.outbox import add_event
+from storage.periodic import Periodic
 
 log = logging.getLogger("streamcart.flash")
 
@@ -29,19 +28,13 @@ log = logging.getLogger("streamcart.flash")
 class FlashAnnouncer:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], interval: float = 0.25) -> None:
         self._sessions = sessions
-        self._interval = interval
-        self._task: asyncio.Task | None = None
+        self._periodic = Periodic("flash-announcer", interval, self.tick)
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="flash-announcer")
+        await self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
 
     async def tick(self, now: datetime | None = None) -> int:
         """Announce every phase change that is due; returns how many this call announced."""
@@ -66,14 +59,6 @@ class FlashAnnouncer:
                 if await _announce(session, flash.id, flash.announced, phase(flash, now), now):
                     announced += 1
         return announced
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("flash announcement failed; retrying at the next tick")
-            await asyncio.sleep(self._interval)
 
 
 async def _announce(
