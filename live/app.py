@@ -13,7 +13,7 @@ import commerce.catalog.routes
 import commerce.orders.routes
 import commerce.payments.routes
 import commerce.shops.routes
-from commerce.accounts.auth import ACCOUNTS
+from commerce.accounts.auth import ACCOUNTS, bearer_guard
 from commerce.accounts.passwords import Passwords
 from commerce.accounts.service import AccountService
 from commerce.accounts.throttle import LoginThrottle
@@ -123,7 +123,7 @@ def build_app(settings: Settings) -> web.Application:
     app[HUB] = build_hub(app, backends, app[ACCOUNTS], app[LIVE_SESSIONS], settings.redis_url)
     app[RTMP_URL] = settings.rtmp_url
     for routes in API_ROUTES:
-        routes.add_to(app)
+        routes.add_to(app, authenticate=bearer_guard)
     app[system.OPENAPI] = build_spec(
         (op for routes in API_ROUTES for op in routes.operations),
         title="Stream Cart API",

@@ -186,3 +186,14 @@ async def test_no_password_or_token_reaches_any_log_line(api, caplog):
         for secret in secrets:
             assert secret not in line
         assert "bad bad bad" not in line
+
+
+async def test_credentials_are_checked_before_the_body(api):
+    """A caller without a valid token learns nothing about what it sent."""
+    for headers in ({}, {"Authorization": "Bearer forged.token.value"}):
+        response = await api.post(
+            "/api/orders/checkout",
+            data=b"{not json",
+            headers={"Content-Type": "application/json", **headers},
+        )
+        assert response.status == 401, await response.text()

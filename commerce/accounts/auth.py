@@ -9,6 +9,7 @@ from commerce.accounts.tokens import InvalidToken, Principal
 from storage.web import Problem
 
 ACCOUNTS = web.AppKey("accounts", AccountService)
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 UNAUTHENTICATED = {"WWW-Authenticate": 'Bearer realm="streamcart"'}
 
@@ -35,9 +36,16 @@ async def authenticate(accounts: AccountService, token: str | None) -> Principal
         ) from None
 
 
+async def bearer_guard(request: web.Request) -> None:
+    """Route guard: 401 before any input is read; the principal is kept for the handler."""
+    request[PRINCIPAL] = await authenticate(request.app[ACCOUNTS], bearer_token(request))
+
+
 async def require_principal(request: web.Request, *roles: str) -> Principal:
     """The verified caller; 401 without a valid token, 403 when the role is not allowed."""
-    principal = await authenticate(request.app[ACCOUNTS], bearer_token(request))
+    principal = request.get(PRINCIPAL)
+    if principal is None:
+        principal = await authenticate(request.app[ACCOUNTS], bearer_token(request))
     if roles and principal.role not in roles:
         raise Problem(403, "forbidden", "Your role may not do this.")
     return principal

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from commerce.accounts.auth import ACCOUNTS, authenticate, bearer_token, require_principal
+from commerce.accounts.auth import ACCOUNTS, require_principal
 from commerce.accounts.models import Role, User
 from commerce.accounts.schemas import (
     LoginIn,
@@ -94,9 +94,8 @@ async def refresh(request: web.Request, body: RefreshIn) -> TokensOut:
     auth=True,
 )
 async def logout(request: web.Request, body: LogoutIn) -> None:
-    accounts = request.app[ACCOUNTS]
-    principal = await authenticate(accounts, bearer_token(request))
-    await accounts.logout(principal, body.refresh_token)
+    principal = await require_principal(request)
+    await request.app[ACCOUNTS].logout(principal, body.refresh_token)
 
 
 @routes.route(

@@ -8,7 +8,7 @@ fields) before the handler runs, so handlers only ever see valid input.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -93,8 +93,12 @@ class ApiRoutes:
 
         return register
 
-    def add_to(self, app: web.Application) -> None:
+    def add_to(self, app: web.Application, *, authenticate: Guard | None = None) -> None:
+        """Serve the operations; `authenticate` guards every `auth=True` one that has no
+        guard of its own, so a caller without credentials learns nothing about the input."""
         for op in self.operations:
+            if op.auth and op.guard is None and authenticate is not None:
+                op = replace(op, guard=authenticate)
             app.router.add_route(op.method, op.path, _serve(op), name=op.operation_id)
 
 
