@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from commerce.accounts.schemas import Input
 from commerce.carts.service import MAX_QUANTITY
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
 
 
-class AddItemIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class AddItemIn(Input):
     product_id: Id
     variant_id: Id | None = Field(
         default=None, description="Required when the product has several variants."
@@ -25,9 +24,7 @@ class AddItemIn(BaseModel):
     )
 
 
-class SetQuantityIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class SetQuantityIn(Input):
     quantity: Quantity
 
 

@@ -5,18 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from commerce.accounts.schemas import Input
 from commerce.orders.models import OrderStatus
 from commerce.payments.schemas import PaymentOut
 from storage.web.pagination import Page, PageQuery
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 Quantity = Annotated[int, Field(ge=1, le=999)]
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class CheckoutLine(Input):

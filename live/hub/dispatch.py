@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
+from commerce.accounts.schemas import Input
 from live.hub.context import HubContext, Member
 from storage.web import Problem
 
@@ -30,10 +31,8 @@ Result = dict[str, Any] | None
 Handler = Callable[[HubContext, Member, Any], Awaitable[Result]]
 
 
-class Payload(BaseModel):
+class Payload(Input):
     """Client payloads: unknown fields and type coercion are refused, as on the REST API."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Events:
