@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint format migrate demo clean
+.PHONY: install media-tools run test lint format migrate demo clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,13 @@ install: $(INSTALLED)
 run: $(INSTALLED)
 	$(BIN)/streamcart serve
 
-test: $(INSTALLED)
+# The media tests publish with the ffmpeg CLI and watch with headless Chromium.
+media-tools:
+	@command -v ffmpeg >/dev/null && command -v chromium >/dev/null || { \
+	  echo "installing the Debian packages ffmpeg and chromium (media tests need them)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg chromium >/dev/null; }
+
+test: $(INSTALLED) media-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q

@@ -1,6 +1,7 @@
-"""Prices: the regular price of a unit, and the hook through which live sessions
-(flash and live prices) change it. `commerce` cannot import `live`, so `live`
-plugs its implementation in at the composition root."""
+"""Prices: the regular price of a unit, and the hooks through which live sessions change
+what a unit costs (live and flash prices) and how many may be sold (a session's own
+allocation). `commerce` cannot import `live`, so `live` plugs its implementation in at
+the composition root."""
 
 from __future__ import annotations
 
@@ -20,6 +21,21 @@ class LivePrices(Protocol):
         self, session: AsyncSession, live_session_id: str, product_id: str, variant_id: str
     ) -> int | None:
         """The live price of a unit on show in that session now, or None (regular price)."""
+        ...
+
+
+class LiveAllocations(Protocol):
+    async def take(
+        self,
+        session: AsyncSession,
+        order_id: str,
+        buyer_id: str,
+        live_session_id: str,
+        product_id: str,
+        quantity: int,
+    ) -> bool:
+        """Count units an order buys from a session against the session's allocation, in
+        the checkout's transaction; False when the allocation cannot cover them."""
         ...
 
 

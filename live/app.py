@@ -31,6 +31,9 @@ from commerce.payments.sepay import SepayWebhooks
 from commerce.payments.vietqr import BankAccount
 from commerce.shops.routes import SHOPS
 from commerce.shops.service import ShopService
+from live.analytics import routes as analytics_routes
+from live.analytics.routes import LIVE_STATS
+from live.analytics.service import LiveStatsService
 from live.flash import routes as flash_routes
 from live.flash.announcer import FlashAnnouncer
 from live.flash.routes import FLASH_SALES
@@ -40,7 +43,9 @@ from live.http.metrics import METRICS, Metrics
 from live.http.middleware import make_middlewares
 from live.hub import HUB, build_hub
 from live.secrets_store import jwt_secret
+from live.sessions import allocations
 from live.sessions import routes as live_session_routes
+from live.sessions.allocations import LiveSessionAllocations
 from live.sessions.pricing import LiveSessionPrices
 from live.sessions.routes import LIVE_SESSIONS, RTMP_URL
 from live.sessions.service import LiveSessionService
@@ -52,6 +57,7 @@ log = logging.getLogger("streamcart")
 SETTINGS = web.AppKey("settings", Settings)
 SWEEPER = web.AppKey("sweeper", ExpirySweeper)
 FLASH_ANNOUNCER = web.AppKey("flash_announcer", FlashAnnouncer)
+ALLOCATIONS = web.AppKey("allocations", LiveSessionAllocations)
 
 API_ROUTES = (
     system.routes,
@@ -63,6 +69,7 @@ API_ROUTES = (
     commerce.payments.routes.routes,
     live_session_routes.routes,
     flash_routes.routes,
+    analytics_routes.routes,
 )
 
 
@@ -109,9 +116,13 @@ def build_app(settings: Settings) -> web.Application:
     app[SHOPS] = ShopService(backends.sessions, settings.shop_approval_required)
     app[CATALOG] = CatalogService(backends.sessions)
     live_prices = LiveSessionPrices()
+    app[ALLOCATIONS] = LiveSessionAllocations(backends.sessions)
     app[CARTS] = CartService(backends.sessions, live_prices)
     app[CHECKOUT] = CheckoutService(
-        backends.sessions, live_prices, timedelta(seconds=settings.payment_window)
+        backends.sessions,
+        live_prices,
+        app[ALLOCATIONS],
+        timedelta(seconds=settings.payment_window),
     )
     app[ORDERS] = OrderService(backends.sessions)
     app[BANK] = BankAccount(settings.sepay_account, settings.sepay_bank)
@@ -121,6 +132,9 @@ def build_app(settings: Settings) -> web.Application:
     app[FLASH_SALES] = FlashSaleService(backends.sessions, app[CHECKOUT], app[LIVE_SESSIONS])
     app[FLASH_ANNOUNCER] = FlashAnnouncer(backends.sessions)
     app[HUB] = build_hub(app, backends, app[ACCOUNTS], app[LIVE_SESSIONS], settings.redis_url)
+    app[LIVE_STATS] = LiveStatsService(
+        backends.sessions, backends.documents, app[LIVE_SESSIONS], app[HUB].context.presence
+    )
     app[RTMP_URL] = settings.rtmp_url
     for routes in API_ROUTES:
         routes.add_to(app, authenticate=bearer_guard)
@@ -141,6 +155,9 @@ async def _run_backends(app: web.Application):
     await backends.start()
     if not app[SETTINGS].sepay_api_key:
         log.warning("STREAMCART_SEPAY_API_KEY is not set: every Sepay webhook will get 401")
+    await backends.bus.subscribe(
+        allocations.CONSUMER, allocations.PATTERNS, app[ALLOCATIONS].on_order_closed
+    )
     await app[SWEEPER].start()
     await app[FLASH_ANNOUNCER].start()
     await app[HUB].start()

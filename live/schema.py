@@ -8,6 +8,7 @@ import commerce.catalog.models
 import commerce.orders.models
 import commerce.payments.models
 import commerce.shops.models
+import live.analytics.models
 import live.sessions.models
 import storage.bus.processed
 import storage.documents.table
@@ -21,6 +22,7 @@ TABLE_MODULES = (
     commerce.orders.models,
     commerce.payments.models,
     commerce.shops.models,
+    live.analytics.models,
     live.sessions.models,
     storage.bus.processed,
     storage.documents.table,

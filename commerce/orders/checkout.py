@@ -2,7 +2,8 @@
 
 The whole checkout is one transaction: every line's units are reserved with a
 conditional UPDATE (never read-then-write), so 200 buyers racing for 10 units
-get exactly 10; if any line cannot be reserved nothing is kept. The orders,
+get exactly 10; lines bought from a live session are also counted against the
+session's own allocation of the product; if any line cannot be reserved nothing is kept. The orders,
 their lines, history, reservations, payments and outbox events commit together.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -35,7 +36,7 @@ from commerce.orders.models import (
     ReservationStatus,
 )
 from commerce.payments.models import Payment, PaymentStatus
-from commerce.pricing import LivePrices, current_price
+from commerce.pricing import LiveAllocations, LivePrices, current_price
 from storage.ids import new_id
 from storage.outbox import add_event
 from storage.sql.bulk import insert_new
@@ -82,10 +83,12 @@ class CheckoutService:
         self,
         sessions: async_sessionmaker[AsyncSession],
         live_prices: LivePrices,
+        live_allocations: LiveAllocations,
         payment_window: timedelta,
     ) -> None:
         self._sessions = sessions
         self._live_prices = live_prices
+        self._live_allocations = live_allocations
         self._payment_window = payment_window
 
     async def checkout(
@@ -141,12 +144,42 @@ class CheckoutService:
             )
             for shop_id, units in by_shop.items()
         ]
+        await self._take_live_allocations(session, buyer_id, placed, by_shop.values())
         await insert_new(session)  # every new row in one round trip
         if from_cart:
             ids = [i for unit in priced for i in unit.cart_item_ids]
             await session.execute(delete(CartItem).where(CartItem.id.in_(ids)))
             add_event(session, "cart.updated", {"user_id": buyer_id})
         return placed
+
+    async def _take_live_allocations(
+        self,
+        session: AsyncSession,
+        buyer_id: str,
+        placed: list[PlacedOrder],
+        units_by_order: Iterable[list[_Priced]],
+    ) -> None:
+        """One count per (order, session, product), taken in a fixed order (no deadlocks)."""
+        wanted: dict[tuple[str, str, str], int] = defaultdict(int)
+        names: dict[str, str] = {}
+        for order, units in zip(placed, units_by_order, strict=True):
+            for unit in units:
+                if unit.live_session_id:
+                    key = (unit.live_session_id, unit.product.id, order.order.id)
+                    wanted[key] += unit.quantity
+                    names[unit.product.id] = unit.product.name
+        for (live_session_id, product_id, order_id), quantity in sorted(wanted.items()):
+            if not await self._live_allocations.take(
+                session, order_id, buyer_id, live_session_id, product_id, quantity
+            ):
+                raise Problem(
+                    409,
+                    "live-stock-exhausted",
+                    f"No more units of '{names[product_id]}' are set aside for this live session.",
+                    product_id=product_id,
+                    live_session_id=live_session_id,
+                    requested=quantity,
+                )
 
     async def _order(
         self, session, buyer_id, shop_id, units, method, now, shipping_address, note

@@ -34,6 +34,7 @@ from commerce.catalog.sellable import sellable_units
 from commerce.orders.checkout import CheckoutService, Line, PlacedOrder, retrying_transaction
 from commerce.orders.models import PaymentMethod
 from commerce.pricing import regular_price
+from live.sessions.allocations import link_flash_sale
 from live.sessions.models import FlashClaim, FlashSale, LiveProduct, LiveStatus
 from live.sessions.service import LiveSessionService
 from storage.ids import new_id
@@ -151,7 +152,7 @@ class FlashSaleService:
             raise Problem(409, "live-session-ended", "This live session has ended.")
         now = datetime.now(UTC)
         async with self._sessions.begin() as session:
-            await _lock_product_on_show(session, live.id, product_id)
+            on_show = await _lock_product_on_show(session, live.id, product_id)
             units = await sellable_units(session, [Line(product_id, quantity, variant_id)])
             ((product, variant),) = units.values()
             regular = regular_price(product, variant)
@@ -163,6 +164,8 @@ class FlashSaleService:
                     regular_price=regular,
                 )
             available = variant.on_hand - variant.reserved
+            if on_show.live_stock is not None:
+                available = min(available, on_show.live_stock - on_show.live_sold)
             if quantity > available:
                 raise Problem(
                     409,
@@ -276,6 +279,7 @@ class FlashSaleService:
             taken.product_id, quantity, taken.variant_id, live_session_id, taken.flash_price
         )
         (placed,) = await self._checkout.place_in(session, buyer_id, method, [line])
+        await link_flash_sale(session, placed.order.id, flash_id)
         add_event(
             session,
             "flash.claimed",
@@ -290,16 +294,19 @@ class FlashSaleService:
         return placed
 
 
-async def _lock_product_on_show(session: AsyncSession, live_session_id: str, product_id: str):
+async def _lock_product_on_show(
+    session: AsyncSession, live_session_id: str, product_id: str
+) -> LiveProduct:
     """Lock the product's place in the show, so two sellers starting a flash sale for it
     at once cannot both pass the one-at-a-time check (SQLite serialises anyway)."""
     on_show = await session.scalar(
-        select(LiveProduct.product_id)
+        select(LiveProduct)
         .where(LiveProduct.live_session_id == live_session_id, LiveProduct.product_id == product_id)
         .with_for_update()
     )
     if on_show is None:
         raise Problem(404, "product-not-on-show", "That product is not on show here.")
+    return on_show
 
 
 async def _refuse_a_second_flash(

@@ -32,7 +32,9 @@ PATTERNS = (
     "live.ended",
     "flash.*",
 )
-FLASH_EVENTS = frozenset({"flash.scheduled", "flash.started", "flash.ended", "flash.claimed"})
+FLASH_EVENTS = frozenset(
+    {"flash.scheduled", "flash.started", "flash.ended", "flash.claimed", "flash.returned"}
+)
 SALES_TTL = 7 * 24 * 3600.0
 
 

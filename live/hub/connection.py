@@ -15,6 +15,7 @@ from socketio.exceptions import ConnectionRefusedError as Refused
 
 from commerce.accounts.auth import authenticate
 from live.hub.context import HubContext, Member, user_room
+from live.hub.rooms import stop_watching
 from storage.web import Problem
 
 log = logging.getLogger("streamcart.hub")
@@ -38,7 +39,7 @@ def attach(hub: HubContext) -> None:
         try:
             member = await hub.member(sid)
             for live_session_id in list(member.joined):
-                await hub.presence.leave(live_session_id, member.viewer_key)
+                await stop_watching(hub, member, live_session_id)
         except Exception:
             log.exception("hub disconnect cleanup failed", extra={"sid": sid})
 

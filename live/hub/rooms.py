@@ -5,6 +5,9 @@ moderate) and gets, in the ack, everything it needs to draw the stream page with
 another request: status, pinned product, active flash sale (with the server's clock
 for countdowns), viewer count, slow mode and the last 50 chat messages. Every change
 after that arrives as an event in the room, so snapshot + events = current state.
+
+Each join also opens a visit row (`live.analytics.visits`), closed on `session:leave`
+or disconnect: the durable record behind viewer stats, shared by every process.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from live.analytics.visits import close_visit, open_visit
 from live.flash.service import active_flash
 from live.hub.bridge import sales
 from live.hub.chat import recent
@@ -36,6 +40,9 @@ async def join(hub: HubContext, member: Member, body: SessionIn) -> dict:
     if role is not None:
         await hub.sio.enter_room(member.sid, staff_room(live.id))
     if live.id not in member.joined:  # joining twice must not count the viewer twice
+        await open_visit(
+            hub.sessions, live.id, member.sid, member.viewer_key, member.user_id is not None
+        )
         member.joined.add(live.id)
         await hub.presence.join(live.id, member.viewer_key)
     return {"snapshot": await snapshot(hub, live, role)}
@@ -45,10 +52,19 @@ async def join(hub: HubContext, member: Member, body: SessionIn) -> dict:
 async def leave(hub: HubContext, member: Member, body: SessionIn) -> dict:
     await hub.sio.leave_room(member.sid, live_room(body.live_session_id))
     await hub.sio.leave_room(member.sid, staff_room(body.live_session_id))
-    if body.live_session_id in member.joined:
-        member.joined.discard(body.live_session_id)
-        await hub.presence.leave(body.live_session_id, member.viewer_key)
+    await stop_watching(hub, member, body.live_session_id)
     return {}
+
+
+async def stop_watching(hub: HubContext, member: Member, live_session_id: str) -> None:
+    """Undo a join, on `session:leave` and on disconnect: the visit is closed before the
+    viewer count moves, so a count seen to drop means the visit is already recorded."""
+    if live_session_id in member.joined:
+        member.joined.discard(live_session_id)
+        try:
+            await close_visit(hub.sessions, live_session_id, member.sid)
+        finally:  # a database hiccup must not leave the viewer counted for ever
+            await hub.presence.leave(live_session_id, member.viewer_key)
 
 
 async def snapshot(hub: HubContext, live: LiveSession, role: str | None) -> dict[str, Any]:

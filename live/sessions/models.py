@@ -99,3 +99,27 @@ class FlashClaim(Base):
     )
     buyer_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
     quantity: Mapped[int] = mapped_column(Integer)
+
+
+class LiveAllocation(Base):
+    """Units one order took from a session's showcase (and from a flash sale, when it was
+    a claim). They go back once, when the order is cancelled or expires: `returned_at`
+    is set by a conditional UPDATE, so a duplicated event cannot return them twice."""
+
+    __tablename__ = "live_allocations"
+
+    order_id: Mapped[str] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
+    )
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), primary_key=True)
+    live_session_id: Mapped[str] = mapped_column(
+        ForeignKey("live_sessions.id", ondelete="CASCADE"), index=True
+    )
+    buyer_id: Mapped[str] = mapped_column(String(36))
+    quantity: Mapped[int] = mapped_column(Integer)
+    flash_sale_id: Mapped[str | None] = mapped_column(
+        ForeignKey("flash_sales.id", ondelete="SET NULL"), default=None
+    )
+    returned_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)

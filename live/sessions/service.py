@@ -16,6 +16,7 @@ from commerce.catalog.models import Product, ProductStatus, Variant
 from commerce.pricing import regular_price
 from commerce.shops.access import require_shop_access, shop_role
 from commerce.shops.models import Shop, ShopStatus
+from live.analytics.pins import close_pin, record_pin
 from live.sessions.models import FlashSale, LiveProduct, LiveSession, LiveStatus
 from live.sessions.schemas import ShowcaseItemOut
 from storage.ids import new_id
@@ -161,6 +162,7 @@ class LiveSessionService:
                 .returning(LiveSession)
             )
             if live is not None and after == LiveStatus.ENDED:
+                await close_pin(session, live.id, now)
                 # No flash sale outlives its stream: the announcer then emits flash.ended.
                 await session.execute(
                     update(FlashSale)
@@ -202,13 +204,15 @@ class LiveSessionService:
                 .where(LiveSession.id == live.id, LiveSession.pinned_product_id == product_id)
                 .values(pinned_product_id=None)
             )
+            await close_pin(session, live.id, datetime.now(UTC), product_id)
 
     async def showcase(self, live_session_id: str) -> list[ShowcaseItemOut]:
         async with self._sessions() as session:
             return await showcase(session, live_session_id)
 
     async def set_pin(self, live_session_id: str, product_id: str | None) -> ShowcaseItemOut | None:
-        """Pin a product on show (one at a time) or unpin; returns the pinned item."""
+        """Pin a product on show (one at a time) or unpin; returns the pinned item. The pin
+        timeline (analytics, replays) is written in the same transaction."""
         async with self._sessions.begin() as session:
             items = {i.product_id: i for i in await showcase(session, live_session_id)}
             if product_id is not None and product_id not in items:
@@ -218,6 +222,7 @@ class LiveSessionService:
                 .where(LiveSession.id == live_session_id)
                 .values(pinned_product_id=product_id)
             )
+            await record_pin(session, live_session_id, product_id, datetime.now(UTC))
         return items.get(product_id) if product_id else None
 
 

@@ -1,0 +1,182 @@
+"""A session's own stock: units set aside for the stream (`live_stock`), counted as they
+are bought and given back when their order is cancelled or expires.
+
+Taking happens inside the checkout's transaction (commerce calls `take` through its
+`LiveAllocations` port), as one conditional UPDATE of `live_sold`, so a session never
+sells past its allocation however many buyers race. Each take is recorded as a
+`LiveAllocation` row. Giving back is driven by the `order.cancelled` and
+`order.expired` events: the row's `returned_at` is set by a conditional UPDATE and the
+counters move only when that UPDATE matched, so the units come back exactly once even
+when two processes handle copies of the same event. Units a flash-sale claim took go
+back to the flash sale as well (and to the buyer's per-buyer allowance), so a sale
+still running can sell them again; viewers hear of it as `flash.returned`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from live.sessions.models import (
+    FlashClaim,
+    FlashSale,
+    LiveAllocation,
+    LiveProduct,
+    LiveSession,
+    LiveStatus,
+)
+from storage.bus.port import Event
+from storage.outbox import add_event
+
+CONSUMER = "live-allocations"
+PATTERNS = ("order.cancelled", "order.expired")
+
+_OPEN_SESSION = select(LiveSession.id).where(
+    LiveSession.id == LiveProduct.live_session_id, LiveSession.status != LiveStatus.ENDED
+)
+
+
+class LiveSessionAllocations:
+    """Implements `commerce.pricing.LiveAllocations`; plugged in by the composition root."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def take(
+        self,
+        session: AsyncSession,
+        order_id: str,
+        buyer_id: str,
+        live_session_id: str,
+        product_id: str,
+        quantity: int,
+    ) -> bool:
+        """Count the units while the session has not ended. A product not on show (or a
+        session that ended) has no allocation to respect: the sale is a regular one."""
+        counted = await session.scalar(
+            update(LiveProduct)
+            .where(
+                LiveProduct.live_session_id == live_session_id,
+                LiveProduct.product_id == product_id,
+                or_(
+                    LiveProduct.live_stock.is_(None),
+                    LiveProduct.live_sold + quantity <= LiveProduct.live_stock,
+                ),
+                _OPEN_SESSION.exists(),
+            )
+            .values(live_sold=LiveProduct.live_sold + quantity)
+            .returning(LiveProduct.product_id)
+            .execution_options(synchronize_session=False)
+        )
+        if counted is None:
+            return not await _has_allocation(session, live_session_id, product_id)
+        session.add(
+            LiveAllocation(
+                order_id=order_id,
+                product_id=product_id,
+                live_session_id=live_session_id,
+                buyer_id=buyer_id,
+                quantity=quantity,
+            )
+        )
+        return True
+
+    async def on_order_closed(self, event: Event) -> None:
+        """Bus handler for `order.cancelled` / `order.expired`."""
+        if event.data.get("live_session_id"):
+            async with self._sessions.begin() as session:
+                await give_back(session, event.data["order_id"])
+
+
+async def link_flash_sale(session: AsyncSession, order_id: str, flash_sale_id: str) -> None:
+    """Mark the units of a claim's order as the flash sale's, so they return to it."""
+    await session.flush()
+    await session.execute(
+        update(LiveAllocation)
+        .where(LiveAllocation.order_id == order_id)
+        .values(flash_sale_id=flash_sale_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def give_back(session: AsyncSession, order_id: str) -> int:
+    """Return the order's units to the session (and flash sale) once; returns how many."""
+    returned = (
+        await session.execute(
+            update(LiveAllocation)
+            .where(LiveAllocation.order_id == order_id, LiveAllocation.returned_at.is_(None))
+            .values(returned_at=datetime.now(UTC))
+            .returning(
+                LiveAllocation.live_session_id,
+                LiveAllocation.product_id,
+                LiveAllocation.buyer_id,
+                LiveAllocation.quantity,
+                LiveAllocation.flash_sale_id,
+            )
+        )
+    ).all()
+    for row in sorted(returned, key=lambda r: r.product_id):  # fixed order: no deadlocks
+        await session.execute(
+            update(LiveProduct)
+            .where(
+                LiveProduct.live_session_id == row.live_session_id,
+                LiveProduct.product_id == row.product_id,
+                LiveProduct.live_sold >= row.quantity,
+            )
+            .values(live_sold=LiveProduct.live_sold - row.quantity)
+        )
+        if row.flash_sale_id is not None:
+            await _return_to_flash_sale(session, row.flash_sale_id, row.buyer_id, row.quantity)
+    return sum(row.quantity for row in returned)
+
+
+async def _return_to_flash_sale(
+    session: AsyncSession, flash_sale_id: str, buyer_id: str, quantity: int
+) -> None:
+    flash = (
+        await session.execute(
+            update(FlashSale)
+            .where(FlashSale.id == flash_sale_id, FlashSale.sold >= quantity)
+            .values(sold=FlashSale.sold - quantity)
+            .returning(FlashSale.live_session_id, FlashSale.quantity, FlashSale.sold)
+        )
+    ).one_or_none()
+    await session.execute(
+        update(FlashClaim)
+        .where(
+            and_(
+                FlashClaim.flash_sale_id == flash_sale_id,
+                FlashClaim.buyer_id == buyer_id,
+                FlashClaim.quantity >= quantity,
+            )
+        )
+        .values(quantity=FlashClaim.quantity - quantity)
+    )
+    if flash is not None:
+        add_event(
+            session,
+            "flash.returned",
+            {
+                "id": flash_sale_id,
+                "live_session_id": flash.live_session_id,
+                "returned": quantity,
+                "sold": flash.sold,
+                "quantity": flash.quantity,
+                "remaining": flash.quantity - flash.sold,
+            },
+        )
+
+
+async def _has_allocation(session: AsyncSession, live_session_id: str, product_id: str) -> bool:
+    """Whether the product is on show in an open session with a limited allocation."""
+    limited = await session.scalar(
+        select(LiveProduct.live_stock).where(
+            LiveProduct.live_session_id == live_session_id,
+            LiveProduct.product_id == product_id,
+            LiveProduct.live_stock.is_not(None),
+            _OPEN_SESSION.exists(),
+        )
+    )
+    return limited is not None
