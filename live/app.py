@@ -42,6 +42,7 @@ from live.http import system
 from live.http.metrics import METRICS, Metrics
 from live.http.middleware import make_middlewares
 from live.hub import HUB, build_hub
+from live.hub.context import staff_room
 from live.secrets_store import jwt_secret
 from live.sessions import allocations
 from live.sessions import routes as live_session_routes
@@ -50,6 +51,15 @@ from live.sessions.pricing import LiveSessionPrices
 from live.sessions.routes import LIVE_SESSIONS, RTMP_URL
 from live.sessions.service import LiveSessionService
 from live.settings import Settings
+from live.streaming import routes as streaming_routes
+from live.streaming.ingest import StreamIngest
+from live.streaming.outputs import StreamOutputs
+from live.streaming.routes import STREAM_OUTPUTS
+from media.registry import StreamRegistry
+from rtmp_ingest.server import RtmpServer
+from signaling import WhepService
+from signaling import routes as signaling_routes
+from signaling.routes import WHEP
 from storage.backends import Backends, BackendUrls
 from storage.web.openapi import build_spec
 
@@ -58,6 +68,9 @@ SETTINGS = web.AppKey("settings", Settings)
 SWEEPER = web.AppKey("sweeper", ExpirySweeper)
 FLASH_ANNOUNCER = web.AppKey("flash_announcer", FlashAnnouncer)
 ALLOCATIONS = web.AppKey("allocations", LiveSessionAllocations)
+STREAMS = web.AppKey("streams", StreamRegistry)
+INGEST = web.AppKey("ingest", StreamIngest)
+RTMP_SERVER = web.AppKey("rtmp_server", RtmpServer)
 
 API_ROUTES = (
     system.routes,
@@ -70,6 +83,8 @@ API_ROUTES = (
     live_session_routes.routes,
     flash_routes.routes,
     analytics_routes.routes,
+    streaming_routes.routes,
+    signaling_routes.routes,
 )
 
 
@@ -80,6 +95,8 @@ def backend_urls(settings: Settings) -> BackendUrls:
         amqp=settings.amqp_url,
         mongo=settings.mongo_url,
         mongo_database=settings.mongo_database,
+        redis_prefix=settings.redis_prefix,
+        database_pool_size=settings.database_pool_size,
     )
 
 
@@ -131,11 +148,22 @@ def build_app(settings: Settings) -> web.Application:
     app[LIVE_SESSIONS] = LiveSessionService(backends.sessions)
     app[FLASH_SALES] = FlashSaleService(backends.sessions, app[CHECKOUT], app[LIVE_SESSIONS])
     app[FLASH_ANNOUNCER] = FlashAnnouncer(backends.sessions)
-    app[HUB] = build_hub(app, backends, app[ACCOUNTS], app[LIVE_SESSIONS], settings.redis_url)
+    app[STREAMS] = StreamRegistry()
+    app[WHEP] = WhepService(app[STREAMS].get, max_viewers=settings.webrtc_max_viewers)
+    app[HUB] = build_hub(
+        app,
+        backends,
+        app[ACCOUNTS],
+        app[LIVE_SESSIONS],
+        app[WHEP],
+        settings.redis_url,
+        channel=f"{settings.redis_prefix}socketio",
+    )
     app[LIVE_STATS] = LiveStatsService(
         backends.sessions, backends.documents, app[LIVE_SESSIONS], app[HUB].context.presence
     )
-    app[RTMP_URL] = settings.rtmp_url
+    build_streaming(app, settings, backends)
+    app[RTMP_URL] = lambda: settings.rtmp_url_on(app[RTMP_SERVER].port)
     for routes in API_ROUTES:
         routes.add_to(app, authenticate=bearer_guard)
     app[system.OPENAPI] = build_spec(
@@ -150,6 +178,27 @@ def build_app(settings: Settings) -> web.Application:
     return app
 
 
+def build_streaming(app: web.Application, settings: Settings, backends: Backends) -> None:
+    """RTMP publishers in, stream hubs per session, and what is made of each stream."""
+    app[STREAM_OUTPUTS] = StreamOutputs(
+        settings.data_dir,
+        backends.cache,
+        app[HUB].context.emit,
+        app[LIVE_STATS],
+        record=settings.record_streams,
+        health_interval=settings.stream_health_interval,
+        staff_room=staff_room,
+    )
+    app[INGEST] = StreamIngest(
+        app[LIVE_SESSIONS],
+        app[STREAMS],
+        backends.cache,
+        app[STREAM_OUTPUTS],
+        settings.stream_grace_period,
+    )
+    app[RTMP_SERVER] = RtmpServer(settings.rtmp_host, settings.rtmp_port, app[INGEST].authorize)
+
+
 async def _run_backends(app: web.Application):
     backends = app[system.BACKENDS]
     await backends.start()
@@ -161,7 +210,12 @@ async def _run_backends(app: web.Application):
     await app[SWEEPER].start()
     await app[FLASH_ANNOUNCER].start()
     await app[HUB].start()
+    await app[RTMP_SERVER].start()
     yield
+    await app[RTMP_SERVER].stop()
+    await app[INGEST].close()
+    await app[STREAM_OUTPUTS].close()
+    await app[WHEP].close_all()
     await app[HUB].stop()
     await app[FLASH_ANNOUNCER].stop()
     await app[SWEEPER].stop()

@@ -24,7 +24,18 @@ def _setting(default, doc: str):
 class Settings:
     http_host: str = _setting("0.0.0.0", "Address the HTTP server listens on.")  # noqa: S104
     http_port: int = _setting(8080, "HTTP port (REST, Socket.IO, WHEP, Swagger UI).")
-    rtmp_port: int = _setting(1935, "RTMP ingest port (OBS 'Server').")
+    rtmp_host: str = _setting("0.0.0.0", "Address the RTMP ingest listens on.")  # noqa: S104
+    rtmp_port: int = _setting(1935, "RTMP ingest port (OBS 'Server'); 0 = any free port.")
+    stream_grace_period: float = _setting(
+        30.0, "Seconds a session stays live after its publisher leaves (OBS reconnects)."
+    )
+    webrtc_max_viewers: int = _setting(
+        100, "WebRTC viewers one server process accepts before answering 503."
+    )
+    record_streams: bool = _setting(True, "Record every live stream to MP4 in the data dir.")
+    stream_health_interval: float = _setting(
+        3.0, "Seconds between stream:health pushes to the seller."
+    )
     data_dir: Path = _setting(  # noqa: RUF009 (Path is immutable)
         Path("./data"),
         "SQLite file, recordings and generated secrets live here.",
@@ -33,6 +44,13 @@ class Settings:
         "", "SQLAlchemy URL; empty = SQLite file in the data dir. postgresql://... uses asyncpg."
     )
     redis_url: str = _setting("", "Redis URL for cache, pub/sub and Socket.IO; empty = in-process.")
+    redis_prefix: str = _setting(
+        "streamcart:",
+        "Prefix of every Redis key and channel, so deployments or test runs can share a Redis.",
+    )
+    database_pool_size: int = _setting(
+        10, "PostgreSQL connections kept per process (up to twice as many more under load)."
+    )
     amqp_url: str = _setting("", "RabbitMQ URL for the event bus; empty = in-process bus.")
     mongo_url: str = _setting("", "MongoDB URL for documents; empty = documents in SQL.")
     mongo_database: str = _setting("streamcart", "MongoDB database name.")
@@ -92,8 +110,12 @@ class Settings:
     @property
     def rtmp_url(self) -> str:
         """What OBS calls "Server": the public host on the RTMP port, application `live`."""
+        return self.rtmp_url_on(self.rtmp_port)
+
+    def rtmp_url_on(self, port: int) -> str:
+        """The same on the port actually bound (the setting may say 0: any free port)."""
         host = self.effective_public_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-        return f"rtmp://{host}:{self.rtmp_port}/live"
+        return f"rtmp://{host}:{port}/live"
 
     @property
     def effective_database_url(self) -> str:

@@ -31,14 +31,16 @@ class BackendUrls:
     amqp: str = ""
     mongo: str = ""
     mongo_database: str = "streamcart"
+    redis_prefix: str = "streamcart:"
+    database_pool_size: int = 10
 
 
 class Backends:
     def __init__(self, urls: BackendUrls) -> None:
         self.urls = urls
-        self.engine = make_engine(urls.database)
+        self.engine = make_engine(urls.database, pool_size=urls.database_pool_size)
         self.sessions = session_factory(self.engine)
-        self.cache = make_cache(urls.redis)
+        self.cache = make_cache(urls.redis, prefix=urls.redis_prefix)
         self.bus = make_bus(urls.amqp, SqlProcessedStore(self.sessions))
         self.documents = make_documents(urls.mongo, self.sessions, urls.mongo_database)
         self.relay = OutboxRelay(self.sessions, self.bus)

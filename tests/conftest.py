@@ -77,7 +77,12 @@ def settings_for(tmp_path):
             data_dir=tmp_path / "data",
             database_url=database_url,
             log_format="text",
-            **{"password_time_cost": 1, "password_memory_kib": 1024, **overrides},
+            **{
+                "password_time_cost": 1,
+                "password_memory_kib": 1024,
+                "rtmp_port": 0,  # every test app gets its own RTMP port
+                **overrides,
+            },
         )
 
     return build

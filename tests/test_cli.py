@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import sys
 import time
 
 import aiohttp
 
-STREAMCART = [sys.executable, "-m", "live.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def clean_env(tmp_path, **extra) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMCART_")}
-    env.update(STREAMCART_DATA_DIR=str(tmp_path / "data"), STREAMCART_LOG_FORMAT="json", **extra)
-    return env
+from tests.server_process import STREAMCART, clean_env, free_port
 
 
 async def run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
@@ -76,7 +61,7 @@ async def test_serve_on_embedded_defaults_answers_and_shuts_down_gracefully(tmp_
 
 
 async def test_migrate_then_demo_prints_logins(tmp_path):
-    env = clean_env(tmp_path)
+    env = clean_env(tmp_path, STREAMCART_RTMP_PORT="1935")  # only printed, never bound
     code, _, err = await run("migrate", env=env)
     assert code == 0, err
     code, out, err = await run("demo", env=env)

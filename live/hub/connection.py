@@ -16,6 +16,7 @@ from socketio.exceptions import ConnectionRefusedError as Refused
 from commerce.accounts.auth import authenticate
 from live.hub.context import HubContext, Member, user_room
 from live.hub.rooms import stop_watching
+from live.hub.webrtc import close_socket_peers
 from storage.web import Problem
 
 log = logging.getLogger("streamcart.hub")
@@ -40,6 +41,7 @@ def attach(hub: HubContext) -> None:
             member = await hub.member(sid)
             for live_session_id in list(member.joined):
                 await stop_watching(hub, member, live_session_id)
+            await close_socket_peers(hub, member)
         except Exception:
             log.exception("hub disconnect cleanup failed", extra={"sid": sid})
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from live.hub.presence import Presence
     from live.hub.reactions import Reactions
+    from signaling.whep import WhepService
 
 
 def live_room(live_session_id: str) -> str:
@@ -69,6 +70,7 @@ class HubContext:
     live_sessions: LiveSessionService
     presence: Presence
     reactions: Reactions
+    whep: WhepService
 
     async def emit(self, event: str, data: dict[str, Any], room: str) -> None:
         """To every socket in `room`, on every process when the Redis manager is in use."""

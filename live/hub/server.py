@@ -15,6 +15,9 @@ Choices, and why:
   payload, a full blocked-words list, is far smaller.
 - With a Redis URL, `AsyncRedisManager` is the backplane: an emit from any process
   reaches sockets on every process, so one competing bus consumer is enough.
+- Either way the manager is `live.hub.broadcast`'s: a broadcast is framed once and the
+  same bytes are written to every websocket client, so a room of thousands costs little
+  more than one `transport.write` per viewer.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ import socketio
 from aiohttp import web
 
 from commerce.accounts.service import AccountService
-from live.hub import bridge, chat, connection, moderation, pins, reactions, rooms
+from live.hub import bridge, chat, connection, moderation, pins, reactions, rooms, webrtc
+from live.hub.broadcast import BroadcastManager, RedisBroadcastManager
 from live.hub.context import HubContext, live_room
 from live.hub.dispatch import ACK_WANTED, attach_unknown_event_handler
 from live.hub.presence import Presence
 from live.hub.reactions import Reactions
 from live.sessions.service import LiveSessionService
+from signaling.whep import WhepService
 from storage.backends import Backends
 from storage.bus.port import EventBus
 
@@ -40,7 +45,7 @@ log = logging.getLogger("streamcart.hub")
 CHANNEL = "streamcart-socketio"
 MAX_PACKET_BYTES = 64 * 1024
 TICK_SECONDS = 0.25
-HANDLER_MODULES = (rooms, chat, moderation, pins, reactions)
+HANDLER_MODULES = (rooms, chat, moderation, pins, reactions, webrtc)
 
 
 class HubServer(socketio.AsyncServer):
@@ -122,15 +127,16 @@ def build_hub(
     backends: Backends,
     accounts: AccountService,
     live_sessions: LiveSessionService,
+    whep: WhepService,
     redis_url: str,
     *,
     channel: str = CHANNEL,
 ) -> Hub:
     sio = HubServer(
         async_mode="aiohttp",
-        client_manager=socketio.AsyncRedisManager(redis_url, channel=channel)
+        client_manager=RedisBroadcastManager(redis_url, channel=channel)
         if redis_url
-        else None,
+        else BroadcastManager(),
         async_handlers=False,
         max_http_buffer_size=MAX_PACKET_BYTES,
     )
@@ -153,6 +159,7 @@ def build_hub(
         live_sessions=live_sessions,
         presence=Presence(backends.cache, emit_count),
         reactions=Reactions(backends.cache, emit_reactions),
+        whep=whep,
     )
     connection.attach(context)
     for module in HANDLER_MODULES:

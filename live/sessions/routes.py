@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from commerce.accounts.auth import require_principal
@@ -21,7 +23,8 @@ from storage.web import ApiRoutes, Problem
 
 routes = ApiRoutes()
 LIVE_SESSIONS = web.AppKey("live_sessions", LiveSessionService)
-RTMP_URL = web.AppKey("rtmp_url", str)
+# What OBS calls "Server", asked when needed: the RTMP port is known once it is bound.
+RTMP_URL = web.AppKey("rtmp_url", Callable[[], str])
 TAGS = ("live sessions",)
 
 
@@ -55,7 +58,7 @@ async def create_live_session(request: web.Request, body: LiveSessionIn):
     )
     out = session_out(live, await service.showcase(live.id))
     return CreatedLiveSessionOut(
-        **out.model_dump(), stream=StreamOut(server_url=request.app[RTMP_URL], stream_key=key)
+        **out.model_dump(), stream=StreamOut(server_url=request.app[RTMP_URL](), stream_key=key)
     )
 
 
@@ -136,7 +139,7 @@ async def rotate_stream_key(request: web.Request) -> StreamOut:
     key = await request.app[LIVE_SESSIONS].rotate_key(
         principal, request.match_info["live_session_id"]
     )
-    return StreamOut(server_url=request.app[RTMP_URL], stream_key=key)
+    return StreamOut(server_url=request.app[RTMP_URL](), stream_key=key)
 
 
 @routes.route(

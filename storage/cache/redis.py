@@ -33,12 +33,26 @@ def _ms(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
 
+# redis-py's default pool fails at once ("Too many connections") past its limit of
+# commands in flight; a bounded pool that waits keeps a burst of requests (every
+# authenticated one checks the token deny list) from turning into 500s.
+MAX_CONNECTIONS = 100
+POOL_WAIT_SECONDS = 5.0
+
+
 class RedisCache:
     """`Cache` on Redis; pub/sub messages are delivered at most once (Redis PUBLISH)."""
 
     def __init__(self, url: str, prefix: str = "streamcart:") -> None:
         self._prefix = prefix
-        self._client = redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=POOL_WAIT_SECONDS,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+        )
+        self._client = redis.Redis(connection_pool=pool)
         self._incr = self._client.register_script(_INCR)
 
     async def get(self, key: str) -> bytes | None:

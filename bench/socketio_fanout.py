@@ -1,0 +1,473 @@
+"""Socket.IO broadcast fan-out: N viewers in one live session, flash price updates pinned
+by the seller, against the hub and against a Node.js socket.io reference, in one run.
+
+    .venv/bin/python bench/socketio_fanout.py [--clients 1000 5000] [--rate 10] [--seconds 12]
+    .venv/bin/python bench/socketio_fanout.py --quick
+
+For each N and each server a fresh server starts on 127.0.0.1: `streamcart serve`
+(embedded defaults, a temporary data directory) with a seller, a shop, products and a
+live session created over REST, or `bench/node_reference/server.js` with the same cards.
+A separate Node.js process (`bench/node_reference/load.js`, socket.io-client over
+websockets) connects N guest viewers and the seller, joins them to the session, then the
+seller sends `product:pin` at a fixed rate, cycling through the products on show, and
+every viewer times each `product:pinned` against the send time stamped by that process.
+Prints deliveries/s, p50/p99/max latency, lost deliveries and the server's CPU per
+delivery; writes JSON. The npm packages go to the git-ignored `bench/.node/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import harness
+from checkout import git_commit
+
+NODE_REFERENCE = harness.ROOT / "bench" / "node_reference"
+NODE_PREFIX = harness.ROOT / "bench" / ".node"
+DEFAULT_JSON = harness.RESULTS / "socketio_fanout.json"
+PRODUCTS = (
+    ("Áo khoác gió", 390_000, 290_000),
+    ("Son môi lì", 249_000, 199_000),
+    ("Tai nghe không dây", 590_000, 450_000),
+    ("Bình giữ nhiệt", 180_000, 129_000),
+)
+TARGET_P99_MS = 100.0
+TARGET_CLIENTS = 5_000
+NODE_PARITY = 0.99  # when both keep up, deliveries/s is the offered rate give or take 1 %
+NPM_TIMEOUT = 300.0
+SETTLE_SECONDS = 2.0
+
+
+# --- command line -----------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The options, refused early when they would make an unbounded run."""
+    parser = argparse.ArgumentParser(
+        description="Socket.IO broadcast fan-out: the hub against a Node.js socket.io reference."
+    )
+    parser.add_argument(
+        "--clients", type=int, nargs="+", default=[1_000, 5_000], help="viewer counts (1000 5000)"
+    )
+    parser.add_argument("--rate", type=float, default=10.0, help="price updates per second (10)")
+    parser.add_argument("--seconds", type=float, default=12.0, help="seconds of updates (12)")
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        choices=("python", "node"),
+        default=["python", "node"],
+        help="which servers to run (both)",
+    )
+    parser.add_argument("--join-concurrency", type=int, default=100, help="joins in flight (100)")
+    parser.add_argument("--join-timeout", type=float, default=60.0, help="per join, s (60)")
+    parser.add_argument(
+        "--drain-timeout", type=float, default=90.0, help="wait for late deliveries, s (90)"
+    )
+    parser.add_argument("--label", default="", help="a note stored in the JSON (e.g. a branch)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 50 clients, 2 s")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.clients, args.seconds, args.drain_timeout = [50], 2.0, 20.0
+    problems = [
+        any(not 1 <= n <= 15_000 for n in args.clients) and "--clients must be 1..15000",
+        not 0 < args.rate <= 100 and "--rate must be in (0, 100]",
+        not 0 < args.seconds <= 120 and "--seconds must be in (0, 120]",
+        not 1 <= args.join_concurrency <= 1_000 and "--join-concurrency must be 1..1000",
+        not 0 < args.join_timeout <= 300 and "--join-timeout must be in (0, 300]",
+        not 0 < args.drain_timeout <= 600 and "--drain-timeout must be in (0, 600]",
+    ]
+    for problem in problems:
+        if problem:
+            parser.error(problem)
+    return args
+
+
+def raise_open_file_limit(clients: int) -> None:
+    """Each viewer is a socket in the load process and one in the server, both children
+    of this process: lift the soft limit (inherited) to the hard one, and insist it fits."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    needed = clients + 1_000
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise SystemExit(f"open-file limit {hard} is below the {needed} this run needs")
+
+
+# --- Node.js --------------------------------------------------------------------------
+
+
+def node_binary() -> str:
+    node = shutil.which("node")
+    if node is None:
+        raise SystemExit("node is not installed: the load generator and reference need it")
+    return node
+
+
+def install_node_packages() -> None:
+    """`npm install` the pinned socket.io packages into the ignored bench/.node/, once per
+    change of package.json."""
+    manifest = NODE_REFERENCE / "package.json"
+    installed = NODE_PREFIX / "package.json"
+    modules = NODE_PREFIX / "node_modules"
+    if (
+        installed.exists()
+        and installed.read_bytes() == manifest.read_bytes()
+        and (modules / "socket.io").is_dir()
+        and (modules / "socket.io-client").is_dir()
+    ):
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SystemExit("npm is not installed: it fetches socket.io for the reference")
+    NODE_PREFIX.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(manifest, installed)
+    subprocess.run(
+        [npm, "install", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=NODE_PREFIX,
+        check=True,
+        timeout=NPM_TIMEOUT,
+    )
+
+
+def node_env() -> dict[str, str]:
+    return {**os.environ, "NODE_PATH": str(NODE_PREFIX / "node_modules")}
+
+
+# --- the servers ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What the load process needs to know about the server it loads."""
+
+    url: str
+    pid: int
+    live_session_id: str
+    product_ids: list[str]
+    seller_token: str | None
+
+
+async def _json(response: aiohttp.ClientResponse, status: int) -> dict:
+    if response.status != status:
+        raise RuntimeError(
+            f"{response.method} {response.url}: {response.status} {await response.text()}"
+        )
+    return await response.json()
+
+
+async def set_up_session(url: str) -> tuple[str, str, list[dict]]:
+    """Over REST, as a client would: a seller, their shop, the products, a live session
+    showing them at live prices, started. Returns the seller's token, the session id and
+    the product cards (as `product:pinned` carries them)."""
+    async with aiohttp.ClientSession(url, timeout=aiohttp.ClientTimeout(total=30)) as http:
+        email, password = "seller@example.com", secrets.token_urlsafe(16)
+        account = {"email": email, "password": password, "display_name": "Bench", "role": "seller"}
+        await _json(await http.post("/api/auth/register", json=account), 201)
+        login = {"email": email, "password": password}
+        token = (await _json(await http.post("/api/auth/login", json=login), 200))["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        shop = await _json(await http.post("/api/shops", json={"name": "Bench"}, headers=auth), 201)
+        on_show = []
+        for name, price, live_price in PRODUCTS:
+            body = {"shop_id": shop["id"], "name": name, "base_price": price, "stock": 1_000}
+            body["images"] = [f"https://img.example/{len(on_show)}.jpg"]
+            product = await _json(await http.post("/api/products", json=body, headers=auth), 201)
+            on_show.append({"product_id": product["id"], "live_price": live_price})
+        session = {
+            "shop_id": shop["id"],
+            "title": "Flash sale tối nay",
+            "scheduled_at": (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
+            "products": on_show,
+        }
+        live = await _json(await http.post("/api/live-sessions", json=session, headers=auth), 201)
+        path = f"/api/live-sessions/{live['id']}"
+        await _json(await http.post(f"{path}/start", headers=auth), 200)
+        shown = await _json(await http.get(path), 200)
+    cards = [
+        {"live_session_id": live["id"], **{k: v for k, v in item.items() if k != "position"}}
+        for item in shown["products"]
+    ]
+    return token, live["id"], cards
+
+
+@contextlib.asynccontextmanager
+async def python_server(work_dir: Path) -> AsyncIterator[tuple[Scenario, list[dict]]]:
+    """`streamcart serve` with embedded defaults, the session set up over REST."""
+    server = harness.start_server({}, work_dir, 0, harness.serve_command())
+    try:
+        await harness.wait_healthy([server])
+        token, live_id, cards = await set_up_session(server.url)
+        ids = [card["product_id"] for card in cards]
+        yield Scenario(server.url, server.pid, live_id, ids, token), cards
+        harness.check_alive([server])
+    finally:
+        harness.stop_servers([server])
+
+
+def start_node_server(work_dir: Path, cards: list[dict]) -> harness.Server:
+    """The reference server, given the same product cards as the hub sent."""
+    catalogue = work_dir / "catalogue.json"
+    by_id = {card["product_id"]: card for card in cards}
+    live_id = cards[0]["live_session_id"]
+    catalogue.write_text(json.dumps({"live_session_id": live_id, "cards": by_id}))
+    port = harness.free_port()
+    log_path = work_dir / "node-server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [node_binary(), str(NODE_REFERENCE / "server.js"), str(port), str(catalogue)],
+            env=node_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return harness.Server(process, port, log_path)
+
+
+@contextlib.asynccontextmanager
+async def node_server(work_dir: Path, cards: list[dict]) -> AsyncIterator[Scenario]:
+    server = start_node_server(work_dir, cards)
+    try:
+        await _wait_listening(server)
+        ids = [card["product_id"] for card in cards]
+        yield Scenario(server.url, server.pid, cards[0]["live_session_id"], ids, None)
+        harness.check_alive([server])
+    finally:
+        harness.stop_servers([server])
+
+
+async def _wait_listening(server: harness.Server) -> None:
+    """Until the port accepts connections (bounded by harness.STARTUP_TIMEOUT)."""
+    async with asyncio.timeout(harness.STARTUP_TIMEOUT):
+        while True:
+            harness.check_alive([server])
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection(harness.HOST, server.port)
+                writer.close()
+                return
+            await asyncio.sleep(0.1)
+
+
+# --- the load ---------------------------------------------------------------------------
+
+
+async def run_load(
+    args: argparse.Namespace, scenario: Scenario, clients: int, work_dir: Path
+) -> dict:
+    """Run load.js against one server; server CPU is sampled at its start and end marks."""
+    updates = max(1, round(args.rate * args.seconds))
+    config = {
+        "url": scenario.url,
+        "viewers": clients,
+        "seller_token": scenario.seller_token,
+        "live_session_id": scenario.live_session_id,
+        "product_ids": scenario.product_ids,
+        "rate": args.rate,
+        "updates": updates,
+        "join_concurrency": args.join_concurrency,
+        "join_timeout_s": args.join_timeout,
+        "drain_timeout_s": args.drain_timeout,
+        "settle_s": SETTLE_SECONDS,
+    }
+    config_path = work_dir / f"load-{clients}.json"
+    config_path.write_text(json.dumps(config))
+    limit = args.join_timeout * (clients / args.join_concurrency + 2) + args.seconds
+    limit += args.drain_timeout + 60
+    process = await asyncio.create_subprocess_exec(
+        node_binary(),
+        "--max-old-space-size=4096",
+        str(NODE_REFERENCE / "load.js"),
+        str(config_path),
+        env=node_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=(work_dir / "load.log").open("ab"),
+    )
+    try:
+        async with asyncio.timeout(limit):
+            return await _follow(process, scenario.pid)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def _follow(process: asyncio.subprocess.Process, server_pid: int) -> dict:
+    """Read the load process's JSON lines; CPU samples at "start" and "end". The CPU
+    figures count the server and the load process (in `per_server_pct`, in that order)."""
+    assert process.stdout is not None
+    pids = [server_pid, process.pid]
+    before: harness.CpuSample | None = None
+    usage: dict[str, object] = {}
+    server_cpu_s = 0.0
+    while line := await process.stdout.readline():
+        message = json.loads(line)
+        phase = message.pop("phase")
+        if phase == "start":
+            before = harness.cpu_sample(pids)
+        elif phase == "end" and before is not None:
+            after = harness.cpu_sample(pids)
+            usage = harness.cpu_usage(before, after)
+            server_cpu_s = after.servers[0] - before.servers[0]
+        elif phase == "joined":
+            print(f"  {message['viewers']:,} joined in {message['join_s']:.1f} s", flush=True)
+        elif phase == "error":
+            raise RuntimeError(f"load process failed: {message['message']}")
+        elif phase == "result":
+            server_pct, load_pct = usage["per_server_pct"]
+            cpu = {"server_pct": server_pct, "load_process_pct": load_pct, **usage}
+            return {**message, "cpu": cpu, "server_cpu_s": server_cpu_s}
+    raise RuntimeError(f"load process ended without a result ({await process.wait()})")
+
+
+async def run(args: argparse.Namespace) -> list[dict]:
+    """Every N against every server, each on a fresh server."""
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="streamcart-fanout-") as tmp:
+        for clients in args.clients:
+            work_dir = Path(tmp) / f"n{clients}"
+            work_dir.mkdir()
+            async with python_server(work_dir) as (scenario, cards):
+                if "python" in args.servers:
+                    print(f"python-socketio hub, {clients:,} clients", flush=True)
+                    runs.append(
+                        summarise("python", await run_load(args, scenario, clients, work_dir))
+                    )
+            if "node" in args.servers:
+                async with node_server(work_dir, cards) as scenario:
+                    print(f"node socket.io, {clients:,} clients", flush=True)
+                    runs.append(
+                        summarise("node", await run_load(args, scenario, clients, work_dir))
+                    )
+    return runs
+
+
+# --- the report -------------------------------------------------------------------------
+
+
+def summarise(server: str, result: dict) -> dict:
+    received = result["received"]
+    cpu_us = 1e6 * result.pop("server_cpu_s") / received if received else 0.0
+    return {
+        "server": server,
+        "clients": result["viewers"],
+        **{k: v for k, v in result.items() if k != "viewers"},
+        "deliveries_per_s": round(result["deliveries_per_s"], 1),
+        "latency_ms": {k: round(v, 2) for k, v in result["latency_ms"].items()},
+        "server_cpu_us_per_delivery": round(cpu_us, 2),
+    }
+
+
+def render_columns(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A text table with one column per figure, numbers right-aligned."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    rule = "+-" + "-+-".join("-" * w for w in widths) + "-+"
+    lines = [
+        title,
+        rule,
+        "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |",
+    ]
+    lines.append(rule)
+    lines += [
+        "| " + " | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) + " |"
+        for row in rows
+    ]
+    lines.append(rule)
+    return "\n".join(lines)
+
+
+def table(runs: list[dict]) -> str:
+    header = (
+        "server",
+        "N",
+        "deliveries/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "lost",
+        "CPU %",
+        "CPU µs/delivery",
+        "load CPU %",
+    )
+    rows = [
+        (
+            r["server"],
+            f"{r['clients']:,}",
+            f"{r['deliveries_per_s']:,.0f}",
+            f"{r['latency_ms']['p50']:.1f}",
+            f"{r['latency_ms']['p99']:.1f}",
+            f"{r['latency_ms']['max']:.1f}",
+            f"{r['lost']:,}",
+            f"{r['cpu']['server_pct']:.0f}",
+            f"{r['server_cpu_us_per_delivery']:.1f}",
+            f"{r['cpu']['load_process_pct']:.0f}",
+        )
+        for r in runs
+    ]
+    return render_columns("Socket.IO fan-out (one room, flash price updates)", header, rows)
+
+
+def targets(runs: list[dict]) -> dict:
+    """p99 under 100 ms at 5,000 clients, and at least Node's deliveries/s at each N."""
+    verdicts = {}
+    for r in runs:
+        if r["server"] != "python":
+            continue
+        node = next(
+            (n for n in runs if n["server"] == "node" and n["clients"] == r["clients"]), None
+        )
+        verdict: dict[str, object] = {}
+        if r["clients"] >= TARGET_CLIENTS:
+            verdict["p99_under_100ms"] = r["latency_ms"]["p99"] < TARGET_P99_MS
+        if node is not None:
+            floor = NODE_PARITY * node["deliveries_per_s"]
+            verdict["at_least_node_deliveries"] = r["deliveries_per_s"] >= floor
+        verdicts[str(r["clients"])] = verdict
+    return verdicts
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up on SIGTERM too
+    raise_open_file_limit(max(args.clients))
+    install_node_packages()
+    try:
+        runs = asyncio.run(run(args))
+    except KeyboardInterrupt:
+        print("interrupted: servers and load processes stopped", file=sys.stderr)
+        return 130
+    summary = {
+        "benchmark": "socketio_fanout",
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "label": args.label,
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "config": {"rate": args.rate, "seconds": args.seconds, "products": len(PRODUCTS)},
+        "runs": runs,
+        "targets": targets(runs),
+    }
+    print(table(runs))
+    print(f"targets: {json.dumps(summary['targets'])}")
+    harness.write_json(args.json, summary)
+    print(f"JSON: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

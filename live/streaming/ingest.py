@@ -1,0 +1,110 @@
+"""Publishers in: an RTMP stream key becomes a live session's stream hub.
+
+`authorize` is what the RTMP server asks before it accepts any media: the key must
+belong to a session that has not ended, and nobody may be publishing to it already,
+in this process (the stream registry) or in another (a lease in the shared cache,
+refreshed while the stream runs). An accepted publisher puts the session live.
+
+When the publisher leaves, the session stays live for a grace period, so an OBS that
+reconnects after a network hiccup resumes the same session; past it, the session
+ends. The timer is in-process: if this process dies meanwhile, the session stays
+live until its seller ends it (the lease expires, so a new publisher is accepted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from live.sessions.service import LiveSessionService
+from live.streaming.outputs import StreamOutputs
+from media.hub import StreamHub
+from media.registry import AlreadyPublishing, StreamRegistry
+from rtmp_ingest.sink import PublishRefused
+from storage.cache.port import Cache
+
+log = logging.getLogger("streamcart.streaming")
+
+RTMP_APP = "live"
+LEASE_SECONDS = 15.0
+BAD_NAME = "NetStream.Publish.BadName"
+
+
+def lease_key(live_session_id: str) -> str:
+    return f"publishing:{live_session_id}"
+
+
+class StreamIngest:
+    def __init__(
+        self,
+        live_sessions: LiveSessionService,
+        registry: StreamRegistry,
+        cache: Cache,
+        outputs: StreamOutputs,
+        grace_period: float,
+    ) -> None:
+        self._live = live_sessions
+        self._registry = registry
+        self._cache = cache
+        self._outputs = outputs
+        self._grace_period = grace_period
+        self._owner = uuid.uuid4().hex.encode()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        registry.on_stream_ended(self._stream_ended)
+
+    async def authorize(self, app: str, key: str) -> StreamHub:
+        """The RTMP server's question: may (app, key) publish? Answers the sink or refuses."""
+        if app.strip("/") != RTMP_APP:
+            raise PublishRefused(BAD_NAME, f"Use the server URL rtmp://HOST:PORT/{RTMP_APP}.")
+        live = await self._live.by_stream_key(key.split("?", 1)[0])
+        if live is None:
+            raise PublishRefused(BAD_NAME, "Unknown stream key: copy the current key again.")
+        if not await self._cache.set_if_absent(lease_key(live.id), self._owner, ttl=LEASE_SECONDS):
+            raise PublishRefused(BAD_NAME, "This stream key is already publishing.")
+        try:
+            hub = self._registry.open(live.id)
+        except AlreadyPublishing:
+            raise PublishRefused(BAD_NAME, "This stream key is already publishing.") from None
+        self._cancel(live.id)
+        self._tasks[live.id] = asyncio.create_task(self._hold_lease(live.id, hub))
+        await self._live.go_live(live.id, "the publisher started streaming")
+        self._outputs.attach(live.id, hub)
+        log.info("publisher started on live session %s", live.id)
+        return hub
+
+    async def close(self) -> None:
+        """Stop every timer (at shutdown; streams are closed by the RTMP server)."""
+        for live_session_id in list(self._tasks):
+            self._cancel(live_session_id)
+
+    async def _hold_lease(self, live_session_id: str, hub: StreamHub) -> None:
+        key = lease_key(live_session_id)
+        while not hub.closed:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            if not hub.closed and await self._cache.get(key) == self._owner:
+                await self._cache.set(key, self._owner, ttl=LEASE_SECONDS)
+
+    def _stream_ended(self, live_session_id: str, hub: StreamHub) -> None:
+        self._cancel(live_session_id)
+        self._tasks[live_session_id] = asyncio.create_task(self._end_after_grace(live_session_id))
+
+    async def _end_after_grace(self, live_session_id: str) -> None:
+        try:
+            await self._cache.delete(lease_key(live_session_id))
+            await asyncio.sleep(self._grace_period)
+            self._tasks.pop(live_session_id, None)
+            if self._registry.get(live_session_id) is None and not await self._cache.get(
+                lease_key(live_session_id)
+            ):
+                await self._live.end(live_session_id, "the publisher left")
+                log.info("live session %s ended: its publisher left", live_session_id)
+        except Exception:  # the seller can still end it by hand
+            log.exception(
+                "live session %s: could not end it after its publisher left", live_session_id
+            )
+
+    def _cancel(self, live_session_id: str) -> None:
+        task = self._tasks.pop(live_session_id, None)
+        if task is not None:
+            task.cancel()

@@ -1,0 +1,148 @@
+"""Stream endpoints: health for the seller, a thumbnail and replays for everyone."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from commerce.accounts.auth import require_principal
+from live.sessions.routes import LIVE_SESSIONS, TAGS
+from live.streaming.outputs import StreamOutputs
+from media.recording import Timeline, timeline_path
+from storage.web import ApiRoutes, Problem
+
+routes = ApiRoutes()
+STREAM_OUTPUTS = web.AppKey("stream_outputs", StreamOutputs)
+RECORDING_NAME = re.compile(r"^\d{8}T\d{6}Z$")
+THUMBNAIL_MAX_AGE = 5
+
+
+class HealthWarningOut(BaseModel):
+    code: str
+    message: str
+
+
+class StreamHealthOut(BaseModel):
+    """What the publisher sends, measured by the server, with advice in plain words."""
+
+    live_session_id: str
+    uptime_s: float
+    video_codec: str | None
+    profile: str | None
+    level: str | None
+    width: int | None
+    height: int | None
+    video_kbps: float | None
+    frame_rate: float | None
+    keyframe_interval_s: float | None
+    bframes: bool
+    audio_codec: str | None
+    audio_sample_rate: int | None
+    audio_channels: int | None
+    audio_kbps: float | None
+    dropped_frames: int | None
+    warnings: list[HealthWarningOut]
+
+
+class TimelineMarkOut(BaseModel):
+    at_ms: int
+    kind: str
+    data: dict[str, Any]
+
+
+class RecordingOut(BaseModel):
+    video_url: str
+    timeline: list[TimelineMarkOut]
+
+
+class ReplayOut(BaseModel):
+    """One recording per time the seller went on air, oldest first; each timeline is on
+    its recording's own clock (milliseconds from its first frame)."""
+
+    live_session_id: str
+    status: str
+    recordings: list[RecordingOut]
+
+
+@routes.route(
+    "GET",
+    "/api/live-sessions/{live_session_id}/health",
+    summary="The stream's health",
+    tags=TAGS,
+    response=StreamHealthOut,
+    auth=True,
+    errors=(403, 404),
+)
+async def stream_health(request: web.Request) -> StreamHealthOut:
+    """Bitrate, frame rate, keyframe interval, codecs, B-frames, uptime and warnings, for
+    the shop's team while the stream is on air (also pushed as `stream:health`)."""
+    live = await request.app[LIVE_SESSIONS].require_staff(
+        await require_principal(request), request.match_info["live_session_id"]
+    )
+    report = await request.app[STREAM_OUTPUTS].health(live.id)
+    if report is None:
+        raise Problem(404, "stream-not-live", "Nothing is being streamed to this session now.")
+    return StreamHealthOut(live_session_id=live.id, **report)
+
+
+@routes.route(
+    "GET",
+    "/api/live-sessions/{live_session_id}/thumbnail.jpg",
+    summary="A recent frame of the stream",
+    tags=TAGS,
+    errors=(404,),
+)
+async def stream_thumbnail(request: web.Request) -> web.Response:
+    """A JPEG of a recent keyframe while on air; the last one after the stream ended."""
+    live = await request.app[LIVE_SESSIONS].get(request.match_info["live_session_id"])
+    jpeg = await request.app[STREAM_OUTPUTS].thumbnail(live.id)
+    if jpeg is None:
+        raise Problem(404, "no-thumbnail", "This session has not streamed a picture yet.")
+    return web.Response(
+        body=jpeg,
+        content_type="image/jpeg",
+        headers={"Cache-Control": f"public, max-age={THUMBNAIL_MAX_AGE}"},
+    )
+
+
+@routes.route(
+    "GET",
+    "/api/live-sessions/{live_session_id}/replay",
+    summary="Recordings of the session with their sale timelines",
+    tags=TAGS,
+    response=ReplayOut,
+    errors=(404,),
+)
+async def replay(request: web.Request) -> ReplayOut:
+    """The video URLs and, for each, when products were pinned and flash sales ran, so
+    a replay shows the right product at the right moment."""
+    live = await request.app[LIVE_SESSIONS].get(request.match_info["live_session_id"])
+    folder = request.app[STREAM_OUTPUTS].recordings / live.id
+    recordings = [
+        RecordingOut(
+            video_url=f"/api/live-sessions/{live.id}/recordings/{video.stem}.mp4",
+            timeline=Timeline.load(timeline_path(video)).entries,
+        )
+        for video in sorted(folder.glob("*.mp4"))
+        if RECORDING_NAME.match(video.stem)
+    ]
+    return ReplayOut(live_session_id=live.id, status=live.status, recordings=recordings)
+
+
+@routes.route(
+    "GET",
+    "/api/live-sessions/{live_session_id}/recordings/{name}.mp4",
+    summary="One recording (MP4, byte ranges supported)",
+    tags=TAGS,
+    errors=(404,),
+)
+async def recording(request: web.Request) -> web.FileResponse:
+    live = await request.app[LIVE_SESSIONS].get(request.match_info["live_session_id"])
+    name = request.match_info["name"]
+    video = request.app[STREAM_OUTPUTS].recordings / live.id / f"{name}.mp4"
+    if not RECORDING_NAME.match(name) or not video.is_file():
+        raise Problem(404, "recording-not-found", "No such recording of this session.")
+    return web.FileResponse(video, headers={"Content-Type": "video/mp4"})

@@ -1,0 +1,353 @@
+"""The per-session stream hub: one publisher in, any number of subscribers out.
+
+The RTMP publisher calls the plain sync `on_*` methods; every packet is parsed once and
+appended once to a shared, bounded `PacketTrack`. Subscribers read the same packet
+objects through their own cursor, so publishing costs O(1) per packet whatever the
+audience, a subscriber costs nothing until it reads, and no frame bytes are copied.
+Two tracks exist: "source" (the original H.264 + AAC, for recording and thumbnails)
+and "webrtc" (B-frame-free H.264 + Opus, what a browser can play).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from media.flv import FlvDepacketizer, MediaFormatError
+from media.packets import AudioConfig, AudioFrame, OpusFrame, Packet, VideoConfig, VideoFrame
+from media.transcode import AacToOpus, BframeFreeH264, CodecWorker
+
+log = logging.getLogger("streamcart.media")
+
+DEFAULT_MAX_QUEUE = 256  # ~3 s of 30 fps video with its audio
+RETAINED_PACKETS = 1024  # kept behind the head for readers, beyond the cached GOP
+MAX_CACHED_GOP = 4096  # a longer GOP is not cached (memory bound); joiners wait instead
+TRANSCODER_MAX_PENDING = 64
+CONFIG_TYPES = (VideoConfig, AudioConfig)
+
+
+class StreamEnded(Exception):
+    """The publisher stopped (or the subscription was closed) and nothing is left."""
+
+
+class PacketTrack:
+    """An append-only window of packets with sequence numbers and the last GOP.
+
+    Entries are `(packet, sync)`: a sync point is where a reader may start (a keyframe;
+    any audio frame when the stream has no video).
+    """
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.configs: dict[type, Packet] = {}
+        self.config_seq = -1
+        self.gop_start: int | None = None
+        self.first = 0
+        self._entries: deque[tuple[Packet, bool]] = deque()
+        self._arrival = asyncio.Event()
+
+    @property
+    def head(self) -> int:
+        return self.first + len(self._entries)
+
+    def at(self, seq: int) -> tuple[Packet, bool]:
+        return self._entries[seq - self.first]
+
+    def append(self, packet: Packet, sync: bool) -> None:
+        if isinstance(packet, CONFIG_TYPES):
+            self.configs[type(packet)] = packet
+            self.config_seq = self.head
+        if sync:
+            self.gop_start = self.head
+        self._entries.append((packet, sync))
+        self._trim()
+        self._arrival.set()
+        self._arrival.clear()
+
+    def gop(self) -> Iterator[Packet]:
+        """The packets from the latest sync point on."""
+        if self.gop_start is not None:
+            for seq in range(self.gop_start, self.head):
+                yield self.at(seq)[0]
+
+    def forget_gop(self) -> None:
+        """New readers wait for the next sync point (the content is about to change)."""
+        self.gop_start = None
+
+    def close(self) -> None:
+        self.closed = True
+        self._arrival.set()
+
+    def wake(self) -> None:
+        self._arrival.set()
+        self._arrival.clear()
+
+    async def wait(self) -> None:
+        await self._arrival.wait()
+
+    def _trim(self) -> None:
+        keep_from = self.head - RETAINED_PACKETS
+        if self.gop_start is not None:
+            if self.head - self.gop_start > MAX_CACHED_GOP:
+                self.gop_start = None
+            else:
+                keep_from = min(keep_from, self.gop_start)
+        while self.first < keep_from:
+            self._entries.popleft()
+            self.first += 1
+
+    def subscribe(self, max_queue: int) -> Subscription:
+        subscription = Subscription(self, max_queue)
+        if self.closed:
+            subscription.close()  # the stream is over: nothing to start from
+        return subscription
+
+
+class Subscription:
+    """One reader of a track: the configs, the cached GOP, then live packets.
+
+    A reader more than `max_queue` packets behind is lagging: it skips ahead to the
+    latest keyframe (or drops everything until the next one), counting `dropped`;
+    codec configs are never skipped. The packets it gets are shared, not copied.
+    """
+
+    def __init__(self, track: PacketTrack, max_queue: int) -> None:
+        if not 0 < max_queue <= RETAINED_PACKETS:
+            raise ValueError(f"max_queue must be between 1 and {RETAINED_PACKETS}")
+        self.dropped = 0
+        self._track = track
+        self._max_queue = max_queue
+        self._preamble: deque[Packet] = deque(track.configs.values())
+        self._join_head = track.head
+        self._closed = False
+        self._cursor = track.head
+        self._awaiting_sync = True
+        if track.gop_start is not None:
+            self._cursor, self._awaiting_sync = track.gop_start, False
+
+    def get_nowait(self) -> Packet | None:
+        """The next packet if one is ready; None otherwise."""
+        if self._preamble:
+            return self._preamble.popleft()
+        track = self._track
+        if self._closed:
+            return None
+        head = track.head
+        if (
+            self._cursor < track.first
+            or head - max(self._cursor, self._join_head) > self._max_queue
+        ):
+            self._skip_ahead()
+        while self._cursor < head:
+            packet, sync = track.at(self._cursor)
+            self._cursor += 1
+            if self._awaiting_sync and not sync and not isinstance(packet, CONFIG_TYPES):
+                self.dropped += 1
+                continue
+            self._awaiting_sync = False
+            return packet
+        return None
+
+    async def get(self) -> Packet:
+        """Wait for the next packet; raises StreamEnded once the stream is over."""
+        while True:
+            packet = self.get_nowait()
+            if packet is not None:
+                return packet
+            if self._closed or self._track.closed:
+                raise StreamEnded
+            await self._track.wait()
+
+    def close(self) -> None:
+        self._closed = True
+        self._preamble.clear()
+        self._track.wake()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Packet:
+        try:
+            return await self.get()
+        except StreamEnded:
+            raise StopAsyncIteration from None
+
+    def _skip_ahead(self) -> None:
+        track = self._track
+        cursor = max(self._cursor, track.first)
+        self.dropped += cursor - self._cursor
+        gop_start = track.gop_start
+        if gop_start is not None and gop_start > cursor:
+            if cursor <= track.config_seq < gop_start:
+                self._preamble.extend(track.configs.values())
+            self.dropped += gop_start - cursor
+            self._cursor, self._awaiting_sync = gop_start, False
+        else:
+            self._cursor, self._awaiting_sync = cursor, True
+        self._join_head = 0
+
+
+class StreamHub:
+    """One live stream: the RTMP publisher's sink and its subscribers' source.
+
+    The `on_*` methods are cheap and never block; codec work (AAC -> Opus, the B-frame
+    fallback) runs on worker threads and comes back on the event loop. Create the hub
+    on the loop that will call it.
+    """
+
+    def __init__(self, name: str = "stream") -> None:
+        self.name = name
+        self.metadata: dict[str, Any] = {}
+        self.bframes_detected = False
+        self.malformed_packets = 0
+        self.closed = False
+        self._loop = asyncio.get_running_loop()
+        self._depacketizer = FlvDepacketizer()
+        self._source = PacketTrack()
+        self._webrtc = PacketTrack()
+        self._audio_worker: CodecWorker[AudioFrame, OpusFrame] | None = None
+        self._video_worker: CodecWorker[VideoFrame, VideoFrame] | None = None
+        self._close_callbacks: list[Callable[[StreamHub], None]] = []
+
+    @property
+    def video_config(self) -> VideoConfig | None:
+        return self._depacketizer.video_config
+
+    @property
+    def audio_config(self) -> AudioConfig | None:
+        return self._depacketizer.audio_config
+
+    @property
+    def unsupported_video_codec(self) -> str | None:
+        return self._depacketizer.unsupported_video_codec
+
+    @property
+    def unsupported_audio_codec(self) -> str | None:
+        return self._depacketizer.unsupported_audio_codec
+
+    @property
+    def latest_keyframe(self) -> VideoFrame | None:
+        """The source keyframe that starts the cached GOP (for thumbnails)."""
+        first = next(self._source.gop(), None)
+        return first if isinstance(first, VideoFrame) else None
+
+    def subscribe(self, webrtc: bool, max_queue: int = DEFAULT_MAX_QUEUE) -> Subscription:
+        """webrtc=True: H.264 without B-frames + Opus; False: the original packets."""
+        return (self._webrtc if webrtc else self._source).subscribe(max_queue)
+
+    def add_close_callback(self, callback: Callable[[StreamHub], None]) -> None:
+        self._close_callbacks.append(callback)
+
+    def on_metadata(self, metadata: dict[str, Any]) -> None:
+        self.metadata = dict(metadata)
+
+    def on_video(self, timestamp_ms: int, payload: bytes) -> None:
+        for packet in self._parse(self._depacketizer.video, timestamp_ms, payload):
+            if isinstance(packet, VideoFrame):
+                self._video_frame(packet)
+            else:
+                self._source.append(packet, sync=False)
+
+    def on_audio(self, timestamp_ms: int, payload: bytes) -> None:
+        for packet in self._parse(self._depacketizer.audio, timestamp_ms, payload):
+            if isinstance(packet, AudioConfig):
+                self._source.append(packet, sync=False)
+                self._start_audio_transcoder(packet)
+                continue
+            self._source.append(packet, sync=self._audio_only)
+            if self._audio_worker is not None:
+                self._audio_worker.submit(packet, sync=True)
+
+    def close(self) -> None:
+        """End the stream: readers drain what is left, workers stop. Never blocks."""
+        if self.closed:
+            return
+        self.closed = True
+        self._source.close()
+        self._webrtc.close()
+        for worker in (self._audio_worker, self._video_worker):
+            if worker is not None:
+                worker.close()
+        for callback in self._close_callbacks:
+            try:
+                callback(self)
+            except Exception:
+                log.exception("stream %s: close callback failed", self.name)
+
+    async def wait_closed(self) -> None:
+        """Wait until the worker threads have stopped (for shutdown and tests)."""
+        for worker in (self._audio_worker, self._video_worker):
+            if worker is not None:
+                await asyncio.to_thread(worker.join)
+
+    @property
+    def _audio_only(self) -> bool:
+        return self._depacketizer.video_config is None
+
+    def _parse(
+        self, parse: Callable[[int, bytes], list[Packet]], timestamp_ms: int, payload: bytes
+    ) -> list[Packet]:
+        if self.closed:
+            return []
+        try:
+            return parse(timestamp_ms, payload)
+        except MediaFormatError as error:
+            self.malformed_packets += 1
+            if self.malformed_packets == 1:
+                log.warning("stream %s: dropped a malformed packet: %s", self.name, error)
+            return []
+
+    def _video_frame(self, frame: VideoFrame) -> None:
+        self._source.append(frame, sync=frame.keyframe)
+        if self._video_worker is not None:
+            self._video_worker.submit(frame, sync=frame.keyframe)
+        elif frame.pts != frame.dts:
+            self._start_video_fallback()
+        else:
+            self._webrtc.append(frame, sync=frame.keyframe)
+
+    def _start_video_fallback(self) -> None:
+        """B-frames seen: WebRTC readers switch to a once-per-stream re-encode."""
+        self.bframes_detected = True
+        log.info("stream %s: B-frames detected, re-encoding video for WebRTC", self.name)
+        transcoder = BframeFreeH264(
+            bitrate=_metadata_number(self.metadata, "videodatarate", scale=1000),
+            frame_rate=_metadata_number(self.metadata, "framerate", "fps"),
+        )
+        self._video_worker = self._worker("h264", transcoder)
+        self._webrtc.forget_gop()
+        for packet in self._source.gop():
+            if isinstance(packet, VideoFrame):
+                self._video_worker.submit(packet, sync=packet.keyframe)
+
+    def _start_audio_transcoder(self, config: AudioConfig) -> None:
+        if self._audio_worker is not None:
+            self._audio_worker.close()
+        self._audio_worker = self._worker("opus", AacToOpus(config))
+
+    def _worker(self, kind: str, convert: Callable[[Any], list[Any]]) -> CodecWorker:
+        return CodecWorker(
+            f"{self.name}-{kind}",
+            convert,
+            self._deliver_webrtc,
+            self._loop,
+            max_pending=TRANSCODER_MAX_PENDING,
+        )
+
+    def _deliver_webrtc(self, packets: list[Packet]) -> None:
+        if self.closed:
+            return
+        for packet in packets:
+            sync = packet.keyframe if isinstance(packet, VideoFrame) else self._audio_only
+            self._webrtc.append(packet, sync=sync)
+
+
+def _metadata_number(metadata: dict[str, Any], *keys: str, scale: int = 1) -> float | None:
+    for key in keys:
+        value = metadata.get(key)
+        if isinstance(value, int | float) and value > 0:
+            return value * scale
+    return None

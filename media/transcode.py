@@ -1,0 +1,209 @@
+"""Once-per-stream codec work for WebRTC: AAC -> Opus, and a B-frame-free H.264 fallback.
+
+Browsers play neither AAC nor (smoothly) H.264 with B-frames over WebRTC, so the hub
+runs these pipelines once per stream, never per viewer. Each runs in its own daemon
+thread (PyAV releases the GIL inside codec calls) behind a bounded input queue: when
+a pipeline falls behind, input is dropped up to the next keyframe rather than queued
+without bound, and results go back to the event loop with `call_soon_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Generic, TypeVar
+
+import av
+from av.video.frame import PictureType
+
+from media.packets import AudioConfig, AudioFrame, OpusFrame, VideoFrame
+
+log = logging.getLogger("streamcart.media")
+
+MILLISECONDS = Fraction(1, 1000)
+OPUS_RATE = 48000
+OPUS_FRAME_SAMPLES = 960
+OPUS_FRAME_MS = 20
+AUDIO_RESYNC_MS = 200
+OPUS_BITRATE = 64_000
+FALLBACK_KEYFRAME_SECONDS = 2
+FALLBACK_PRESET = "veryfast"
+DEFAULT_FALLBACK_BITRATE = 2_500_000
+DEFAULT_FRAME_RATE = 30.0
+FAILURES_PER_LOG_LINE = 100
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+def _packet(data: bytes, pts: int, dts: int) -> av.Packet:
+    packet = av.Packet(data)
+    packet.pts, packet.dts, packet.time_base = pts, dts, MILLISECONDS
+    return packet
+
+
+class AacToOpus:
+    """Decodes AAC, resamples to 48 kHz stereo s16 and encodes 20 ms Opus packets.
+
+    Output timestamps count Opus frames from the first AAC timestamp, so they advance
+    exactly 20 ms per packet (millisecond-rounded input timestamps would jitter); a jump
+    in the publisher's audio clock beyond `AUDIO_RESYNC_MS` moves them along.
+    """
+
+    def __init__(self, config: AudioConfig) -> None:
+        self._decoder = av.CodecContext.create("aac", "r")
+        self._decoder.extradata = config.asc
+        self._resampler = av.AudioResampler(
+            format="s16", layout="stereo", rate=OPUS_RATE, frame_size=OPUS_FRAME_SAMPLES
+        )
+        self._encoder = av.CodecContext.create("libopus", "w")
+        self._encoder.sample_rate = OPUS_RATE
+        self._encoder.layout = "stereo"
+        self._encoder.format = "s16"
+        self._encoder.time_base = Fraction(1, OPUS_RATE)
+        self._encoder.bit_rate = OPUS_BITRATE
+        self._input_ms: float | None = None
+        self._output_ms = 0.0
+
+    def __call__(self, frame: AudioFrame) -> list[OpusFrame]:
+        if self._input_ms is None:
+            self._input_ms = self._output_ms = float(frame.timestamp)
+        gap = frame.timestamp - self._input_ms
+        if abs(gap) > AUDIO_RESYNC_MS:
+            self._input_ms += gap
+            self._output_ms += gap
+        out = []
+        for decoded in self._decoder.decode(av.Packet(frame.data)):
+            self._input_ms += decoded.samples * 1000 / decoded.sample_rate
+            for resampled in self._resampler.resample(decoded):
+                for packet in self._encoder.encode(resampled):
+                    out.append(OpusFrame(bytes(packet), round(self._output_ms)))
+                    self._output_ms += OPUS_FRAME_MS
+        return out
+
+
+class BframeFreeH264:
+    """Re-encodes H.264 without B-frames (libx264, zerolatency), keyframes every ~2 s.
+
+    libx264 without global headers repeats SPS/PPS before every IDR, so its Annex-B
+    output is ready for late joiners as is. Timestamps stay in milliseconds on the
+    publisher's clock, in presentation order with pts == dts.
+    """
+
+    def __init__(self, bitrate: float | None = None, frame_rate: float | None = None) -> None:
+        self._bitrate = int(bitrate or DEFAULT_FALLBACK_BITRATE)
+        self._frame_rate = frame_rate or DEFAULT_FRAME_RATE
+        self._decoder = av.CodecContext.create("h264", "r")
+        self._encoder: av.VideoCodecContext | None = None
+
+    def __call__(self, frame: VideoFrame) -> list[VideoFrame]:
+        out = []
+        for decoded in self._decoder.decode(_packet(frame.data, frame.pts, frame.dts)):
+            encoder = self._encoder_for(decoded)
+            decoded.pict_type = PictureType.NONE  # let x264 place keyframes
+            for packet in encoder.encode(decoded):
+                out.append(VideoFrame(bytes(packet), packet.is_keyframe, packet.pts, packet.pts))
+        return out
+
+    def _encoder_for(self, frame: av.VideoFrame) -> av.VideoCodecContext:
+        """The open encoder, (re)opened on the first frame and when the resolution changes."""
+        encoder = self._encoder
+        if encoder is None or (encoder.width, encoder.height) != (frame.width, frame.height):
+            encoder = self._encoder = self._open_encoder(frame.width, frame.height)
+        return encoder
+
+    def _open_encoder(self, width: int, height: int) -> av.VideoCodecContext:
+        encoder = av.CodecContext.create("libx264", "w")
+        encoder.width, encoder.height = width, height
+        encoder.pix_fmt = "yuv420p"
+        encoder.time_base = MILLISECONDS
+        encoder.framerate = Fraction(self._frame_rate).limit_denominator(1001)
+        encoder.gop_size = max(1, round(self._frame_rate * FALLBACK_KEYFRAME_SECONDS))
+        encoder.max_b_frames = 0
+        encoder.bit_rate = self._bitrate
+        encoder.options = {"tune": "zerolatency", "preset": FALLBACK_PRESET}
+        encoder.open()
+        return encoder
+
+
+class CodecWorker(Generic[In, Out]):
+    """Runs `convert` on a daemon thread; delivers each non-empty result on the loop.
+
+    `submit` never blocks: past `max_pending` queued inputs the worker drops input until
+    the next sync point (a keyframe; every audio frame is one), so a slow pipeline costs
+    a skip, never memory or publisher time.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        convert: Callable[[In], list[Out]],
+        deliver: Callable[[list[Out]], None],
+        loop: asyncio.AbstractEventLoop,
+        *,
+        max_pending: int,
+    ) -> None:
+        self.dropped = 0
+        self.failures = 0
+        self._convert = convert
+        self._deliver = deliver
+        self._loop = loop
+        self._max_pending = max_pending
+        self._pending: deque[In] = deque()
+        self._wakeup = threading.Condition()
+        self._skipping = True
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, item: In, sync: bool) -> None:
+        with self._wakeup:
+            if self._closed:
+                return
+            if len(self._pending) >= self._max_pending or (self._skipping and not sync):
+                self._skipping = True
+                self.dropped += 1
+                return
+            self._skipping = False
+            self._pending.append(item)
+            self._wakeup.notify()
+
+    def close(self) -> None:
+        """Stop after the item in progress; queued input is discarded. Never blocks."""
+        with self._wakeup:
+            self._closed = True
+            self._pending.clear()
+            self._wakeup.notify()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def _next(self) -> In | None:
+        with self._wakeup:
+            while not self._pending and not self._closed:
+                self._wakeup.wait()
+            return None if self._closed else self._pending.popleft()
+
+    def _run(self) -> None:
+        while (item := self._next()) is not None:
+            try:
+                out = self._convert(item)
+            except (av.FFmpegError, ValueError) as error:
+                self.failures += 1
+                if self.failures % FAILURES_PER_LOG_LINE == 1:
+                    log.warning(
+                        "%s: skipped input it could not convert (%d so far): %s",
+                        self._thread.name,
+                        self.failures,
+                        error,
+                    )
+                continue
+            if out:
+                try:
+                    self._loop.call_soon_threadsafe(self._deliver, out)
+                except RuntimeError:  # the loop is closed: nobody is left to deliver to
+                    return

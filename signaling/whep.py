@@ -1,0 +1,227 @@
+"""WHEP viewers: one aiortc peer per viewer, fed from the live session's stream hub.
+
+One HTTP offer/answer is enough (aiortc gathers its ICE candidates inside
+`setLocalDescription`, so the answer carries them all). The service owns every peer of
+the process: it counts them per session, enforces the process-wide viewer limit, and
+closes a peer on DELETE, on its owner's request (a Socket.IO disconnect), on ICE or
+DTLS failure, when it never connects, and when the stream ends, so neither peers nor
+hub subscriptions can leak.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import weakref
+from collections import Counter
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+
+from media.hub import StreamHub
+from signaling.offers import ViewerOffer, check_offer, codec_preferences, malformed_sdp
+from signaling.tracks import HubOpusTrack, HubTrack, HubVideoTrack, ViewerClock
+from storage.web import Problem
+
+log = logging.getLogger("streamcart.signaling")
+
+FindStream = Callable[[str], StreamHub | None]
+ENDED_STATES = {"failed", "closed"}
+
+
+class WhepAnswer(NamedTuple):
+    resource_id: str
+    sdp: str
+
+
+@dataclass(eq=False)
+class Viewer:
+    """One peer connection and the hub it reads from."""
+
+    resource_id: str
+    live_session_id: str
+    owner: str | None
+    hub: StreamHub
+    peer: RTCPeerConnection
+    tracks: list[HubTrack] = field(default_factory=list)
+    connect_deadline: asyncio.TimerHandle | None = None
+
+
+class WhepService:
+    """Every WebRTC viewer of this process.
+
+    `find_stream` is injected by the composition root (this package cannot import the
+    live layer); `owner` ties a viewer to whatever opened it (a socket id) so it can be
+    closed with it.
+    """
+
+    def __init__(
+        self,
+        find_stream: FindStream,
+        *,
+        max_viewers: int,
+        retry_after_seconds: int = 30,
+        connect_timeout_seconds: float = 30.0,
+        ice_servers: Sequence[RTCIceServer] = (),
+    ) -> None:
+        if max_viewers < 1:
+            raise ValueError("max_viewers must be at least 1")
+        self.max_viewers = max_viewers
+        self._find_stream = find_stream
+        self._retry_after = retry_after_seconds
+        self._connect_timeout = connect_timeout_seconds
+        self._configuration = RTCConfiguration(iceServers=list(ice_servers))
+        self._viewers: dict[str, Viewer] = {}
+        self._per_session: Counter[str] = Counter()
+        self._watched_hubs: weakref.WeakSet[StreamHub] = weakref.WeakSet()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._viewers)
+
+    def viewers(self, live_session_id: str) -> int:
+        return self._per_session[live_session_id]
+
+    async def offer(
+        self, live_session_id: str, sdp_offer: str, *, owner: str | None = None
+    ) -> WhepAnswer:
+        """Build a peer for a viewer's offer and return its answer.
+
+        Raises a Problem: 404 `stream-not-live`, 400/413/422 for an offer that cannot be
+        served, 503 `viewer-limit` when this process has as many viewers as it may take.
+        """
+        hub = self._find_stream(live_session_id)
+        if hub is None or hub.closed:
+            raise stream_not_live(live_session_id)
+        offer = check_offer(sdp_offer)
+        if len(self._viewers) >= self.max_viewers:
+            raise Problem(
+                503,
+                "viewer-limit",
+                f"This server is already sending video to {self.max_viewers} viewers, its "
+                "limit; try again shortly.",
+                headers={"Retry-After": str(self._retry_after)},
+            )
+        viewer = self._open(live_session_id, hub, owner)
+        try:
+            sdp_answer = await self._negotiate(viewer, offer)
+        except BaseException as error:
+            ended_meanwhile = viewer.resource_id not in self._viewers
+            await self._close(viewer)
+            if ended_meanwhile and isinstance(error, Exception):  # it broke the half-built peer
+                raise stream_not_live(live_session_id) from None
+            raise
+        if viewer.resource_id not in self._viewers:
+            raise stream_not_live(live_session_id)
+        return WhepAnswer(viewer.resource_id, sdp_answer)
+
+    async def delete(
+        self,
+        resource_id: str,
+        *,
+        live_session_id: str | None = None,
+        owner: str | None = None,
+    ) -> None:
+        """Close one viewer; 404 unless it exists (in that session, for that owner)."""
+        viewer = self._viewers.get(resource_id)
+        if (
+            viewer is None
+            or (live_session_id is not None and viewer.live_session_id != live_session_id)
+            or (owner is not None and viewer.owner != owner)
+        ):
+            raise Problem(404, "unknown-viewer", "No such WebRTC viewer (already closed?).")
+        await self._close(viewer)
+
+    async def close_owned(self, owner: str) -> None:
+        """Close every viewer `owner` opened (its socket disconnected)."""
+        await self._close_all_of([v for v in self._viewers.values() if v.owner == owner])
+
+    async def close_all(self) -> None:
+        """Close every peer (at shutdown) and wait for pending closes."""
+        await self._close_all_of(list(self._viewers.values()))
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _open(self, live_session_id: str, hub: StreamHub, owner: str | None) -> Viewer:
+        peer = RTCPeerConnection(self._configuration)
+        viewer = Viewer(secrets.token_urlsafe(18), live_session_id, owner, hub, peer)
+        self._viewers[viewer.resource_id] = viewer
+        self._per_session[live_session_id] += 1
+        self._watch(hub)
+
+        @peer.on("connectionstatechange")
+        def on_connection_state() -> None:
+            if peer.connectionState in ENDED_STATES:
+                self._spawn(self._close(viewer))
+            elif peer.connectionState == "connected" and viewer.connect_deadline is not None:
+                viewer.connect_deadline.cancel()
+
+        viewer.connect_deadline = asyncio.get_running_loop().call_later(
+            self._connect_timeout, self._give_up_connecting, viewer
+        )
+        return viewer
+
+    async def _negotiate(self, viewer: Viewer, offer: ViewerOffer) -> str:
+        clock = ViewerClock()
+        kinds: list[tuple[str, type[HubTrack]]] = [("video", HubVideoTrack)]
+        if offer.audio:
+            kinds.append(("audio", HubOpusTrack))
+        for kind, track_type in kinds:
+            track = track_type(viewer.hub.subscribe(webrtc=True), clock)
+            viewer.tracks.append(track)
+            transceiver = viewer.peer.addTransceiver(track, direction="sendonly")
+            transceiver.setCodecPreferences(codec_preferences(kind))
+        try:
+            await viewer.peer.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+        except Exception as error:  # aiortc validates with asserts and assorted errors
+            raise malformed_sdp(str(error) or type(error).__name__) from None
+        await viewer.peer.setLocalDescription(await viewer.peer.createAnswer())
+        return viewer.peer.localDescription.sdp
+
+    def _watch(self, hub: StreamHub) -> None:
+        """Close a stream's viewers as soon as it ends, even those not yet connected."""
+        if hub not in self._watched_hubs:
+            self._watched_hubs.add(hub)
+            hub.add_close_callback(self._stream_ended)
+
+    def _stream_ended(self, hub: StreamHub) -> None:
+        for viewer in [v for v in self._viewers.values() if v.hub is hub]:
+            self._spawn(self._close(viewer))
+
+    def _give_up_connecting(self, viewer: Viewer) -> None:
+        if viewer.peer.connectionState != "connected":
+            log.info("viewer %s never connected; closing it", viewer.resource_id)
+            self._spawn(self._close(viewer))
+
+    async def _close_all_of(self, viewers: list[Viewer]) -> None:
+        await asyncio.gather(*(self._close(viewer) for viewer in viewers))
+
+    async def _close(self, viewer: Viewer) -> None:
+        """Idempotent: forget the viewer at once (the count drops), then close its peer."""
+        if self._viewers.pop(viewer.resource_id, None) is None:
+            return
+        self._per_session[viewer.live_session_id] -= 1
+        if not self._per_session[viewer.live_session_id]:
+            del self._per_session[viewer.live_session_id]
+        if viewer.connect_deadline is not None:
+            viewer.connect_deadline.cancel()
+        for track in viewer.tracks:
+            track.stop()
+        try:
+            await viewer.peer.close()
+        except Exception:
+            log.exception("closing viewer %s failed", viewer.resource_id)
+
+    def _spawn(self, closing: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(closing)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def stream_not_live(live_session_id: str) -> Problem:
+    return Problem(
+        404, "stream-not-live", f"Live session {live_session_id} is not streaming right now."
+    )

@@ -1,0 +1,97 @@
+"""Test helpers for WebRTC: a real aiortc viewer that decodes what it receives, and
+ICE kept on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import aioice.ice
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+WAIT = 10.0
+
+
+def keep_ice_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aioice gathers every address except loopback; tests must talk only to loopback."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+
+
+async def eventually(predicate: Callable[[], bool], seconds: float = WAIT) -> bool:
+    """Poll `predicate` until it holds (True) or `seconds` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def settled(read: Callable[[], object], quiet: float = 0.5, seconds: float = WAIT) -> None:
+    """Wait until `read()` has not changed for `quiet` seconds (at most `seconds`): the
+    receiver holds a stream's last frame or two, so "all of them" may never come."""
+    deadline = time.monotonic() + seconds
+    last, since = read(), time.monotonic()
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        if (current := read()) != last:
+            last, since = current, time.monotonic()
+
+
+class DecodingViewer:
+    """An aiortc peer that receives (and decodes) H.264 video and Opus audio.
+
+    Counts are of decoded frames: aiortc's receiver depacketizes and decodes, so a
+    frame counted here is one a player could have shown or played.
+    """
+
+    def __init__(self, *, audio: bool = True) -> None:
+        self.peer = RTCPeerConnection()
+        self.peer.addTransceiver("video", direction="recvonly")
+        if audio:
+            self.peer.addTransceiver("audio", direction="recvonly")
+        self.video_frames = 0
+        self.audio_frames = 0
+        self.video_sizes: set[tuple[int, int]] = set()
+        self.first_video_at: float | None = None
+        self.ended: set[str] = set()
+        self._readers: list[asyncio.Task[None]] = []
+        self.peer.on("track", self._on_track)
+
+    @property
+    def connected(self) -> bool:
+        return self.peer.connectionState == "connected"
+
+    async def offer(self) -> str:
+        await self.peer.setLocalDescription(await self.peer.createOffer())
+        return self.peer.localDescription.sdp
+
+    async def accept(self, answer: str) -> None:
+        await self.peer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+
+    async def close(self) -> None:
+        await self.peer.close()
+        for reader in self._readers:
+            reader.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._readers.append(asyncio.create_task(self._read(track)))
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                break
+            if track.kind == "video":
+                self.video_frames += 1
+                self.video_sizes.add((frame.width, frame.height))
+                if self.first_video_at is None:
+                    self.first_video_at = time.perf_counter()
+            else:
+                self.audio_frames += 1
+        self.ended.add(track.kind)
