@@ -94,3 +94,12 @@ async def api(aiohttp_client, sql_engine, sql_url, settings_for):
     from live.app import build_app
 
     return await aiohttp_client(build_app(settings_for(sql_url)))
+
+
+@pytest.fixture
+async def opened():
+    """Socket.IO clients a test opened (see tests.hub_support.open_socket), closed after it."""
+    sockets: list = []
+    yield sockets
+    for socket in sockets:
+        await socket.client.disconnect()

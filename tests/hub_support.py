@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import socketio
 
-from tests.commerce_support import create_product, seller_with_shop
+from tests.commerce_support import buyer, create_product, seller_with_shop
 from tests.test_auth import bearer
 
 WAIT = 5.0
@@ -125,3 +126,39 @@ async def seller_on_air(api, email: str = "seller@example.com", stock: int = 10)
 
 def joining(live_id: str) -> dict:
     return {"live_session_id": live_id}
+
+
+@dataclass
+class OneStreamOnTwo:
+    show: dict
+    ann: dict
+    viewer_a: Socket
+    seller_b: Socket
+    guest_b: Socket
+
+
+async def one_stream_on_two(a, b, opened: list) -> OneStreamOnTwo:
+    """A viewer on server A, the seller and a guest on server B, in one session: each
+    side sees the other's pin and chat, and the viewer count covers both."""
+    show = await seller_on_air(a)
+    live_id = show["live_id"]
+    ann = await buyer(a, "ann@example.com")
+    viewer_a = await open_socket(a, ann["token"], opened)
+    seller_b = await open_socket(b, show["token"], opened)
+    guest_b = await open_socket(b, None, opened)
+    await viewer_a.ok("session:join", joining(live_id))
+    await seller_b.ok("session:join", joining(live_id))
+    snapshot = (await guest_b.ok("session:join", joining(live_id)))["snapshot"]
+    assert snapshot["viewers"] == 3  # counted in Redis, whichever server they are on
+    await viewer_a.wait_for("viewers:count", lambda c: c["viewers"] == 3)
+
+    pin = {"live_session_id": live_id, "product_id": show["product"]["id"]}
+    await seller_b.ok("product:pin", pin)
+    pinned = await viewer_a.wait_for("product:pinned")
+    assert pinned["product_id"] == show["product"]["id"] and pinned["live_price"] == 90_000
+    await seller_b.ok("chat:send", {"live_session_id": live_id, "text": "Xin chào từ B"})
+    message = await viewer_a.wait_for("chat:message")
+    assert message["text"] == "Xin chào từ B" and message["user_id"] == show["user"]["id"]
+    await viewer_a.ok("chat:send", {"live_session_id": live_id, "text": "Chào từ A"})
+    assert await guest_b.wait_for("chat:message", lambda m: m["text"] == "Chào từ A")
+    return OneStreamOnTwo(show, ann, viewer_a, seller_b, guest_b)

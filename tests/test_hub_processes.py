@@ -17,8 +17,7 @@ from commerce.catalog.models import Variant
 from commerce.orders.models import Order, OrderItem
 from live.sessions.models import FlashClaim
 from tests.backends import REDIS_URL, require
-from tests.commerce_support import buyer
-from tests.hub_support import Socket, joining, open_socket, seller_on_air
+from tests.hub_support import one_stream_on_two
 from tests.server_process import ServerApi, serving
 from tests.test_flash import FLASH, claim, many_buyers, shop_on, started
 
@@ -53,37 +52,10 @@ async def servers(sql_engine, sql_url, tmp_path) -> AsyncIterator[tuple[ServerAp
         yield pair
 
 
-@pytest.fixture
-async def opened() -> AsyncIterator[list[Socket]]:
-    sockets: list[Socket] = []
-    yield sockets
-    for socket in sockets:
-        await socket.client.disconnect()
-
-
 async def test_a_client_on_one_process_sees_what_happens_on_the_other(servers, opened):
     a, b = servers
-    show = await seller_on_air(a)
-    live_id = show["live_id"]
-    ann = await buyer(b, "ann@example.com")
-    viewer_a = await open_socket(a, ann["token"], opened)
-    seller_b = await open_socket(b, show["token"], opened)
-    guest_b = await open_socket(b, None, opened)
-    await viewer_a.ok("session:join", joining(live_id))
-    await seller_b.ok("session:join", joining(live_id))
-    snapshot = (await guest_b.ok("session:join", joining(live_id)))["snapshot"]
-    assert snapshot["viewers"] == 3  # one viewer on A, two on B
-    await viewer_a.wait_for("viewers:count", lambda c: c["viewers"] == 3)
-
-    pin = {"live_session_id": live_id, "product_id": show["product"]["id"]}
-    await seller_b.ok("product:pin", pin)
-    pinned = await viewer_a.wait_for("product:pinned")
-    assert pinned["product_id"] == show["product"]["id"] and pinned["live_price"] == 90_000
-    await seller_b.ok("chat:send", {"live_session_id": live_id, "text": "Xin chào từ B"})
-    message = await viewer_a.wait_for("chat:message")
-    assert message["text"] == "Xin chào từ B" and message["user_id"] == show["user"]["id"]
-    await viewer_a.ok("chat:send", {"live_session_id": live_id, "text": "Chào từ A"})
-    assert await guest_b.wait_for("chat:message", lambda m: m["text"] == "Chào từ A")
+    shared = await one_stream_on_two(a, b, opened)
+    viewer_a, seller_b, guest_b = shared.viewer_a, shared.seller_b, shared.guest_b
 
     await guest_b.client.disconnect()
     await viewer_a.wait_for("viewers:count", lambda c: c["viewers"] == 2)

@@ -15,8 +15,7 @@ from live.app import build_app
 from live.hub import build_hub
 from live.hub.chat import RATE_LIMIT
 from tests.backends import REDIS_URL, require
-from tests.commerce_support import buyer
-from tests.hub_support import Socket, joining, open_socket, seller_on_air
+from tests.hub_support import joining, one_stream_on_two, open_socket
 from tests.test_auth import bearer
 
 pytestmark = [
@@ -36,34 +35,11 @@ async def apps(aiohttp_client, sql_engine, sql_url, settings_for, monkeypatch):
     return await aiohttp_client(build_app(settings)), await aiohttp_client(build_app(settings))
 
 
-@pytest.fixture
-async def opened():
-    sockets: list[Socket] = []
-    yield sockets
-    for socket in sockets:
-        await socket.client.disconnect()
-
-
 async def test_clients_on_two_processes_share_one_stream(apps, opened):
     a, b = apps
-    show = await seller_on_air(a)
-    live_id = show["live_id"]
-    ann = await buyer(a, "ann@example.com")
-    viewer_a = await open_socket(a, ann["token"], opened)
-    seller_b = await open_socket(b, show["token"], opened)
-    guest_b = await open_socket(b, None, opened)
-    await viewer_a.ok("session:join", joining(live_id))
-    await seller_b.ok("session:join", joining(live_id))
-    snapshot = (await guest_b.ok("session:join", joining(live_id)))["snapshot"]
-    assert snapshot["viewers"] == 3  # counted in Redis, whichever process they are on
-
-    pin = {"live_session_id": live_id, "product_id": show["product"]["id"]}
-    await seller_b.ok("product:pin", pin)
-    assert (await viewer_a.wait_for("product:pinned"))["product_id"] == show["product"]["id"]
-    await seller_b.ok("chat:send", {"live_session_id": live_id, "text": "Xin chào từ B"})
-    assert (await viewer_a.wait_for("chat:message"))["text"] == "Xin chào từ B"
-    await viewer_a.ok("chat:send", {"live_session_id": live_id, "text": "Chào từ A"})
-    assert await guest_b.wait_for("chat:message", lambda m: m["text"] == "Chào từ A")
+    shared = await one_stream_on_two(a, b, opened)
+    live_id, ann = shared.show["live_id"], shared.ann
+    viewer_a, seller_b, guest_b = shared.viewer_a, shared.seller_b, shared.guest_b
 
     # The rate limit is shared: the same user on another process gets no fresh allowance.
     viewer_b = await open_socket(b, ann["token"], opened)
@@ -90,7 +66,13 @@ async def test_clients_on_two_processes_share_one_stream(apps, opened):
         "/api/orders/checkout",
         json={
             "payment_method": "cod",
-            "items": [{"product_id": pin["product_id"], "quantity": 1, "live_session_id": live_id}],
+            "items": [
+                {
+                    "product_id": shared.show["product"]["id"],
+                    "quantity": 1,
+                    "live_session_id": live_id,
+                }
+            ],
         },
         headers=bearer(ann["token"]),
     )
