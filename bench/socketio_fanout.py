@@ -309,31 +309,10 @@ async def run_load(
 
 
 async def _follow(process: asyncio.subprocess.Process, server_pid: int) -> dict:
-    """Read the load process's JSON lines; CPU samples at "start" and "end". The CPU
-    figures count the server and the load process (in `per_server_pct`, in that order)."""
-    assert process.stdout is not None
-    pids = [server_pid, process.pid]
-    before: harness.CpuSample | None = None
-    usage: dict[str, object] = {}
-    server_cpu_s = 0.0
-    while line := await process.stdout.readline():
-        message = json.loads(line)
-        phase = message.pop("phase")
-        if phase == "start":
-            before = harness.cpu_sample(pids)
-        elif phase == "end" and before is not None:
-            after = harness.cpu_sample(pids)
-            usage = harness.cpu_usage(before, after)
-            server_cpu_s = after.servers[0] - before.servers[0]
-        elif phase == "joined":
-            print(f"  {message['viewers']:,} joined in {message['join_s']:.1f} s", flush=True)
-        elif phase == "error":
-            raise RuntimeError(f"load process failed: {message['message']}")
-        elif phase == "result":
-            server_pct, load_pct = usage["per_server_pct"]
-            cpu = {"server_pct": server_pct, "load_process_pct": load_pct, **usage}
-            return {**message, "cpu": cpu, "server_cpu_s": server_cpu_s}
-    raise RuntimeError(f"load process ended without a result ({await process.wait()})")
+    message, usage, server_cpu_s = await harness.follow_load(process, server_pid, "load")
+    server_pct, load_pct = usage["per_server_pct"]
+    cpu = {"server_pct": server_pct, "load_process_pct": load_pct, **usage}
+    return {**message, "cpu": cpu, "server_cpu_s": server_cpu_s}
 
 
 async def run(args: argparse.Namespace) -> list[dict]:

@@ -1,0 +1,294 @@
+"""The processes of the WebRTC fan-out benchmark: the two servers and the viewers.
+
+    python bench/webrtc_peers.py ours SOURCE.flv PORT MAX_VIEWERS
+    python bench/webrtc_peers.py relay SOURCE.ts PORT
+    python bench/webrtc_peers.py viewers CONFIG.json
+
+Each is its own OS process so that /proc gives each its own CPU time. Both servers run
+on uvloop (as `streamcart serve` does), answer `GET /healthz`, keep ICE on 127.0.0.1
+and stop on SIGTERM. The viewers print JSON lines on stdout for the driver
+(`webrtc_fanout.py`), which samples CPU when it reads "start" and "end".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import threading
+import time
+import types
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import aioice.ice
+import uvloop
+from aiohttp import web
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+    rtcrtpreceiver,
+)
+from aiortc.contrib.media import MediaPlayer, MediaRelay
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.append(str(ROOT))  # for the project's FLV reader in tests/media_support.py
+
+from live.http.metrics import Metrics  # noqa: E402
+from live.http.middleware import make_middlewares  # noqa: E402
+from media.registry import StreamRegistry  # noqa: E402
+from signaling import WhepService  # noqa: E402
+from signaling.routes import WHEP, routes  # noqa: E402
+from tests.media_support import publish, read_flv_tags  # noqa: E402
+
+HOST = "127.0.0.1"
+LIVE_SESSION_ID = "bench"
+OURS_OFFER_PATH = f"/api/live-sessions/{LIVE_SESSION_ID}/whep"
+RELAY_OFFER_PATH = "/offer"
+SDP = "application/sdp"
+NO_ICE_SERVERS = RTCConfiguration(iceServers=[])  # aiortc's default asks a public STUN server
+ENDED_STATES = {"failed", "closed"}
+CLOSE_TIMEOUT = 10.0
+
+
+def keep_ice_on_loopback() -> None:
+    """aioice offers every host address but loopback; this benchmark uses loopback only."""
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [HOST]
+
+
+# --- the servers ------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def serve(app: web.Application, port: int) -> None:
+    """Run `app` on 127.0.0.1:`port` with uvloop until SIGTERM or SIGINT."""
+
+    async def main() -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, HOST, port).start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    keep_ice_on_loopback()
+    app.router.add_get("/healthz", healthz)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+
+
+def ours_app(source: Path, max_viewers: int) -> web.Application:
+    """The project's WHEP routes and WhepService over a StreamRegistry whose one hub is
+    fed the FLV file's tags at real time, as the RTMP server would feed it."""
+    registry = StreamRegistry()
+    service = WhepService(registry.get, max_viewers=max_viewers)
+    app = web.Application(middlewares=make_middlewares(Metrics()))
+    app[WHEP] = service
+    routes.add_to(app)
+
+    async def stream(app: web.Application) -> AsyncIterator[None]:
+        hub = registry.open(LIVE_SESSION_ID)
+        publisher = asyncio.create_task(publish(hub, read_flv_tags(source), speed=1.0))
+        yield
+        publisher.cancel()
+        registry.close_all()
+        await service.close_all()
+
+    app.cleanup_ctx.append(stream)
+    return app
+
+
+class RelayReference:
+    """Plain aiortc, as its server example does it: one MediaPlayer of the file without
+    decoding, relayed by MediaRelay to one RTCPeerConnection per viewer."""
+
+    def __init__(self, source: Path) -> None:
+        self._source = source
+        self._player: MediaPlayer | None = None
+        self._relay = MediaRelay()
+        self._peers: set[RTCPeerConnection] = set()
+
+    async def offer(self, request: web.Request) -> web.Response:
+        if self._player is None:  # opened on the loop that will read it
+            self._player = MediaPlayer(str(self._source), decode=False)
+        peer = RTCPeerConnection(NO_ICE_SERVERS)
+        self._peers.add(peer)
+
+        @peer.on("connectionstatechange")
+        async def on_state() -> None:
+            if peer.connectionState in ENDED_STATES:
+                self._peers.discard(peer)
+                await peer.close()
+
+        await peer.setRemoteDescription(RTCSessionDescription(await request.text(), "offer"))
+        for track in (self._player.video, self._player.audio):
+            peer.addTrack(self._relay.subscribe(track))
+        await peer.setLocalDescription(await peer.createAnswer())
+        return web.Response(status=201, text=peer.localDescription.sdp, content_type=SDP)
+
+    async def close(self, app: web.Application) -> None:
+        await asyncio.gather(*(peer.close() for peer in self._peers), return_exceptions=True)
+
+
+def relay_app(source: Path) -> web.Application:
+    reference = RelayReference(source)
+    app = web.Application()
+    app.router.add_post(RELAY_OFFER_PATH, reference.offer)
+    app.on_shutdown.append(reference.close)
+    return app
+
+
+# --- the viewers ------------------------------------------------------------------------
+
+
+class CountingDecoderQueue:
+    """Stands in for the queue between an aiortc receiver's jitter buffer and its
+    decoder thread: it counts the complete frames the jitter buffer hands over instead
+    of decoding them (a 720p decode per viewer would make the load process the whole
+    benchmark). The decoder thread waits in `get` until the receiver stops."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self._ended = threading.Event()
+
+    def put(self, item: object) -> None:
+        if item is None:
+            self._ended.set()
+        else:
+            self.frames += 1
+
+    def get(self) -> None:
+        self._ended.wait()
+
+
+def count_instead_of_decoding() -> None:
+    rtcrtpreceiver.queue = types.SimpleNamespace(Queue=CountingDecoderQueue)  # type: ignore[attr-defined]
+
+
+def frame_counter(receiver: RTCRtpReceiver) -> CountingDecoderQueue:
+    return receiver._RTCRtpReceiver__decoder_queue  # type: ignore[attr-defined]
+
+
+def only_codec(transceiver: RTCRtpTransceiver, mime_types: set[str]) -> None:
+    """Offer only H.264 (with RTX) or Opus: both servers pass the stream through."""
+    kind = transceiver.kind
+    codecs = RTCRtpReceiver.getCapabilities(kind).codecs
+    transceiver.setCodecPreferences([c for c in codecs if c.mimeType.lower() in mime_types])
+
+
+class Viewer:
+    """One receive-only peer: H.264 video and Opus audio, video frames counted."""
+
+    def __init__(self) -> None:
+        self.peer = RTCPeerConnection(NO_ICE_SERVERS)
+        self.video = self.peer.addTransceiver("video", direction="recvonly")
+        only_codec(self.video, {"video/h264", "video/rtx"})
+        only_codec(self.peer.addTransceiver("audio", direction="recvonly"), {"audio/opus"})
+
+    @property
+    def connected(self) -> bool:
+        return self.peer.connectionState == "connected"
+
+    @property
+    def video_frames(self) -> int:
+        return frame_counter(self.video.receiver).frames
+
+    async def join(self, http: aiohttp.ClientSession, offer_url: str) -> None:
+        await self.peer.setLocalDescription(await self.peer.createOffer())
+        offer = self.peer.localDescription.sdp
+        async with http.post(offer_url, data=offer, headers={"Content-Type": SDP}) as response:
+            if response.status != 201:
+                raise RuntimeError(f"offer answered {response.status}: {await response.text()}")
+            answer = await response.text()
+        await self.peer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        while not self.connected:
+            if self.peer.connectionState in ENDED_STATES:
+                raise RuntimeError(f"peer {self.peer.connectionState} before connecting")
+            await asyncio.sleep(0.05)
+
+
+def report(phase: str, **fields: object) -> None:
+    print(json.dumps({"phase": phase, **fields}), flush=True)
+
+
+async def join_all(viewers: list[Viewer], config: dict) -> int:
+    """Join every viewer, `join_concurrency` at a time, within `join_timeout_s` in all.
+    Returns how many failed; they stay in the count and deliver nothing."""
+    gate = asyncio.Semaphore(config["join_concurrency"])
+    timeout = aiohttp.ClientTimeout(total=config["join_timeout_s"])
+
+    async def join(viewer: Viewer, http: aiohttp.ClientSession) -> None:
+        async with gate:
+            await viewer.join(http, config["offer_url"])
+
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        joins = [asyncio.create_task(join(viewer, http)) for viewer in viewers]
+        done, pending = await asyncio.wait(joins, timeout=config["join_timeout_s"])
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    failures = [task.exception() for task in done if task.exception() is not None]
+    if failures:
+        print(f"{len(failures)} joins failed, the first: {failures[0]!r}", file=sys.stderr)
+    return len(failures) + len(pending)
+
+
+async def watch(config: dict) -> None:
+    """Join N viewers, let them settle, then count video frames over the window."""
+    viewers = [Viewer() for _ in range(config["viewers"])]
+    try:
+        started = time.perf_counter()
+        failed = await join_all(viewers, config)
+        report("joined", viewers=len(viewers) - failed, join_s=time.perf_counter() - started)
+        await asyncio.sleep(config["warmup_s"])
+        before = [viewer.video_frames for viewer in viewers]
+        report("start")
+        window_start = time.perf_counter()
+        await asyncio.sleep(config["window_s"])
+        after = [viewer.video_frames for viewer in viewers]
+        window = time.perf_counter() - window_start
+        report("end")
+        report(
+            "result",
+            viewers=len(viewers),
+            join_failures=failed,
+            connected_at_end=sum(viewer.connected for viewer in viewers),
+            window_s=window,
+            frames=[a - b for a, b in zip(after, before, strict=True)],
+        )
+    finally:
+        closing = asyncio.gather(*(viewer.peer.close() for viewer in viewers))
+        await asyncio.wait_for(closing, CLOSE_TIMEOUT)
+
+
+def run_viewers(config_path: Path) -> None:
+    keep_ice_on_loopback()
+    count_instead_of_decoding()
+    config = json.loads(config_path.read_text())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        try:
+            runner.run(watch(config))
+        except Exception as error:
+            report("error", message=repr(error))
+            raise
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {
+    "ours": lambda args: serve(ours_app(Path(args[0]), int(args[2])), int(args[1])),
+    "relay": lambda args: serve(relay_app(Path(args[0])), int(args[1])),
+    "viewers": lambda args: run_viewers(Path(args[0])),
+}
+
+if __name__ == "__main__":
+    COMMANDS[sys.argv[1]](sys.argv[2:])
