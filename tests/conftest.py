@@ -89,11 +89,17 @@ def settings_for(tmp_path):
 
 
 @pytest.fixture
-async def api(aiohttp_client, sql_engine, sql_url, settings_for):
+def api_settings() -> dict:
+    """Setting overrides for the `api` app; a test module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture
+async def api(aiohttp_client, sql_engine, sql_url, settings_for, api_settings):
     """A test client for the full app on each SQL backend (the database already migrated)."""
     from live.app import build_app
 
-    return await aiohttp_client(build_app(settings_for(sql_url)))
+    return await aiohttp_client(build_app(settings_for(sql_url, **api_settings)))
 
 
 @pytest.fixture
@@ -103,3 +109,14 @@ async def opened():
     yield sockets
     for socket in sockets:
         await socket.client.disconnect()
+
+
+@pytest.fixture
+def connect(api, opened):
+    """Open Socket.IO clients on the app (with a token, or as a guest), closed after it."""
+    from tests.hub_support import open_socket
+
+    async def open_(token: str | None = None):
+        return await open_socket(api, token, opened)
+
+    return open_

@@ -10,12 +10,11 @@ import itertools
 import pytest
 import socketio
 
-from live.app import build_app
 from live.hub.chat import RATE_LIMIT
 from live.hub.reactions import PER_USER_PER_SECOND
 from live.sessions.routes import LIVE_SESSIONS
 from tests.commerce_support import buyer
-from tests.hub_support import Socket, joining, open_socket, seller_on_air, socket_url
+from tests.hub_support import Socket, joining, seller_on_air, socket_url
 from tests.test_auth import bearer
 from tests.test_orders import SEPAY_KEY, transfer, webhook
 
@@ -23,22 +22,8 @@ pytestmark = pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-async def api(aiohttp_client, sql_engine, sql_url, settings_for):
-    settings = settings_for(sql_url, sepay_api_key=SEPAY_KEY, sweep_interval=3600.0)
-    return await aiohttp_client(build_app(settings))
-
-
-@pytest.fixture
-async def connect(api):
-    """Open sockets on the app (with a token, or as a guest); all closed at the end."""
-    opened: list[Socket] = []
-
-    async def open_(token: str | None = None) -> Socket:
-        return await open_socket(api, token, opened)
-
-    yield open_
-    for socket in opened:
-        await socket.client.disconnect()
+def api_settings() -> dict:
+    return {"sepay_api_key": SEPAY_KEY, "sweep_interval": 3600.0}
 
 
 @pytest.fixture

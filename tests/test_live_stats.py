@@ -11,9 +11,8 @@ import pytest
 from commerce.accounts.models import Role
 from live.analytics.intervals import overlaps, peak, union
 from live.analytics.routes import LIVE_STATS
-from live.app import build_app
 from tests.commerce_support import account, buyer, create_product, seller_with_shop
-from tests.hub_support import Socket, joining, open_socket, seller_on_air
+from tests.hub_support import Socket, joining, seller_on_air
 from tests.test_auth import bearer
 from tests.test_orders import SEPAY_KEY, transfer, webhook
 
@@ -22,22 +21,8 @@ POLL_EVERY = 0.1
 
 
 @pytest.fixture
-async def api(aiohttp_client, sql_engine, sql_url, settings_for):
-    settings = settings_for(sql_url, sepay_api_key=SEPAY_KEY, sweep_interval=3600.0)
-    return await aiohttp_client(build_app(settings))
-
-
-@pytest.fixture
-async def connect(api):
-    """Open sockets (with a token, or as a guest); all closed at the end."""
-    opened: list[Socket] = []
-
-    async def open_(token: str | None = None) -> Socket:
-        return await open_socket(api, token, opened)
-
-    yield open_
-    for socket in opened:
-        await socket.client.disconnect()
+def api_settings() -> dict:
+    return {"sepay_api_key": SEPAY_KEY, "sweep_interval": 3600.0}
 
 
 def now() -> datetime:

@@ -23,17 +23,13 @@ sepay_ids = itertools.count(10_000)
 
 
 @pytest.fixture
-async def api(aiohttp_client, sql_engine, sql_url, settings_for):
-    from live.app import build_app
-
-    settings = settings_for(
-        sql_url,
-        sepay_api_key=SEPAY_KEY,
-        sepay_account="0123456789",
-        sepay_bank="MBBank",
-        sweep_interval=3600.0,
-    )
-    return await aiohttp_client(build_app(settings))
+def api_settings() -> dict:
+    return {
+        "sepay_api_key": SEPAY_KEY,
+        "sepay_account": "0123456789",
+        "sepay_bank": "MBBank",
+        "sweep_interval": 3600.0,
+    }
 
 
 @pytest.fixture

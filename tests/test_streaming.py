@@ -28,13 +28,6 @@ def api_settings():
 
 
 @pytest.fixture
-async def api(aiohttp_client, sql_engine, sql_url, settings_for, api_settings):
-    from live.app import build_app
-
-    return await aiohttp_client(build_app(settings_for(sql_url, **api_settings)))
-
-
-@pytest.fixture
 async def show(api):
     """A seller's scheduled session with one product, and its OBS settings."""
     seller = await seller_with_shop(api, "seller@example.com")
