@@ -189,14 +189,17 @@ def build_streaming(app: web.Application, settings: Settings, backends: Backends
         health_interval=settings.stream_health_interval,
         staff_room=staff_room,
     )
+    app[RTMP_SERVER] = RtmpServer(
+        settings.rtmp_host, settings.rtmp_port, lambda name, key: app[INGEST].authorize(name, key)
+    )
     app[INGEST] = StreamIngest(
         app[LIVE_SESSIONS],
         app[STREAMS],
         backends.cache,
         app[STREAM_OUTPUTS],
         settings.stream_grace_period,
+        app[RTMP_SERVER].disconnect,
     )
-    app[RTMP_SERVER] = RtmpServer(settings.rtmp_host, settings.rtmp_port, app[INGEST].authorize)
 
 
 async def _run_backends(app: web.Application):

@@ -92,6 +92,14 @@ class RtmpServer:
         await self._server.wait_closed()
         self._server = None
 
+    def disconnect(self, sink: MediaSink, reason: str) -> bool:
+        """Close the connection publishing into `sink` (its stream was stopped elsewhere)."""
+        for session in self._sessions:
+            if session.publishes_to(sink):
+                session.stop(reason)
+                return True
+        return False
+
     def _opened(self, session: _Session) -> None:
         self._sessions.add(session)
 
@@ -218,6 +226,12 @@ class _Session(asyncio.Protocol):
         if self._transport is not None:
             self._transport.write(self._connection.data_to_send())
             self._transport.close()
+
+    def publishes_to(self, sink: MediaSink) -> bool:
+        return self._sink is sink
+
+    def stop(self, reason: str) -> None:
+        self._fail(reason)
 
     def abort(self) -> None:
         if self._transport is not None:

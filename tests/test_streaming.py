@@ -134,6 +134,17 @@ async def test_wrong_key_and_second_publisher_are_refused(api, show, tmp_path):
     assert code == 0, errors
 
 
+async def test_ending_the_session_disconnects_its_publisher(api, show, tmp_path):
+    source = write_test_flv(tmp_path / "long.flv", seconds=30)
+    live_id = show["live"]["id"]
+    publisher = asyncio.create_task(run_ffmpeg(push(api, source, show["key"])))
+    await eventually(lambda: status(api, live_id), "live")
+    ended = await api.post(f"/api/live-sessions/{live_id}/end", headers=bearer(show["token"]))
+    assert ended.status == 200, await ended.text()
+    await asyncio.wait_for(publisher, WAIT_SECONDS)  # well before its 30 s of media ran out
+    assert api.app[STREAMS].get(live_id) is None
+
+
 async def test_bframes_are_reported_to_the_seller(api, show, tmp_path):
     source = write_test_flv(tmp_path / "bframes.flv", seconds=3, bframes=2)
     live_id, token = show["live"]["id"], show["token"]

@@ -7,8 +7,10 @@ refreshed while the stream runs). An accepted publisher puts the session live.
 
 When the publisher leaves, the session stays live for a grace period, so an OBS that
 reconnects after a network hiccup resumes the same session; past it, the session
-ends. The timer is in-process: if this process dies meanwhile, the session stays
-live until its seller ends it (the lease expires, so a new publisher is accepted).
+ends. The timer is in-process: if this process dies meanwhile, the session stays live
+until its seller ends it (the lease expires, so a new publisher is accepted). The
+other way round, a session its seller ended (on any process) has its publisher
+disconnected within a couple of seconds.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 
+from live.sessions.models import LiveStatus
 from live.sessions.service import LiveSessionService
 from live.streaming.outputs import StreamOutputs
 from media.hub import StreamHub
@@ -28,6 +32,7 @@ log = logging.getLogger("streamcart.streaming")
 
 RTMP_APP = "live"
 LEASE_SECONDS = 15.0
+HOLD_EVERY = 2.0  # seconds between lease refreshes and checks that the session goes on
 BAD_NAME = "NetStream.Publish.BadName"
 
 
@@ -43,8 +48,10 @@ class StreamIngest:
         cache: Cache,
         outputs: StreamOutputs,
         grace_period: float,
+        disconnect: Callable[[StreamHub, str], object],
     ) -> None:
         self._live = live_sessions
+        self._disconnect = disconnect
         self._registry = registry
         self._cache = cache
         self._outputs = outputs
@@ -79,11 +86,23 @@ class StreamIngest:
             self._cancel(live_session_id)
 
     async def _hold_lease(self, live_session_id: str, hub: StreamHub) -> None:
+        """Keep the lease while streaming; stop the publisher once the session ended."""
         key = lease_key(live_session_id)
         while not hub.closed:
-            await asyncio.sleep(LEASE_SECONDS / 3)
-            if not hub.closed and await self._cache.get(key) == self._owner:
-                await self._cache.set(key, self._owner, ttl=LEASE_SECONDS)
+            await asyncio.sleep(HOLD_EVERY)
+            try:
+                live = await self._live.get(live_session_id)
+                if hub.closed:
+                    break
+                if live.status == LiveStatus.ENDED:
+                    self._disconnect(hub, "the live session was ended")
+                    break
+                if await self._cache.get(key) == self._owner:
+                    await self._cache.set(key, self._owner, ttl=LEASE_SECONDS)
+            except Exception:  # a database or cache outage must not end the stream
+                log.exception(
+                    "live session %s: could not renew its publishing lease", live_session_id
+                )
 
     def _stream_ended(self, live_session_id: str, hub: StreamHub) -> None:
         self._cancel(live_session_id)
