@@ -366,6 +366,13 @@ async def test_payment_reaches_only_the_buyer_and_sales_only_the_staff(api, conn
     assert bob.received("order:paid") == [] and bob.received("sales:updated") == []
     assert ann_tab1.received("sales:updated") == []
 
+    response = await api.post(
+        f"/api/orders/{order['id']}/cancel", json={}, headers=bearer(show["token"])
+    )
+    assert response.status == 200, await response.text()
+    sales = await seller.wait_for("sales:updated")
+    assert sales == {"live_session_id": live_id, "orders": 0, "revenue": 0}
+
 
 @pytest.mark.parametrize(
     "payload",

@@ -120,12 +120,16 @@ async def end_unpaid_or_cancel(
     moved = await move(session, order_id, to, actor, reason=reason, allowed_from=allowed_from)
     if moved is None:
         return None
-    order, _ = moved
+    order, before = moved
     levels = await settle(session, order_id, ReservationStatus.RELEASED)
     levels += await settle(session, order_id, ReservationStatus.RESTOCKED)
     await announce(session, levels)
     await _close_payment(session, order_id, to)
-    add_event(session, f"order.{to.value}", {**order_event_data(order), "reason": reason})
+    add_event(
+        session,
+        f"order.{to.value}",
+        {**order_event_data(order), "reason": reason, "previous_status": before.value},
+    )
     return order
 
 

@@ -9,7 +9,8 @@ source of truth, so a client that missed one catches up from the REST API or the
 Live sales figures (`sales:updated`, for the session's staff) are counters in the cache:
 a sale is a paid bank-transfer order or a placed cash-on-delivery order bought from the
 stream. The bus delivers each event once per consumer (idempotent on the event id), so
-a counter moves once per sale; cancellations and refunds are not subtracted.
+a counter moves once per sale, and back once when a counted sale is cancelled (an order
+cancelled after it was paid, or a cash-on-delivery order cancelled).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ PATTERNS = (
     "stock.changed",
     "order.paid",
     "order.created",
+    "order.cancelled",
+    "order.expired",
     "cart.updated",
     "live.started",
     "live.ended",
@@ -59,6 +62,11 @@ class Bridge:
                 await self._count_sale(data)
             case "order.created" if data.get("payment_method") == "cod":
                 await self._count_sale(data)
+            case "order.cancelled" | "order.expired" if data.get("previous_status") not in (
+                None,
+                "pending_payment",
+            ):
+                await self._count_sale(data, -1)
             case "cart.updated":
                 await self._hub.emit("cart:updated", {}, user_room(data["user_id"]))
             case "live.started" | "live.ended":
@@ -102,13 +110,14 @@ class Bridge:
             }
             await self._hub.emit("stock:changed", change, live_room(live_session_id))
 
-    async def _count_sale(self, data: dict[str, Any]) -> None:
+    async def _count_sale(self, data: dict[str, Any], sign: int = 1) -> None:
+        """Add a sale to the session's figures (sign -1: take a cancelled one back)."""
         live_session_id = data.get("live_session_id")
         if not live_session_id:
             return
         prefix = f"sales:{live_session_id}"
-        orders = await self._hub.cache.incr(f"{prefix}:orders", 1, SALES_TTL)
-        revenue = await self._hub.cache.incr(f"{prefix}:revenue", data["total"], SALES_TTL)
+        orders = await self._hub.cache.incr(f"{prefix}:orders", sign, SALES_TTL)
+        revenue = await self._hub.cache.incr(f"{prefix}:revenue", sign * data["total"], SALES_TTL)
         figures = {"live_session_id": live_session_id, "orders": orders, "revenue": revenue}
         await self._hub.emit("sales:updated", figures, staff_room(live_session_id))
 
