@@ -17,11 +17,12 @@ install: $(INSTALLED)
 run: $(INSTALLED)
 	$(BIN)/streamcart serve
 
-# The media tests publish with the ffmpeg CLI and watch with headless Chromium.
+# The media tests publish with the ffmpeg CLI and watch with headless Chromium, kept in a
+# network namespace of its own (iproute2) so it can only reach loopback.
 media-tools:
-	@command -v ffmpeg >/dev/null && command -v chromium >/dev/null || { \
-	  echo "installing the Debian packages ffmpeg and chromium (media tests need them)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg chromium >/dev/null; }
+	@command -v ffmpeg >/dev/null && command -v chromium >/dev/null && command -v ip >/dev/null || { \
+	  echo "installing the Debian packages ffmpeg, chromium and iproute2 (media tests need them)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg chromium iproute2 >/dev/null; }
 
 test: $(INSTALLED) media-tools
 	$(BIN)/ruff check .

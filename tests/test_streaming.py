@@ -170,11 +170,11 @@ async def test_a_whep_viewer_watches_what_obs_publishes(api, show, tmp_path, mon
     live_id = show["live"]["id"]
     publisher = asyncio.create_task(run_ffmpeg(push(api, source, show["key"])))
     await eventually(lambda: status(api, live_id), "live")
-    await eventually(lambda: _has_video(api, live_id), True)
+    await eventually(lambda: has_video(api, live_id), True)
 
     viewer = DecodingViewer()
     sent = api.app[STREAMS].get(live_id).subscribe(webrtc=True)
-    counting = asyncio.create_task(_count_video(sent))
+    counting = asyncio.create_task(count_video(sent))
     try:
         response = await api.post(
             f"/api/live-sessions/{live_id}/whep",
@@ -194,11 +194,11 @@ async def test_a_whep_viewer_watches_what_obs_publishes(api, show, tmp_path, mon
         await viewer.close()
 
 
-async def _has_video(api, live_id: str) -> bool:
+async def has_video(api, live_id: str) -> bool:
     hub = api.app[STREAMS].get(live_id)
     return hub is not None and hub.latest_keyframe is not None
 
 
-async def _count_video(subscription) -> int:
+async def count_video(subscription) -> int:
     """Frames the viewers' track carried from now until the stream ended."""
     return sum([1 async for packet in subscription if isinstance(packet, VideoFrame)])
