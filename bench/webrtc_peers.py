@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import sys
 import threading
 import time
@@ -54,6 +55,7 @@ SDP = "application/sdp"
 NO_ICE_SERVERS = RTCConfiguration(iceServers=[])  # aiortc's default asks a public STUN server
 ENDED_STATES = {"failed", "closed"}
 CLOSE_TIMEOUT = 10.0
+VIEWER_RECEIVE_BUFFER = 4 << 20  # bytes per viewer socket (Linux default: ~208 KiB)
 
 
 def keep_ice_on_loopback() -> None:
@@ -172,6 +174,21 @@ class CountingDecoderQueue:
         self._ended.wait()
 
 
+def enlarge_receive_buffers() -> None:
+    """One Python process receives for every viewer, far slower than a browser per
+    packet: while it works through one viewer's burst (a keyframe is ~50 packets, sent
+    at once to every viewer) the other viewers' sockets must hold theirs, or the load
+    generator, not the server, loses the frames."""
+    made = aioice.ice.StunProtocol.connection_made
+
+    def connection_made(protocol: aioice.ice.StunProtocol, transport) -> None:
+        made(protocol, transport)
+        sock = transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, VIEWER_RECEIVE_BUFFER)
+
+    aioice.ice.StunProtocol.connection_made = connection_made  # type: ignore[method-assign]
+
+
 def count_instead_of_decoding() -> None:
     rtcrtpreceiver.queue = types.SimpleNamespace(Queue=CountingDecoderQueue)  # type: ignore[attr-defined]
 
@@ -274,6 +291,7 @@ async def watch(config: dict) -> None:
 
 def run_viewers(config_path: Path) -> None:
     keep_ice_on_loopback()
+    enlarge_receive_buffers()
     count_instead_of_decoding()
     config = json.loads(config_path.read_text())
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

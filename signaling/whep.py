@@ -1,11 +1,13 @@
-"""WHEP viewers: one aiortc peer per viewer, fed from the live session's stream hub.
+"""WHEP viewers: one aiortc peer per viewer, fed by its stream's fan-out.
 
-One HTTP offer/answer is enough (aiortc gathers its ICE candidates inside
-`setLocalDescription`, so the answer carries them all). The service owns every peer of
-the process: it counts them per session, enforces the process-wide viewer limit, and
-closes a peer on DELETE, on its owner's request (a Socket.IO disconnect), on ICE or
-DTLS failure, when it never connects, and when the stream ends, so neither peers nor
-hub subscriptions can leak.
+aiortc negotiates, connects and runs RTCP for each peer; the RTP itself comes from one
+`StreamFanout` per stream hub, which packetizes each frame once for all its viewers
+(signaling/fanout.py). One HTTP offer/answer is enough (aiortc gathers its ICE
+candidates inside `setLocalDescription`, so the answer carries them all). The service
+owns every peer of the process: it counts them per session, enforces the process-wide
+viewer limit, and closes a peer on DELETE, on its owner's request (a Socket.IO
+disconnect), on ICE or DTLS failure, when it never connects, and when the stream ends,
+so neither peers nor hub subscriptions can leak.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from typing import Any, NamedTuple
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from media.hub import StreamHub
+from signaling.fanout import StreamFanout
 from signaling.offers import ViewerOffer, check_offer, codec_preferences, malformed_sdp
-from signaling.tracks import HubOpusTrack, HubTrack, HubVideoTrack, ViewerClock
+from signaling.rtp_sender import ViewerClock, ViewerRtpSender
 from storage.web import Problem
 
 log = logging.getLogger("streamcart.signaling")
@@ -39,14 +42,15 @@ class WhepAnswer(NamedTuple):
 
 @dataclass(eq=False)
 class Viewer:
-    """One peer connection and the hub it reads from."""
+    """One peer connection and the stream fan-out that feeds its RTP senders."""
 
     resource_id: str
     live_session_id: str
     owner: str | None
     hub: StreamHub
     peer: RTCPeerConnection
-    tracks: list[HubTrack] = field(default_factory=list)
+    fanout: StreamFanout | None = None
+    senders: list[ViewerRtpSender] = field(default_factory=list)
     connect_deadline: asyncio.TimerHandle | None = None
 
 
@@ -77,6 +81,7 @@ class WhepService:
         self._viewers: dict[str, Viewer] = {}
         self._per_session: Counter[str] = Counter()
         self._watched_hubs: weakref.WeakSet[StreamHub] = weakref.WeakSet()
+        self._fanouts: dict[StreamHub, StreamFanout] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
@@ -165,15 +170,16 @@ class WhepService:
         return viewer
 
     async def _negotiate(self, viewer: Viewer, offer: ViewerOffer) -> str:
+        fanout = viewer.fanout = self._fanouts.get(viewer.hub) or StreamFanout(viewer.hub)
+        self._fanouts[viewer.hub] = fanout
+        fanout.join()
         clock = ViewerClock()
-        kinds: list[tuple[str, type[HubTrack]]] = [("video", HubVideoTrack)]
-        if offer.audio:
-            kinds.append(("audio", HubOpusTrack))
-        for kind, track_type in kinds:
-            track = track_type(viewer.hub.subscribe(webrtc=True), clock)
-            viewer.tracks.append(track)
-            transceiver = viewer.peer.addTransceiver(track, direction="sendonly")
+        for kind in ("video", "audio") if offer.audio else ("video",):
+            transceiver = viewer.peer.addTransceiver(kind, direction="sendonly")
             transceiver.setCodecPreferences(codec_preferences(kind))
+            sender = ViewerRtpSender(kind, clock, fanout)
+            sender.install(transceiver.sender)
+            viewer.senders.append(sender)
         try:
             await viewer.peer.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
         except Exception as error:  # aiortc validates with asserts and assorted errors
@@ -208,8 +214,10 @@ class WhepService:
             del self._per_session[viewer.live_session_id]
         if viewer.connect_deadline is not None:
             viewer.connect_deadline.cancel()
-        for track in viewer.tracks:
-            track.stop()
+        for sender in viewer.senders:
+            sender.stop()
+        if viewer.fanout is not None and viewer.fanout.leave():
+            del self._fanouts[viewer.hub]
         try:
             await viewer.peer.close()
         except Exception:

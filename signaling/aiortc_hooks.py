@@ -1,0 +1,122 @@
+"""The private parts of aiortc and aioice that the fan-out's send path uses, in one place.
+
+aiortc keeps signaling, ICE, DTLS, SRTP keys and RTCP; only its per-packet RTP loop is
+replaced. That needs a few of its internals: the sender's RTP task hooks and its sender
+report counters (name-mangled attributes), the DTLS transport's SRTP session and state,
+and the nominated ICE pair's datagram transport; and aiortc's H.264 packetizer
+(signaling/packetizer.py subclasses it). `SenderHooks` and `SecureDatagramPath` check
+the attributes they use before using them, so an aiortc upgrade that moves them fails
+loudly (`AiortcIncompatible`, and tests/test_webrtc_fastpath.py fails) instead of
+quietly sending nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import RTCDtlsTransport, RTCRtpCodecParameters, RTCRtpSender
+from aiortc.rtcdtlstransport import State as DtlsState
+
+from signaling.datagrams import DatagramSender
+
+NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
+SENDER_ATTRIBUTES = (
+    "_RTCRtpSender__rtp_started",
+    "_RTCRtpSender__rtp_exited",
+    "_RTCRtpSender__ntp_timestamp",
+    "_RTCRtpSender__rtp_timestamp",
+    "_RTCRtpSender__octet_count",
+    "_RTCRtpSender__packet_count",
+    "_run_rtp",
+    "_retransmit",
+    "_ssrc",
+    "_rtx_ssrc",
+)
+DTLS_ATTRIBUTES = (
+    "_state",
+    "_tx_srtp",
+    "_RTCDtlsTransport__tx_bytes",
+    "_RTCDtlsTransport__tx_packets",
+)
+
+
+class AiortcIncompatible(RuntimeError):
+    """This aiortc lacks an internal the fast send path relies on."""
+
+
+def ntp_now() -> int:
+    """The wall clock as a 64-bit NTP timestamp (aiortc's goes through datetime: slower)."""
+    return int((time.time() + NTP_EPOCH_OFFSET) * (1 << 32))
+
+
+def _require(target: object, names: tuple[str, ...]) -> None:
+    missing = [name for name in names if not hasattr(target, name)]
+    if missing:
+        raise AiortcIncompatible(f"{type(target).__name__} has no {', '.join(missing)}")
+
+
+class SenderHooks:
+    """One RTCRtpSender whose RTP loop and NACK answer are ours."""
+
+    def __init__(self, sender: RTCRtpSender) -> None:
+        _require(sender, SENDER_ATTRIBUTES)
+        self.sender = sender
+
+    @property
+    def ssrc(self) -> int:
+        return self.sender._ssrc
+
+    @property
+    def rtx_ssrc(self) -> int:
+        return self.sender._rtx_ssrc
+
+    def replace(
+        self,
+        run_rtp: Callable[[RTCRtpCodecParameters], Awaitable[None]],
+        retransmit: Callable[[int], Awaitable[None]],
+    ) -> None:
+        """aiortc's `send()` starts `_run_rtp`; its RTCP handler calls `_retransmit`."""
+        sender: Any = self.sender
+        sender._run_rtp = run_rtp
+        sender._retransmit = retransmit
+
+    def rtp_started(self) -> None:
+        self.sender._RTCRtpSender__rtp_started.set()  # type: ignore[attr-defined]
+
+    def rtp_exited(self) -> None:
+        """`RTCRtpSender.stop()` waits for this."""
+        self.sender._RTCRtpSender__rtp_exited.set()  # type: ignore[attr-defined]
+
+    def count_sent(self, packets: int, octets: int, ntp: int, rtp_timestamp: int) -> None:
+        """What aiortc's RTCP loop puts in its sender reports."""
+        sender: Any = self.sender
+        sender._RTCRtpSender__packet_count += packets
+        sender._RTCRtpSender__octet_count += octets
+        sender._RTCRtpSender__ntp_timestamp = ntp
+        sender._RTCRtpSender__rtp_timestamp = rtp_timestamp
+
+
+class SecureDatagramPath:
+    """SRTP protection and the socket of one connected DTLS transport."""
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        _require(dtls, DTLS_ATTRIBUTES)
+        self._dtls: Any = dtls
+        if dtls._state is not DtlsState.CONNECTED:
+            raise ConnectionError("DTLS is not connected")
+        self.protect: Callable[[bytes], bytes] = dtls._tx_srtp.protect
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None:
+            raise ConnectionError("ICE has no nominated pair")
+        self.datagrams = DatagramSender(pair.protocol.transport, pair.remote_addr)
+
+    @property
+    def connected(self) -> bool:
+        return self._dtls._state is DtlsState.CONNECTED
+
+    def count_sent(self, packets: int, octets: int) -> None:
+        """Keeps the transport's getStats() figures right."""
+        self._dtls._RTCDtlsTransport__tx_packets += packets
+        self._dtls._RTCDtlsTransport__tx_bytes += octets

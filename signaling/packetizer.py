@@ -1,0 +1,136 @@
+"""RTP payloads of a stream's frames, made once per stream and shared by every viewer.
+
+H.264 access units are split with aiortc's own packetizer (FU-A / STAP-A), its
+fragments made equal-size; an Opus packet is one payload. What differs
+per viewer (SSRC, sequence numbers, the timestamp origin) lives in the 12-byte RTP
+header, so a viewer only puts its header before bytes made here.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from aiortc.codecs.h264 import FU_A_HEADER_SIZE, NAL_TYPE_FU_A, PACKET_MAX, H264Encoder
+from aiortc.rtp import pack_header_extensions
+
+from media.packets import OpusFrame, Packet, VideoFrame
+
+VIDEO_CLOCK_RATE = 90_000
+AUDIO_CLOCK_RATE = 48_000
+VIDEO_TICKS_PER_MS = VIDEO_CLOCK_RATE // 1000
+AUDIO_TICKS_PER_MS = AUDIO_CLOCK_RATE // 1000
+MAX_AUDIO_JITTER = 40 * AUDIO_TICKS_PER_MS  # beyond this a timestamp is a real gap, not rounding
+EXTENSION_HEADER = struct.Struct("!HH")
+
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+
+
+class EvenFragmentsPacketizer(H264Encoder):
+    """aiortc's H.264 packetizer (STAP-A, FU-A), but a NAL unit's FU-A fragments are all
+    full-size except the last (aiortc spreads the remainder over them): a run of
+    equal-size datagrams is what one segmentation-offload send takes."""
+
+    @staticmethod
+    def _packetize_fu_a(data: bytes) -> list[bytes]:
+        indicator = (data[0] & 0xE0) | NAL_TYPE_FU_A
+        nal_type = data[0] & 0x1F
+        step = PACKET_MAX - FU_A_HEADER_SIZE
+        starts = range(1, len(data), step)
+        last = starts[-1]
+        return [
+            bytes((indicator, nal_type | (0x80 if at == 1 else 0) | (0x40 if at == last else 0)))
+            + data[at : at + step]
+            for at in starts
+        ]
+
+
+class ExtensionLayout(NamedTuple):
+    """The header extensions one negotiation asked for: their ids and the mid value.
+
+    Viewers answered alike share one layout, hence one copy of each packet's bytes.
+    """
+
+    mid_id: int | None
+    abs_send_time_id: int | None
+    mid: str | None
+
+    def block(self, abs_send_time: int) -> bytes:
+        """The extension header and values that follow the fixed RTP header."""
+        extensions: list[tuple[int, bytes]] = []
+        if self.mid_id and self.mid is not None:
+            extensions.append((self.mid_id, self.mid.encode()))
+        if self.abs_send_time_id:
+            extensions.append((self.abs_send_time_id, abs_send_time.to_bytes(3, "big")))
+        if not extensions:
+            return b""
+        profile, value = pack_header_extensions(extensions)
+        value += b"\x00" * (-len(value) % 4)
+        return EXTENSION_HEADER.pack(profile, len(value) // 4) + value
+
+
+@dataclass(eq=False)
+class RtpFrame:
+    """One frame's RTP payloads on the stream's timeline.
+
+    `ticks` is in the codec's clock rate from the stream's zero; `stream_ms` is the hub
+    timestamp (what viewer clocks align on); `ntp` the wall clock when the fan-out
+    received it (for abs-send-time and sender reports). `bodies` caches, per extension
+    layout, the extension block followed by each payload: the packet minus its header.
+    """
+
+    kind: str
+    stream_ms: int
+    ticks: int
+    keyframe: bool
+    ticks_per_ms: int
+    payloads: list[bytes]
+    ntp: int = 0
+    octets: int = 0
+    _bodies: dict[ExtensionLayout, list[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.octets = sum(map(len, self.payloads))
+
+    def bodies(self, layout: ExtensionLayout) -> list[bytes]:
+        bodies = self._bodies.get(layout)
+        if bodies is None:
+            block = layout.block((self.ntp >> 14) & 0xFFFFFF)
+            bodies = self._bodies[layout] = [block + payload for payload in self.payloads]
+        return bodies
+
+
+class StreamPacketizer:
+    """Turns a hub's WebRTC packets into `RtpFrame`s (codec configs yield nothing).
+
+    Audio advances by its sample count, so the hub's millisecond rounding does not
+    jitter it; a real gap (dropped audio) resynchronises on the millisecond clock.
+    """
+
+    def __init__(self) -> None:
+        self._next_audio_ticks: int | None = None
+
+    def packetize(self, packet: Packet) -> RtpFrame | None:
+        if isinstance(packet, VideoFrame):
+            bitstream = EvenFragmentsPacketizer._split_bitstream(packet.data)
+            payloads = EvenFragmentsPacketizer._packetize(bitstream)
+            ticks = packet.pts * VIDEO_TICKS_PER_MS
+            return RtpFrame(
+                "video", packet.pts, ticks, packet.keyframe, VIDEO_TICKS_PER_MS, payloads
+            )
+        if isinstance(packet, OpusFrame):
+            ticks = self._audio_ticks(packet)
+            return RtpFrame(
+                "audio", packet.timestamp, ticks, True, AUDIO_TICKS_PER_MS, [packet.data]
+            )
+        return None
+
+    def _audio_ticks(self, frame: OpusFrame) -> int:
+        ticks = frame.timestamp * AUDIO_TICKS_PER_MS
+        expected = self._next_audio_ticks
+        if expected is not None and abs(ticks - expected) <= MAX_AUDIO_JITTER:
+            ticks = expected
+        self._next_audio_ticks = ticks + frame.samples
+        return ticks

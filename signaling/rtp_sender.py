@@ -1,0 +1,213 @@
+"""One viewer's audio or video RTP stream: a header before shared bytes, SRTP, one send.
+
+The stream's fan-out hands every viewer the same `RtpFrame`; per packet a viewer only
+packs its 12-byte RTP header (SSRC, sequence number, its own timestamp origin), puts it
+before the shared extension block and payload, protects it with its SRTP session and
+sends it on its ICE pair's socket. aiortc still negotiates, connects, derives the keys
+and runs RTCP: its sender reports carry the counts kept here, and NACKs are answered
+over RTX from a short per-viewer history of the frames sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections import deque
+from typing import Protocol
+
+from aiortc import RTCRtpCodecParameters, RTCRtpSender
+from aiortc.codecs import is_rtx
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.rtcrtpsender import random_sequence_number
+from aiortc.utils import random32
+
+from signaling.aiortc_hooks import SecureDatagramPath, SenderHooks
+from signaling.packetizer import ABS_SEND_TIME_URI, MID_URI, ExtensionLayout, RtpFrame
+
+RTP_HEADER = struct.Struct("!BBHII")
+SEQUENCE_NUMBER = struct.Struct("!H")
+RTP_VERSION = 0x80
+EXTENSION_BIT = 0x10
+MARKER_BIT = 0x80
+NACK_HISTORY_FRAMES = 64  # about a second of video and audio
+
+
+class ViewerClock:
+    """A viewer's time zero: the stream time of the first frame it is sent.
+
+    Shared by the viewer's audio and video senders, so both RTP timelines start from
+    the same instant and stay aligned, whenever in the stream the viewer joined.
+    """
+
+    def __init__(self) -> None:
+        self._origin_ms: int | None = None
+
+    def origin_ms(self, stream_ms: int) -> int:
+        if self._origin_ms is None:
+            self._origin_ms = stream_ms
+        return self._origin_ms
+
+
+class Fanout(Protocol):
+    """What a viewer's sender registers with (signaling.fanout.StreamFanout)."""
+
+    def attach(self, sender: ViewerRtpSender) -> None: ...
+
+    def detach(self, sender: ViewerRtpSender) -> None: ...
+
+
+class ViewerRtpSender:
+    """Replaces the per-packet loop of one aiortc RTCRtpSender.
+
+    It starts when aiortc starts the sender (DTLS is up), on a keyframe; a viewer whose
+    socket is full is dropped to the next keyframe, never slowing the others. It stops
+    when aiortc stops the sender or its DTLS transport closes.
+    """
+
+    def __init__(self, kind: str, clock: ViewerClock, fanout: Fanout) -> None:
+        self.kind = kind
+        self._clock = clock
+        self._fanout = fanout
+        self._hooks: SenderHooks | None = None
+        self._path: SecureDatagramPath | None = None
+        self._layout = ExtensionLayout(None, None, None)
+        self._first_byte = RTP_VERSION
+        self._payload_type = 0
+        self._rtx_payload_type: int | None = None
+        self._sequence = random_sequence_number()
+        self._rtx_sequence = random_sequence_number()
+        self._timestamp_offset: int | None = None
+        self._awaiting_keyframe = True
+        self._history: deque[tuple[int, int, RtpFrame]] = deque(maxlen=NACK_HISTORY_FRAMES)
+        self._stopped = asyncio.get_running_loop().create_future()
+
+    def install(self, sender: RTCRtpSender) -> None:
+        """Take over `sender`'s RTP: learn its parameters when aiortc starts it."""
+        hooks = self._hooks = SenderHooks(sender)
+        start = sender.send
+
+        async def send(parameters: RTCRtpSendParameters) -> None:
+            self._configure(parameters)
+            await start(parameters)
+
+        sender.send = send  # type: ignore[method-assign]
+        hooks.replace(self._run, self._retransmit)
+
+    def stop(self) -> None:
+        if not self._stopped.done():
+            self._stopped.set_result(None)
+
+    def send(self, frame: RtpFrame) -> None:
+        """Send one shared frame (called by the fan-out, synchronously)."""
+        path, hooks = self._path, self._hooks
+        if path is None or hooks is None or not path.connected:
+            self.stop()
+            return
+        if self._awaiting_keyframe and not frame.keyframe:
+            return
+        timestamp = (frame.ticks + self._offset(frame)) & 0xFFFFFFFF
+        first = self._sequence
+        bodies = frame.bodies(self._layout)
+        self._sequence = (first + len(bodies)) & 0xFFFF
+        if not self._emit(path, self._payload_type, hooks.ssrc, first, timestamp, bodies):
+            self._awaiting_keyframe = True  # its socket is full: the viewer is behind
+            return
+        self._awaiting_keyframe = False
+        self._history.append((first, timestamp, frame))
+        hooks.count_sent(len(bodies), frame.octets, frame.ntp, timestamp)
+
+    def _emit(
+        self,
+        path: SecureDatagramPath,
+        payload_type: int,
+        ssrc: int,
+        sequence: int,
+        timestamp: int,
+        bodies: list[bytes],
+        mark_last: bool = True,
+    ) -> bool:
+        """Send `bodies` as consecutive packets, the last marked as the frame's end;
+        False if the socket could not take them all."""
+        pack, protect, first_byte = RTP_HEADER.pack, path.protect, self._first_byte
+        last = len(bodies) - 1 if mark_last else -1
+        packets = [
+            protect(
+                pack(
+                    first_byte,
+                    payload_type | MARKER_BIT if index == last else payload_type,
+                    (sequence + index) & 0xFFFF,
+                    timestamp,
+                    ssrc,
+                )
+                + body
+            )
+            for index, body in enumerate(bodies)
+        ]
+        path.count_sent(len(packets), sum(map(len, packets)))
+        return path.datagrams.send(packets)
+
+    def _offset(self, frame: RtpFrame) -> int:
+        """A random origin (as aiortc picks) minus the viewer's time zero in ticks."""
+        if self._timestamp_offset is None:
+            origin = self._clock.origin_ms(frame.stream_ms)
+            self._timestamp_offset = random32() - origin * frame.ticks_per_ms
+        return self._timestamp_offset
+
+    def _configure(self, parameters: RTCRtpSendParameters) -> None:
+        codec = parameters.codecs[0]
+        self._payload_type = codec.payloadType
+        self._rtx_payload_type = next(
+            (
+                rtx.payloadType
+                for rtx in parameters.codecs
+                if is_rtx(rtx) and rtx.parameters.get("apt") == codec.payloadType
+            ),
+            None,
+        )
+        ids = {extension.uri: extension.id for extension in parameters.headerExtensions}
+        self._layout = ExtensionLayout(
+            ids.get(MID_URI), ids.get(ABS_SEND_TIME_URI), parameters.muxId
+        )
+        if self._layout.block(0):
+            self._first_byte = RTP_VERSION | EXTENSION_BIT
+
+    async def _run(self, codec: RTCRtpCodecParameters) -> None:
+        """Stands in for aiortc's `_run_rtp`: attached to the fan-out until stopped."""
+        hooks = self._hooks
+        assert hooks is not None
+        hooks.rtp_started()
+        try:
+            self._path = SecureDatagramPath(hooks.sender.transport)
+            self._fanout.attach(self)
+            await self._stopped
+        except (asyncio.CancelledError, ConnectionError):
+            pass
+        finally:
+            self._fanout.detach(self)
+            if self._path is not None:
+                self._path.datagrams.close()
+            hooks.rtp_exited()
+
+    async def _retransmit(self, sequence_number: int) -> None:
+        """Answer a NACK over RTX (without RTX, SRTP refuses to reuse a sequence number)."""
+        path, hooks = self._path, self._hooks
+        if self._rtx_payload_type is None or path is None or hooks is None:
+            return
+        for first, timestamp, frame in self._history:
+            index = (sequence_number - first) & 0xFFFF
+            if index < len(frame.payloads):
+                body = frame.bodies(self._layout)[index]
+                payload = frame.payloads[index]
+                extensions = body[: len(body) - len(payload)]
+                rtx_body = extensions + SEQUENCE_NUMBER.pack(sequence_number) + payload
+                self._emit(
+                    path,
+                    self._rtx_payload_type,
+                    hooks.rtx_ssrc,
+                    self._rtx_sequence,
+                    timestamp,
+                    [rtx_body],
+                    mark_last=index == len(frame.payloads) - 1,
+                )
+                self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
+                return
