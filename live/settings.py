@@ -30,7 +30,7 @@ class Settings:
         30.0, "Seconds a session stays live after its publisher leaves (OBS reconnects)."
     )
     webrtc_max_viewers: int = _setting(
-        100, "WebRTC viewers one server process accepts before answering 503."
+        250, "WebRTC viewers one server process accepts before answering 503."
     )
     record_streams: bool = _setting(True, "Record every live stream to MP4 in the data dir.")
     stream_health_interval: float = _setting(
