@@ -79,6 +79,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1,
         help="server processes on separate ports, sharing Redis when > 1 (1)",
     )
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=None,
+        help="STREAMCART_DATABASE_POOL_SIZE of each server (the server's default)",
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
     profiling = parser.add_mutually_exclusive_group()
     profiling.add_argument(
@@ -102,6 +108,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         not 0 <= args.warmup <= 60 and "--warmup must be in [0, 60]",
         args.max_requests < 1 and "--max-requests must be >= 1",
         not 1 <= args.workers <= 8 and "--workers must be 1..8",
+        args.pool_size is not None and args.pool_size < 1 and "--pool-size must be >= 1",
         (args.profile or args.sample) and args.workers != 1 and "profiling needs --workers 1",
         args.max_requests * 2 > args.products * BIG_STOCK and "not enough stock for the cap",
     ]
@@ -367,13 +374,20 @@ async def oversell_race(urls: list[str], fixture: Fixture) -> Counter:
 # --- one run ----------------------------------------------------------------------------
 
 
-def server_settings(database_url: str, jwt_secret: str, workers: int) -> dict[str, str]:
+def server_settings(
+    database_url: str, jwt_secret: str, workers: int, pool_size: int | None
+) -> dict[str, str]:
     """STREAMCART_* for the servers; several processes share Redis for the deny-list."""
     settings = {
         "STREAMCART_DATABASE_URL": database_url,
         "STREAMCART_JWT_SECRET": jwt_secret,
         "STREAMCART_SWEEP_INTERVAL": "3600",
+        # RTMP ingest idle on any free loopback port: processes must not share 1935
+        "STREAMCART_RTMP_HOST": harness.HOST,
+        "STREAMCART_RTMP_PORT": "0",
     }
+    if pool_size is not None:
+        settings["STREAMCART_DATABASE_POOL_SIZE"] = str(pool_size)
     if workers > 1:
         harness.require_loopback(REDIS_URL)
         settings["STREAMCART_REDIS_URL"] = REDIS_URL
@@ -420,7 +434,7 @@ async def run(args: argparse.Namespace) -> dict:
     jwt_secret = secrets.token_urlsafe(48)
     async with harness.scratch_database("streamcart_bench") as database_url:
         fixture = await seed(database_url, args.buyers, args.products, jwt_secret)
-        settings = server_settings(database_url, jwt_secret, args.workers)
+        settings = server_settings(database_url, jwt_secret, args.workers, args.pool_size)
         with tempfile.TemporaryDirectory(prefix="streamcart-bench-") as work_dir:
             command = harness.serve_command(args.profile, args.sample)
             servers: list[harness.Server] = []
@@ -489,6 +503,7 @@ def summarise(args: argparse.Namespace, result: dict) -> dict:
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "max_requests": args.max_requests,
+            "pool_size": args.pool_size,
             "profiled": bool(args.profile or args.sample),
         },
         "elapsed_s": round(tally.elapsed, 3),

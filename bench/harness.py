@@ -132,7 +132,9 @@ def serve_command(profile: Path | None = None, sample: Path | None = None) -> li
     if profile is not None:
         return [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "live.cli", "serve"]
     if sample is not None:
-        return [sys.executable, str(ROOT / "bench" / "stack_sampler.py"), str(sample)]
+        # -P: the script's folder (bench/, where rtmp_ingest.py would shadow the package)
+        # stays off sys.path.
+        return [sys.executable, "-P", str(ROOT / "bench" / "stack_sampler.py"), str(sample)]
     return [sys.executable, "-m", "live.cli", "serve"]
 
 

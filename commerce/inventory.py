@@ -22,6 +22,16 @@ class StockLevel:
     available: int
 
 
+@dataclass(frozen=True)
+class Hold:
+    """Units a checkout wants held, and whose they are (for `stock.changed`)."""
+
+    shop_id: str
+    product_id: str
+    variant_id: str
+    quantity: int
+
+
 async def reserve(session: AsyncSession, variant_id: str, quantity: int) -> int | None:
     """Hold `quantity` units; return what is left, or None when there are not enough."""
     result = await session.execute(
@@ -32,6 +42,18 @@ async def reserve(session: AsyncSession, variant_id: str, quantity: int) -> int 
         .execution_options(synchronize_session=False)
     )
     return result.scalar()
+
+
+async def reserve_each(session: AsyncSession, holds: list[Hold]) -> Hold | None:
+    """Reserve each hold in turn (give them in a fixed order: no deadlocks), staging
+    `stock.changed` for each; the first hold that cannot be covered is returned and
+    nothing after it is tried (the caller rolls back what was reserved)."""
+    for hold in holds:
+        left = await reserve(session, hold.variant_id, hold.quantity)
+        if left is None:
+            return hold
+        stock_changed(session, hold.shop_id, hold.product_id, hold.variant_id, left)
+    return None
 
 
 async def settle(session: AsyncSession, order_id: str, to: ReservationStatus) -> list[StockLevel]:

@@ -49,7 +49,7 @@ class Settings:
         "Prefix of every Redis key and channel, so deployments or test runs can share a Redis.",
     )
     database_pool_size: int = _setting(
-        10, "PostgreSQL connections kept per process (up to twice as many more under load)."
+        10, "PostgreSQL connections per process: up to 3 x this, opened on demand and kept."
     )
     amqp_url: str = _setting("", "RabbitMQ URL for the event bus; empty = in-process bus.")
     mongo_url: str = _setting("", "MongoDB URL for documents; empty = documents in SQL.")

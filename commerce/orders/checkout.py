@@ -3,8 +3,14 @@
 The whole checkout is one transaction: every line's units are reserved with a
 conditional UPDATE (never read-then-write), so 200 buyers racing for 10 units
 get exactly 10; lines bought from a live session are also counted against the
-session's own allocation of the product; if any line cannot be reserved nothing is kept. The orders,
-their lines, history, reservations, payments and outbox events commit together.
+session's own allocation of the product; if any line cannot be reserved nothing is
+kept. The orders, their lines, history, reservations, payments and outbox events
+commit together.
+
+Pricing, validation and the rows to write are the same on every database; only the
+write differs. On PostgreSQL the reservation and every new row go in one statement
+(`one_statement.py`); elsewhere (SQLite, or a checkout holding one variant twice)
+each line is reserved in turn and the rows follow in one bulk insert.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from commerce.carts.models import CartItem
 from commerce.catalog.models import Product, Variant
 from commerce.catalog.sellable import sellable_units
 from commerce.codes import order_code, payment_code
-from commerce.inventory import reserve, settle, stock_changed
+from commerce.inventory import Hold, reserve_each, settle
 from commerce.orders.lifecycle import Actor, order_event_data, record
 from commerce.orders.models import (
     Order,
@@ -35,6 +41,7 @@ from commerce.orders.models import (
     Reservation,
     ReservationStatus,
 )
+from commerce.orders.one_statement import OneStatement, fits_one_statement
 from commerce.payments.models import Payment, PaymentStatus
 from commerce.pricing import LiveAllocations, LivePrices, current_price
 from storage.ids import new_id
@@ -123,34 +130,40 @@ class CheckoutService:
         from_cart = lines is None
         priced = await self._price(session, buyer_id, lines)
         now = datetime.now(UTC)
-        for unit in sorted(priced, key=lambda p: p.variant.id):  # fixed order: no deadlocks
-            left = await reserve(session, unit.variant.id, unit.quantity)
-            if left is None:
-                raise Problem(
-                    409,
-                    "out-of-stock",
-                    f"Not enough stock for '{unit.product.name}'.",
-                    product_id=unit.product.id,
-                    variant_id=unit.variant.id,
-                    requested=unit.quantity,
-                )
-            stock_changed(session, unit.product.shop_id, unit.product.id, unit.variant.id, left)
+        by_variant = {unit.variant.id: unit for unit in priced}
+        holds = [  # fixed order: no deadlocks
+            Hold(u.product.shop_id, u.product.id, u.variant.id, u.quantity)
+            for u in sorted(priced, key=lambda p: p.variant.id)
+        ]
         by_shop: dict[str, list[_Priced]] = defaultdict(list)
         for unit in priced:
             by_shop[unit.product.shop_id].append(unit)
-        placed = [
-            await self._order(
-                session, buyer_id, shop_id, units, method, now, shipping_address, note
-            )
-            for shop_id, units in by_shop.items()
-        ]
+        if fits_one_statement(session, holds):
+            statement = OneStatement(holds)
+            placed = self._orders(session, buyer_id, by_shop, method, now, shipping_address, note)
+            _raise_if_short(await statement.reserve_and_insert_new(session), by_variant)
+        else:
+            _raise_if_short(await reserve_each(session, holds), by_variant)
+            placed = self._orders(session, buyer_id, by_shop, method, now, shipping_address, note)
+            await insert_new(session)  # every new row in one round trip
+        if method is PaymentMethod.COD:  # sold at once: the held units are committed
+            for order in placed:
+                await settle(session, order.order.id, ReservationStatus.COMMITTED)
         await self._take_live_allocations(session, buyer_id, placed, by_shop.values())
-        await insert_new(session)  # every new row in one round trip
+        await insert_new(session)  # the live sessions' counts, if any
         if from_cart:
             ids = [i for unit in priced for i in unit.cart_item_ids]
             await session.execute(delete(CartItem).where(CartItem.id.in_(ids)))
             add_event(session, "cart.updated", {"user_id": buyer_id})
         return placed
+
+    def _orders(
+        self, session, buyer_id, by_shop, method, now, shipping_address, note
+    ) -> list[PlacedOrder]:
+        return [
+            self._order(session, buyer_id, shop_id, units, method, now, shipping_address, note)
+            for shop_id, units in by_shop.items()
+        ]
 
     async def _take_live_allocations(
         self,
@@ -181,9 +194,10 @@ class CheckoutService:
                     requested=quantity,
                 )
 
-    async def _order(
+    def _order(
         self, session, buyer_id, shop_id, units, method, now, shipping_address, note
     ) -> PlacedOrder:
+        """Stage the order, its lines, reservations, payment, history and event."""
         cod = method is PaymentMethod.COD
         status = OrderStatus.PROCESSING if cod else OrderStatus.PENDING_PAYMENT
         live_ids = {u.live_session_id for u in units if u.live_session_id}
@@ -248,9 +262,6 @@ class CheckoutService:
             session.add(payment)
         reason = "cash on delivery" if cod else "awaiting bank transfer"
         record(session, order.id, None, status, Actor("buyer", buyer_id), reason)
-        if cod:
-            await insert_new(session)
-            await settle(session, order.id, ReservationStatus.COMMITTED)
         add_event(
             session,
             "order.created",
@@ -303,6 +314,19 @@ async def retrying_transaction(
             log.info("transaction retried", extra={"attempt": attempt, "cause": _sqlstate(exc)})
             await asyncio.sleep(0.005 * attempt)
     raise AssertionError("unreachable")
+
+
+def _raise_if_short(short: Hold | None, units: dict[str, _Priced]) -> None:
+    if short is not None:
+        unit = units[short.variant_id]
+        raise Problem(
+            409,
+            "out-of-stock",
+            f"Not enough stock for '{unit.product.name}'.",
+            product_id=unit.product.id,
+            variant_id=unit.variant.id,
+            requested=short.quantity,
+        )
 
 
 def _line_name(product: Product, variant: Variant) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, MetaData, event, text
+from sqlalchemy import DateTime, MetaData, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -63,9 +64,36 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True
-    )
+    # Up to 3 x pool_size connections, each kept once opened. (SQLAlchemy's "overflow"
+    # connections beyond pool_size are closed as soon as they are returned: under a load
+    # hovering around pool_size every checkout could pay for a new backend process.)
+    engine = create_async_engine(url, pool_size=pool_size * 3, max_overflow=0)
+    event.listen(engine.sync_engine, "checkin", _note_idle_since)
+    event.listen(engine.sync_engine, "checkout", _ping_if_idle)
+    return engine
+
+
+# Ping a pooled PostgreSQL connection before use only when it sat idle this long: a
+# connection in constant use is known to be alive, and `pool_pre_ping` (three round
+# trips with asyncpg: BEGIN, a ping, ROLLBACK) on every checkout cost a busy server as
+# much as a checkout's own statements. A connection that still dies in use is
+# discarded with the whole pool's older connections (SQLAlchemy's disconnect handling).
+IDLE_BEFORE_PING = 5.0  # seconds
+_IDLE_SINCE = "streamcart_idle_since"
+
+
+def _note_idle_since(_dbapi_connection, record) -> None:
+    record.info[_IDLE_SINCE] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
+    idle_since = record.info.get(_IDLE_SINCE)
+    if idle_since is None or time.monotonic() - idle_since < IDLE_BEFORE_PING:
+        return
+    try:
+        dbapi_connection.ping()
+    except Exception as error:  # whatever the driver raises, the connection is unusable
+        raise exc.DisconnectionError("pooled connection failed its ping") from error
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
