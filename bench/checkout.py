@@ -517,6 +517,10 @@ def summarise(args: argparse.Namespace, result: dict) -> dict:
         },
         "errors": tally.errors,
         "cpu": result["cpu"],
+        "cpu_ms_per_checkout": {
+            "server": _per_checkout(result["cpu"]["servers_pct"], per_second),
+            "database": _per_checkout(result["cpu"]["database_pct"], per_second),
+        },
         "oversell": {
             "units": oversell,
             "ok": oversell == 0 and not problems,
@@ -530,6 +534,11 @@ def summarise(args: argparse.Namespace, result: dict) -> dict:
             "met": per_second >= TARGET_PER_SECOND,
         },
     }
+
+
+def _per_checkout(percent_of_core: float, per_second: float) -> float:
+    """CPU milliseconds per checkout from a share of one core at a checkout rate."""
+    return round(10 * percent_of_core / per_second, 3) if per_second else 0.0
 
 
 def table_rows(summary: dict) -> list[tuple[str, str]]:
@@ -552,7 +561,10 @@ def table_rows(summary: dict) -> list[tuple[str, str]]:
         ("errors", error_text),
         ("server CPU (% of one core)", f"{cpu['servers_pct']:.0f} ({per_server})"),
         ("load generator CPU", f"{cpu['load_generator_pct']:.0f}"),
-        ("PostgreSQL + rest CPU", f"{cpu['other_pct']:.0f}"),
+        ("PostgreSQL CPU", f"{cpu['database_pct']:.0f}"),
+        ("everything else", f"{cpu['other_pct'] - cpu['database_pct']:.0f}"),
+        ("server CPU per checkout", f"{summary['cpu_ms_per_checkout']['server']:.2f} ms"),
+        ("PostgreSQL CPU per checkout", f"{summary['cpu_ms_per_checkout']['database']:.2f} ms"),
         ("machine CPU", f"{cpu['machine_pct']:.0f} of {cpu['machine_capacity_pct']}"),
         ("oversell", oversell_text),
         (

@@ -222,6 +222,20 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
 
 
+def database_cpu_seconds() -> dict[int, float]:
+    """CPU time so far of every PostgreSQL process on this machine, by pid: what the
+    database spent, apart from whatever else the machine is doing."""
+    used = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone
+        if text[text.index("(") + 1 : text.rindex(")")] == "postgres":
+            used[int(stat.parent.name)] = process_cpu_seconds(int(stat.parent.name))
+    return used
+
+
 def machine_busy_seconds() -> float:
     """CPU time the whole machine spent not idle, summed over every core."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -231,21 +245,25 @@ def machine_busy_seconds() -> float:
 
 @dataclass(frozen=True)
 class CpuSample:
-    """CPU seconds used so far by the servers, this process and the whole machine."""
+    """CPU seconds used so far by the servers, this process, PostgreSQL and the whole
+    machine."""
 
     wall: float
     servers: tuple[float, ...]
     own: float
     machine: float
+    database: dict[int, float]
 
 
 def cpu_sample(server_pids: Sequence[int]) -> CpuSample:
-    """CPU seconds used so far by each server, by this process and by the machine."""
+    """CPU seconds used so far by each server, by this process, by PostgreSQL and by the
+    machine."""
     return CpuSample(
         wall=time.perf_counter(),
         servers=tuple(process_cpu_seconds(pid) for pid in server_pids),
         own=process_cpu_seconds(os.getpid()),
         machine=machine_busy_seconds(),
+        database=database_cpu_seconds(),
     )
 
 
@@ -260,10 +278,12 @@ def cpu_usage(before: CpuSample, after: CpuSample) -> dict[str, object]:
     servers = sum(a - b for a, b in zip(after.servers, before.servers, strict=True))
     own = after.own - before.own
     machine = after.machine - before.machine
+    database = sum(used - before.database.get(pid, 0.0) for pid, used in after.database.items())
     return {
         "servers_pct": pct(servers),
         "per_server_pct": per_server,
         "load_generator_pct": pct(own),
+        "database_pct": pct(database),
         "other_pct": pct(max(0.0, machine - servers - own)),
         "machine_pct": pct(machine),
         "machine_capacity_pct": 100 * (os.cpu_count() or 1),

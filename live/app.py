@@ -23,6 +23,7 @@ from commerce.carts.service import CartService
 from commerce.catalog.routes import CATALOG
 from commerce.catalog.service import CatalogService
 from commerce.orders.checkout import CheckoutService
+from commerce.orders.express import ExpressCheckout
 from commerce.orders.routes import CHECKOUT, ORDERS
 from commerce.orders.service import OrderService
 from commerce.orders.sweeper import ExpirySweeper
@@ -135,11 +136,12 @@ def build_app(settings: Settings) -> web.Application:
     live_prices = LiveSessionPrices()
     app[ALLOCATIONS] = LiveSessionAllocations(backends.sessions)
     app[CARTS] = CartService(backends.sessions, live_prices)
+    payment_window = timedelta(seconds=settings.payment_window)
+    express = None
+    if backends.engine.dialect.name == "postgresql":
+        express = ExpressCheckout(backends.engine, payment_window, backends.relay.wake)
     app[CHECKOUT] = CheckoutService(
-        backends.sessions,
-        live_prices,
-        app[ALLOCATIONS],
-        timedelta(seconds=settings.payment_window),
+        backends.sessions, live_prices, app[ALLOCATIONS], payment_window, express
     )
     app[ORDERS] = OrderService(backends.sessions)
     app[BANK] = BankAccount(settings.sepay_account, settings.sepay_bank)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from sqlalchemy import bindparam, select
@@ -33,6 +33,14 @@ async def sellable_units(
     """Resolve each (product, variant?) to sellable rows, refusing what cannot be sold."""
     product_ids = {line.product_id for line in lines}
     rows = (await session.execute(_UNITS, {"product_ids": list(product_ids)})).all()
+    return resolve_units(lines, rows)
+
+
+def resolve_units(
+    lines: Sequence[UnitRef], rows: Iterable[tuple[Product, Variant, str]]
+) -> dict[tuple[str, str | None], tuple[Product, Variant]]:
+    """The rows of the lines' products (each variant with its product and its shop's
+    status) resolved per line, or the Problem that refuses the first unsellable line."""
     variants: dict[str, list[tuple[Product, Variant]]] = defaultdict(list)
     shop_status = {}
     for product, variant, status in rows:

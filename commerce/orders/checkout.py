@@ -21,10 +21,11 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from commerce.carts.models import CartItem
@@ -32,9 +33,10 @@ from commerce.catalog.models import Product, Variant
 from commerce.catalog.sellable import sellable_units
 from commerce.codes import order_code, payment_code
 from commerce.inventory import Hold, reserve_each, settle
-from commerce.orders.lifecycle import Actor, order_event_data, record
+from commerce.orders.lifecycle import Actor, history_entry, order_event_data
 from commerce.orders.models import (
     Order,
+    OrderEvent,
     OrderItem,
     OrderStatus,
     PaymentMethod,
@@ -44,14 +46,23 @@ from commerce.orders.models import (
 from commerce.orders.one_statement import OneStatement, fits_one_statement
 from commerce.payments.models import Payment, PaymentStatus
 from commerce.pricing import LiveAllocations, LivePrices, current_price
+from storage.bus.port import Event
 from storage.ids import new_id
-from storage.outbox import add_event
-from storage.sql.bulk import insert_new
+from storage.outbox import add_event, stage_event
+from storage.sql.bulk import TableRow, insert_new, new_row
 from storage.web import Problem
+
+ORDERS, ITEMS, RESERVATIONS, PAYMENTS, HISTORY = (
+    model.__table__ for model in (Order, OrderItem, Reservation, Payment, OrderEvent)
+)
+
+if TYPE_CHECKING:
+    from commerce.orders.express import ExpressCheckout
 
 log = logging.getLogger("streamcart.checkout")
 ATTEMPTS = 4
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock
+UNIQUE_VIOLATION = "23505"
 # How PostgreSQL and SQLite name a collision of a randomly generated code.
 GENERATED_CODE_CONSTRAINTS = ("uq_orders_code", "uq_payments_code", "orders.code", "payments.code")
 T = TypeVar("T")
@@ -68,19 +79,38 @@ class Line:
     unit_price: int | None = None
 
 
+class Record(SimpleNamespace):
+    """A row just written, read by attribute like the mapped object it stands for;
+    checkout builds these, not mapped objects, which cost ten times as much to make."""
+
+
 @dataclass
 class PlacedOrder:
-    order: Order
-    items: list[OrderItem]
-    payment: Payment | None
+    """The order, its lines and its payment (bank transfer) as written: `Record`s with
+    the columns of `Order`, `OrderItem` and `Payment`."""
+
+    order: Record
+    items: list[Record]
+    payment: Record | None
 
 
 @dataclass
-class _Priced:
+class StagedOrder:
+    """An order's new rows and event, built before anything is written."""
+
+    placed: PlacedOrder
+    rows: list[TableRow]
+    event: Event
+
+
+@dataclass
+class PricedUnit:
+    """What a checkout sells of one variant; `unit_price` is None only until priced."""
+
     product: Product
     variant: Variant
     quantity: int
-    unit_price: int
+    unit_price: int | None
     live_session_id: str | None
     cart_item_ids: list[str] = field(default_factory=list)
 
@@ -92,11 +122,13 @@ class CheckoutService:
         live_prices: LivePrices,
         live_allocations: LiveAllocations,
         payment_window: timedelta,
+        express: ExpressCheckout | None = None,
     ) -> None:
         self._sessions = sessions
         self._live_prices = live_prices
         self._live_allocations = live_allocations
         self._payment_window = payment_window
+        self._express = express
 
     async def checkout(
         self,
@@ -108,6 +140,11 @@ class CheckoutService:
         note: str = "",
     ) -> list[PlacedOrder]:
         """Place the orders; `lines=None` checks out the buyer's cart and empties it."""
+        if self._express is not None and self._express.takes(method, lines):
+            assert lines is not None
+            return await self._express.place(
+                buyer_id, method, lines, shipping_address=shipping_address, note=note
+            )
         return await retrying_transaction(
             self._sessions,
             lambda session: self.place_in(
@@ -129,23 +166,18 @@ class CheckoutService:
         must commit or roll back with the orders (a flash-sale claim and its order)."""
         from_cart = lines is None
         priced = await self._price(session, buyer_id, lines)
-        now = datetime.now(UTC)
+        holds, by_shop = arrange(priced)
         by_variant = {unit.variant.id: unit for unit in priced}
-        holds = [  # fixed order: no deadlocks
-            Hold(u.product.shop_id, u.product.id, u.variant.id, u.quantity)
-            for u in sorted(priced, key=lambda p: p.variant.id)
-        ]
-        by_shop: dict[str, list[_Priced]] = defaultdict(list)
-        for unit in priced:
-            by_shop[unit.product.shop_id].append(unit)
         if fits_one_statement(session, holds):
             statement = OneStatement(holds)
-            placed = self._orders(session, buyer_id, by_shop, method, now, shipping_address, note)
-            _raise_if_short(await statement.reserve_and_insert_new(session), by_variant)
+            staged = self._stage_all(session, buyer_id, by_shop, method, shipping_address, note)
+            short = await statement.reserve_and_insert_new(session, rows_of(staged))
+            raise_if_short(short, by_variant)
         else:
-            _raise_if_short(await reserve_each(session, holds), by_variant)
-            placed = self._orders(session, buyer_id, by_shop, method, now, shipping_address, note)
-            await insert_new(session)  # every new row in one round trip
+            raise_if_short(await reserve_each(session, holds), by_variant)
+            staged = self._stage_all(session, buyer_id, by_shop, method, shipping_address, note)
+            await insert_new(session, rows_of(staged))  # every new row in one round trip
+        placed = [s.placed for s in staged]
         if method is PaymentMethod.COD:  # sold at once: the held units are committed
             for order in placed:
                 await settle(session, order.order.id, ReservationStatus.COMMITTED)
@@ -157,20 +189,22 @@ class CheckoutService:
             add_event(session, "cart.updated", {"user_id": buyer_id})
         return placed
 
-    def _orders(
-        self, session, buyer_id, by_shop, method, now, shipping_address, note
-    ) -> list[PlacedOrder]:
-        return [
-            self._order(session, buyer_id, shop_id, units, method, now, shipping_address, note)
-            for shop_id, units in by_shop.items()
-        ]
+    def _stage_all(
+        self, session, buyer_id, by_shop, method, shipping_address, note
+    ) -> list[StagedOrder]:
+        staged = stage_orders(
+            buyer_id, by_shop, method, self._payment_window, shipping_address, note
+        )
+        for order in staged:
+            stage_event(session, order.event)
+        return staged
 
     async def _take_live_allocations(
         self,
         session: AsyncSession,
         buyer_id: str,
         placed: list[PlacedOrder],
-        units_by_order: Iterable[list[_Priced]],
+        units_by_order: Iterable[list[PricedUnit]],
     ) -> None:
         """One count per (order, session, product), taken in a fixed order (no deadlocks)."""
         wanted: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -194,82 +228,7 @@ class CheckoutService:
                     requested=quantity,
                 )
 
-    def _order(
-        self, session, buyer_id, shop_id, units, method, now, shipping_address, note
-    ) -> PlacedOrder:
-        """Stage the order, its lines, reservations, payment, history and event."""
-        cod = method is PaymentMethod.COD
-        status = OrderStatus.PROCESSING if cod else OrderStatus.PENDING_PAYMENT
-        live_ids = {u.live_session_id for u in units if u.live_session_id}
-        order = Order(
-            id=new_id(),
-            code=order_code(now),
-            buyer_id=buyer_id,
-            shop_id=shop_id,
-            status=status,
-            payment_method=method,
-            live_session_id=next(iter(live_ids)) if len(live_ids) == 1 else None,
-            subtotal=sum(u.unit_price * u.quantity for u in units),
-            shipping_fee=0,
-            discount=0,
-            shipping_address=shipping_address,
-            note=note,
-            payment_deadline=None if cod else now + self._payment_window,
-            created_at=now,
-            updated_at=now,
-        )
-        order.total = order.subtotal + order.shipping_fee - order.discount
-        items = [
-            OrderItem(
-                id=new_id(),
-                order_id=order.id,
-                product_id=u.product.id,
-                variant_id=u.variant.id,
-                name=_line_name(u.product, u.variant),
-                quantity=u.quantity,
-                unit_price=u.unit_price,
-                line_total=u.unit_price * u.quantity,
-            )
-            for u in units
-        ]
-        session.add(order)
-        session.add_all(items)
-        session.add_all(
-            Reservation(
-                id=new_id(),
-                order_id=order.id,
-                variant_id=u.variant.id,
-                quantity=u.quantity,
-                status=ReservationStatus.HELD,
-                created_at=now,
-            )
-            for u in units
-        )
-        payment = None
-        if not cod:
-            payment = Payment(
-                id=new_id(),
-                code=payment_code(),
-                order_id=order.id,
-                buyer_id=buyer_id,
-                amount=order.total,
-                received=0,
-                refund_due=0,
-                status=PaymentStatus.PENDING,
-                expires_at=order.payment_deadline,
-                created_at=now,
-            )
-            session.add(payment)
-        reason = "cash on delivery" if cod else "awaiting bank transfer"
-        record(session, order.id, None, status, Actor("buyer", buyer_id), reason)
-        add_event(
-            session,
-            "order.created",
-            {**order_event_data(order), "items": [_item_data(i) for i in items]},
-        )
-        return PlacedOrder(order, items, payment)
-
-    async def _price(self, session, buyer_id, lines) -> list[_Priced]:
+    async def _price(self, session, buyer_id, lines) -> list[PricedUnit]:
         if lines is None:
             cart = (
                 await session.scalars(select(CartItem).where(CartItem.user_id == buyer_id))
@@ -277,46 +236,198 @@ class CheckoutService:
             if not cart:
                 raise Problem(409, "cart-empty", "The cart is empty.")
             lines = [Line(c.product_id, c.quantity, c.variant_id, c.live_session_id) for c in cart]
-            cart_ids = [c.id for c in cart]
+            cart_ids: list[str | None] | None = [c.id for c in cart]
         else:
-            cart_ids = [None] * len(lines)
+            cart_ids = None
         units = await sellable_units(session, lines)
-        merged: dict[tuple[str, str | None], _Priced] = {}
-        for line, cart_id in zip(lines, cart_ids, strict=True):
-            product, variant = units[(line.product_id, line.variant_id)]
-            key = (variant.id, line.live_session_id)
-            if key not in merged:
-                price = line.unit_price
-                if price is None:
-                    price = await current_price(
-                        session, self._live_prices, product, variant, line.live_session_id
-                    )
-                merged[key] = _Priced(product, variant, 0, price, line.live_session_id)
-            merged[key].quantity += line.quantity
-            if cart_id:
-                merged[key].cart_item_ids.append(cart_id)
-        return list(merged.values())
+        priced = merge_lines(lines, units, cart_ids)
+        for unit in priced:
+            if unit.unit_price is None:
+                unit.unit_price = await current_price(
+                    session, self._live_prices, unit.product, unit.variant, unit.live_session_id
+                )
+        return priced
+
+
+def merge_lines(
+    lines: list[Line],
+    units: dict[tuple[str, str | None], tuple[Product, Variant]],
+    cart_ids: list[str | None] | None = None,
+) -> list[PricedUnit]:
+    """One unit per (variant, live session), its quantity summed over the lines; its
+    price is the first line's given one, or None until the caller prices it."""
+    merged: dict[tuple[str, str | None], PricedUnit] = {}
+    for line, cart_id in zip(lines, cart_ids or [None] * len(lines), strict=True):
+        product, variant = units[(line.product_id, line.variant_id)]
+        key = (variant.id, line.live_session_id)
+        if key not in merged:
+            merged[key] = PricedUnit(product, variant, 0, line.unit_price, line.live_session_id)
+        merged[key].quantity += line.quantity
+        if cart_id:
+            merged[key].cart_item_ids.append(cart_id)
+    return list(merged.values())
+
+
+def rows_of(staged: list[StagedOrder]) -> list[TableRow]:
+    """The orders' rows, without their events."""
+    return [row for order in staged for row in order.rows]
+
+
+def arrange(priced: list[PricedUnit]) -> tuple[list[Hold], dict[str, list[PricedUnit]]]:
+    """The stock holds in variant id order (a fixed order: no deadlocks) and the units
+    grouped into one order per shop."""
+    holds = [
+        Hold(u.product.shop_id, u.product.id, u.variant.id, u.quantity)
+        for u in sorted(priced, key=lambda p: p.variant.id)
+    ]
+    by_shop: dict[str, list[PricedUnit]] = defaultdict(list)
+    for unit in priced:
+        by_shop[unit.product.shop_id].append(unit)
+    return holds, by_shop
+
+
+def stage_orders(
+    buyer_id: str,
+    by_shop: dict[str, list[PricedUnit]],
+    method: PaymentMethod,
+    payment_window: timedelta,
+    shipping_address: str,
+    note: str,
+) -> list[StagedOrder]:
+    """One staged order per shop, all created now."""
+    now = datetime.now(UTC)
+    return [
+        stage_order(
+            buyer_id,
+            shop_id,
+            units,
+            method,
+            now,
+            payment_window,
+            shipping_address=shipping_address,
+            note=note,
+        )
+        for shop_id, units in by_shop.items()
+    ]
+
+
+def stage_order(
+    buyer_id: str,
+    shop_id: str,
+    units: list[PricedUnit],
+    method: PaymentMethod,
+    now: datetime,
+    payment_window: timedelta,
+    *,
+    shipping_address: str,
+    note: str,
+) -> StagedOrder:
+    """One shop's order as new rows: the order, its lines, reservations, payment (bank
+    transfer) and first history entry, and its `order.created` event. Nothing is written."""
+    cod = method is PaymentMethod.COD
+    status = OrderStatus.PROCESSING if cod else OrderStatus.PENDING_PAYMENT
+    live_ids = {u.live_session_id for u in units if u.live_session_id}
+    subtotal = sum(u.unit_price * u.quantity for u in units)
+    order = Record(
+        id=new_id(),
+        code=order_code(now),
+        buyer_id=buyer_id,
+        shop_id=shop_id,
+        status=status,
+        payment_method=method,
+        live_session_id=next(iter(live_ids)) if len(live_ids) == 1 else None,
+        subtotal=subtotal,
+        shipping_fee=0,
+        discount=0,
+        total=subtotal,
+        shipping_address=shipping_address,
+        note=note,
+        payment_deadline=None if cod else now + payment_window,
+        created_at=now,
+        updated_at=now,
+    )
+    items = [
+        Record(
+            id=new_id(),
+            order_id=order.id,
+            product_id=u.product.id,
+            variant_id=u.variant.id,
+            name=_line_name(u.product, u.variant),
+            quantity=u.quantity,
+            unit_price=u.unit_price,
+            line_total=u.unit_price * u.quantity,
+        )
+        for u in units
+    ]
+    rows = [new_row(ORDERS, vars(order)), *(new_row(ITEMS, vars(item)) for item in items)]
+    rows.extend(
+        new_row(
+            RESERVATIONS,
+            {
+                "id": new_id(),
+                "order_id": order.id,
+                "variant_id": u.variant.id,
+                "quantity": u.quantity,
+                "status": ReservationStatus.HELD,
+                "created_at": now,
+            },
+        )
+        for u in units
+    )
+    payment = None
+    if not cod:
+        payment = Record(
+            id=new_id(),
+            code=payment_code(),
+            order_id=order.id,
+            buyer_id=buyer_id,
+            amount=order.total,
+            received=0,
+            refund_due=0,
+            status=PaymentStatus.PENDING,
+            expires_at=order.payment_deadline,
+            created_at=now,
+            paid_at=None,
+        )
+        rows.append(new_row(PAYMENTS, vars(payment)))
+    reason = "cash on delivery" if cod else "awaiting bank transfer"
+    entry = history_entry(order.id, None, status, Actor("buyer", buyer_id), reason)
+    rows.append(new_row(HISTORY, entry))
+    event = Event(
+        "order.created", {**order_event_data(order), "items": [_item_data(i) for i in items]}
+    )
+    return StagedOrder(PlacedOrder(order, items, payment), rows, event)
 
 
 async def retrying_transaction(
     sessions: async_sessionmaker[AsyncSession], work: Callable[[AsyncSession], Awaitable[T]]
 ) -> T:
-    """Run `work` in a transaction of its own and commit it. The whole transaction is
-    retried (a few times, briefly) when it collided on a generated code or lost a
-    PostgreSQL deadlock or serialization conflict: `work` must only write to the session."""
-    for attempt in range(1, ATTEMPTS + 1):
+    """Run `work` in a transaction of its own and commit it, retried as `retrying` says:
+    `work` must only write to the session."""
+
+    async def once() -> T:
+        async with sessions.begin() as session:
+            return await work(session)
+
+    return await retrying(once)
+
+
+async def retrying(attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run `attempt` again (a few times, briefly) when it collided on a generated code
+    or lost a PostgreSQL deadlock or serialization conflict, whether the error comes
+    through SQLAlchemy or straight from the driver."""
+    for number in range(1, ATTEMPTS + 1):
         try:
-            async with sessions.begin() as session:
-                return await work(session)
-        except (IntegrityError, DBAPIError) as exc:
-            if attempt == ATTEMPTS or not _retryable(exc):
+            return await attempt()
+        except Exception as exc:
+            if number == ATTEMPTS or not _retryable(exc):
                 raise
-            log.info("transaction retried", extra={"attempt": attempt, "cause": _sqlstate(exc)})
-            await asyncio.sleep(0.005 * attempt)
+            log.info("transaction retried", extra={"attempt": number, "cause": _sqlstate(exc)})
+            await asyncio.sleep(0.005 * number)
     raise AssertionError("unreachable")
 
 
-def _raise_if_short(short: Hold | None, units: dict[str, _Priced]) -> None:
+def raise_if_short(short: Hold | None, units: dict[str, PricedUnit]) -> None:
     if short is not None:
         unit = units[short.variant_id]
         raise Problem(
@@ -343,14 +454,15 @@ def _item_data(item: OrderItem) -> dict:
     }
 
 
-def _sqlstate(exc: DBAPIError) -> str | None:
-    orig = getattr(exc, "orig", None)
+def _sqlstate(exc: BaseException) -> str | None:
+    """PostgreSQL's error code, from asyncpg's error or SQLAlchemy's wrapper of it."""
+    orig = getattr(exc, "orig", exc)
     return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
 
 
-def _retryable(exc: DBAPIError) -> bool:
+def _retryable(exc: BaseException) -> bool:
     """Code collisions (unique violations on generated codes) and PostgreSQL conflicts."""
-    if isinstance(exc, IntegrityError):
-        text = str(exc.orig)
+    if isinstance(exc, IntegrityError) or _sqlstate(exc) == UNIQUE_VIOLATION:
+        text = str(getattr(exc, "orig", exc))
         return any(name in text for name in GENERATED_CODE_CONSTRAINTS)
     return _sqlstate(exc) in RETRYABLE_SQLSTATES

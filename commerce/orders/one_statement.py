@@ -3,18 +3,19 @@
 A checkout otherwise costs a conditional UPDATE per variant and then the bulk insert
 (`storage.sql.bulk`); on PostgreSQL both fit in one data-modifying CTE:
 
-- `locked` locks the wanted variants in id order (fixed order: no deadlocks);
-- `reserved` is the same conditional UPDATE as `commerce.inventory.reserve`
-  (`reserved += q` only while `on_hand - reserved >= q` and not archived), for every
-  variant at once; PostgreSQL re-checks the condition on the newest row version after
-  waiting for a concurrent checkout, so nothing is ever read and then written;
+- `locked` locks the wanted variants in id order (fixed order: no deadlocks) and tells
+  for each whether it can cover its quantity (not archived, `on_hand - reserved`). A
+  row lock returns the newest committed version of the row, after waiting for a
+  concurrent checkout, so nothing is read and then written unlocked;
+- `reserved` adds every quantity to `reserved` only if all of them can be covered: the
+  statement changes all the variants or none, so it is safe outside a transaction;
 - `announced` stages a `stock.changed` outbox event per variant with what is left,
   the same data as `commerce.inventory.stock_changed`;
 - the bulk insert steps write the orders, lines, reservations, payments, history and
   other events, but only if every variant was reserved.
 
-It answers the variants it reserved; any variant missing from the answer lacked stock,
-nothing was inserted, and the caller rolls the transaction back. Each variant may
+It answers the variants it reserved: all of them, or none when one lacked stock, in
+which case nothing changed. Each variant may
 appear once (an UPDATE changes a row once per statement): callers with repeated
 variants use `commerce.inventory.reserve_each` instead.
 """
@@ -22,6 +23,7 @@ variants use `commerce.inventory.reserve_each` instead.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -31,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from commerce.inventory import Hold
 from storage.ids import new_id
-from storage.sql.bulk import insert_steps, rows_document, take_new
+from storage.sql.bulk import NewRows, TableRow, grouped_rows, insert_steps, rows_document, take_new
 
 _RESERVE = """
 wanted AS (
@@ -40,17 +42,18 @@ wanted AS (
         event_id varchar, occurred_at timestamptz)
 ),
 locked AS (
-    SELECT v.id FROM variants AS v JOIN wanted AS w ON w.variant_id = v.id
+    SELECT v.id, NOT v.archived AND w.quantity <= v.on_hand - v.reserved AS enough
+    FROM variants AS v JOIN wanted AS w ON w.variant_id = v.id
     ORDER BY v.id FOR UPDATE OF v
+),
+complete AS (
+    SELECT count(*) FILTER (WHERE enough) = (SELECT count(*) FROM wanted) AS ok FROM locked
 ),
 reserved AS (
     UPDATE variants AS v SET reserved = v.reserved + w.quantity
-    FROM wanted AS w JOIN locked AS l ON l.id = w.variant_id
-    WHERE v.id = w.variant_id AND NOT v.archived AND w.quantity <= v.on_hand - v.reserved
+    FROM wanted AS w
+    WHERE v.id = w.variant_id AND (SELECT ok FROM complete)
     RETURNING v.id AS variant_id, v.on_hand - v.reserved AS available
-),
-complete AS (
-    SELECT (SELECT count(*) FROM reserved) = (SELECT count(*) FROM wanted) AS ok
 ),
 announced AS (
     INSERT INTO outbox (id, type, data, occurred_at, attempts)
@@ -90,22 +93,50 @@ class OneStatement:
             ]
         )
 
-    async def reserve_and_insert_new(self, session: AsyncSession) -> Hold | None:
-        """Reserve the holds and insert the session's new objects in one statement;
-        returns the first hold (in the given order) that could not be covered, in which
-        case nothing was inserted."""
-        rows = take_new(session)
-        statement = _statement(session.get_bind().dialect, tuple(table for table, _ in rows))
-        reserved = await session.scalars(
-            statement, {"holds": self._wanted, "rows": rows_document(rows)}
-        )
-        covered = set(reserved)
-        return next((hold for hold in self._holds if hold.variant_id not in covered), None)
+    async def reserve_and_insert_new(
+        self, session: AsyncSession, rows: Iterable[TableRow] = ()
+    ) -> Hold | None:
+        """Reserve the holds and insert the session's new objects and `rows` in one
+        statement; returns the first hold (in the given order) that could not be
+        covered, in which case nothing changed."""
+        grouped = grouped_rows([*take_new(session), *rows])
+        statement = _statement(session.get_bind().dialect, tuple(t for t, _ in grouped))
+        short = await session.scalars(statement, self._parameters(grouped))
+        return self._first_of(set(short))
+
+    async def reserve_and_insert(
+        self, connection, dialect: Dialect, rows: Iterable[TableRow]
+    ) -> Hold | None:
+        """The same on an asyncpg connection, outside any transaction: the statement
+        commits on its own, all of it or none."""
+        grouped = grouped_rows(rows)
+        statement = _statement(dialect, tuple(table for table, _ in grouped))
+        sql, names = _driver_sql(statement, dialect)
+        parameters = self._parameters(grouped)
+        short = await connection.fetch(sql, *(parameters[name] for name in names))
+        return self._first_of({record[0] for record in short})
+
+    def _parameters(self, rows: NewRows) -> dict[str, str]:
+        return {"holds": self._wanted, "rows": rows_document(rows)}
+
+    def _first_of(self, short: set[str]) -> Hold | None:
+        return next((hold for hold in self._holds if hold.variant_id in short), None)
 
 
 @lru_cache(maxsize=64)
 def _statement(dialect: Dialect, tables: tuple[Table, ...]) -> TextClause:
-    """Built once per set of tables: parsing the text() each time cost 3% of a checkout."""
+    """Built once per set of tables: parsing the text() each time cost 3% of a checkout.
+    It answers the variants that lacked stock."""
     steps = insert_steps(dialect, tables, only_if="(SELECT ok FROM complete)")
     ctes = ", ".join([_RESERVE, *steps])  # our own SQL; the data are parameters
-    return text(f"WITH {ctes} SELECT variant_id FROM reserved")  # noqa: S608
+    return text(
+        f"WITH {ctes} SELECT w.variant_id FROM wanted AS w "  # noqa: S608
+        "LEFT JOIN locked AS l ON l.id = w.variant_id WHERE l.enough IS NOT TRUE"
+    )
+
+
+@lru_cache(maxsize=64)
+def _driver_sql(statement: TextClause, dialect: Dialect) -> tuple[str, tuple[str, ...]]:
+    """The statement in the driver's own placeholders ($1, $2) and its parameter names."""
+    compiled = statement.compile(dialect=dialect)
+    return str(compiled), tuple(compiled.positiontup or ())

@@ -6,6 +6,6 @@
 
 from storage.outbox.relay import OutboxRelay
 from storage.outbox.table import OutboxRow
-from storage.outbox.writer import add_event
+from storage.outbox.writer import add_event, outbox_values, stage_event
 
-__all__ = ["OutboxRelay", "OutboxRow", "add_event"]
+__all__ = ["OutboxRelay", "OutboxRow", "add_event", "outbox_values", "stage_event"]

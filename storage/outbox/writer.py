@@ -23,17 +23,26 @@ _NEW_EVENTS = "streamcart.outbox.new_events"
 def add_event(session: AsyncSession, type: str, data: dict[str, Any]) -> Event:
     """Stage `type` with `data` in the caller's transaction; the caller commits."""
     event = Event(type=type, data=data)
-    session.add(
-        OutboxRow(
-            id=event.id,
-            type=event.type,
-            data=event.data,
-            occurred_at=event.occurred_at,
-            attempts=0,
-        )
-    )
-    session.info[_NEW_EVENTS] = True
+    stage_event(session, event)
     return event
+
+
+def stage_event(session: AsyncSession, event: Event) -> None:
+    """Stage an event built beforehand in the caller's transaction."""
+    session.add(OutboxRow(**outbox_values(event)))
+    session.info[_NEW_EVENTS] = True
+
+
+def outbox_values(event: Event) -> dict[str, Any]:
+    """The unpublished outbox row of `event` by column, for writers that insert rows
+    themselves (they wake the relay after their commit: `OutboxRelay.wake`)."""
+    return {
+        "id": event.id,
+        "type": event.type,
+        "data": event.data,
+        "occurred_at": event.occurred_at,
+        "attempts": 0,
+    }
 
 
 def committed_new_events(session: Session) -> bool:
