@@ -138,8 +138,10 @@ def build_app(settings: Settings) -> web.Application:
     app[CARTS] = CartService(backends.sessions, live_prices)
     payment_window = timedelta(seconds=settings.payment_window)
     express = None
-    if backends.engine.dialect.name == "postgresql":
-        express = ExpressCheckout(backends.engine, payment_window, backends.relay.wake)
+    if backends.driver_pool is not None:
+        express = ExpressCheckout(
+            backends.driver_pool, backends.engine.dialect, payment_window, backends.relay.wake
+        )
     app[CHECKOUT] = CheckoutService(
         backends.sessions, live_prices, app[ALLOCATIONS], payment_window, express
     )

@@ -18,6 +18,7 @@ from storage.cache import make_cache
 from storage.documents import make_documents
 from storage.outbox import OutboxRelay
 from storage.sql import make_engine, ping, session_factory
+from storage.sql.driver_pool import DriverPool
 from storage.sql.migrate import upgrade
 
 log = logging.getLogger("streamcart.storage")
@@ -44,6 +45,9 @@ class Backends:
         self.bus = make_bus(urls.amqp, SqlProcessedStore(self.sessions))
         self.documents = make_documents(urls.mongo, self.sessions, urls.mongo_database)
         self.relay = OutboxRelay(self.sessions, self.bus)
+        self.driver_pool: DriverPool | None = None  # PostgreSQL only
+        if self.engine.dialect.name == "postgresql":
+            self.driver_pool = DriverPool(urls.database, urls.database_pool_size)
 
     def kinds(self) -> dict[str, str]:
         """Which adapter serves each port, for logs and /readyz."""
@@ -68,6 +72,8 @@ class Backends:
                 await closing
             except Exception:
                 log.exception("error while closing a backend")
+        if self.driver_pool is not None:
+            await self.driver_pool.close()
         await self.engine.dispose()
 
     async def check(self) -> dict[str, dict[str, Any]]:

@@ -61,7 +61,10 @@ async def shop(api):
 
 
 def express(api, events_committed=lambda: None) -> ExpressCheckout:
-    return ExpressCheckout(api.app[BACKENDS].engine, timedelta(minutes=15), events_committed)
+    backends = api.app[BACKENDS]
+    return ExpressCheckout(
+        backends.driver_pool, backends.engine.dialect, timedelta(minutes=15), events_committed
+    )
 
 
 def lines_of(shirt: dict) -> list[Line]:

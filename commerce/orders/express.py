@@ -1,12 +1,13 @@
-"""Buy-now on PostgreSQL in two statements on the driver's connection, without the ORM.
+"""Buy-now on PostgreSQL in two statements on an asyncpg connection, without the ORM.
 
 The checkout a live stream makes most of (named lines, bank transfer, regular prices)
 is the one that must scale. Through SQLAlchemy's session it cost about three times the
 CPU of its database work, most of it in the ORM's unit of work, its result loading and
 its transaction round trips. Here the same checkout is:
 
-1. one SELECT of the products, variants and shop statuses, on asyncpg's prepared
-   statement cache, resolved and priced by the same code as the general checkout;
+1. one SELECT of the products, variants and shop statuses, on a connection of
+   asyncpg's own pool (`storage.sql.driver_pool`) with its prepared statements,
+   resolved and priced by the same code as the general checkout;
 2. the same one-statement reservation and insert as the general checkout on
    PostgreSQL (`one_statement.py`), which changes everything or nothing and so needs
    no transaction around it: no BEGIN and COMMIT round trips.
@@ -22,7 +23,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.engine import Dialect
 
 from commerce.catalog.models import Product, Variant
 from commerce.catalog.sellable import resolve_units
@@ -40,8 +41,8 @@ from commerce.orders.models import PaymentMethod
 from commerce.orders.one_statement import OneStatement
 from commerce.pricing import regular_price
 from storage.outbox import OutboxRow, outbox_values
-from storage.sql import driver_connection
 from storage.sql.bulk import new_row
+from storage.sql.driver_pool import DriverPool
 
 OUTBOX = OutboxRow.__table__
 _UNITS = """
@@ -59,11 +60,13 @@ class ExpressCheckout:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        pool: DriverPool,
+        dialect: Dialect,
         payment_window: timedelta,
         events_committed: Callable[[], None],
     ) -> None:
-        self._engine = engine
+        self._pool = pool
+        self._dialect = dialect
         self._payment_window = payment_window
         self._events_committed = events_committed
 
@@ -84,7 +87,7 @@ class ExpressCheckout:
         shipping_address: str = "",
         note: str = "",
     ) -> list[PlacedOrder]:
-        async with driver_connection(self._engine) as connection:
+        async with self._pool.acquire() as connection:
             products = list({line.product_id for line in lines})
             units = resolve_units(lines, _units(await connection.fetch(_UNITS, products)))
             priced = merge_lines(lines, units)
@@ -99,7 +102,7 @@ class ExpressCheckout:
                 )
                 events = (new_row(OUTBOX, outbox_values(order.event)) for order in staged)
                 rows = [*rows_of(staged), *events]
-                short = await statement.reserve_and_insert(connection, self._engine.dialect, rows)
+                short = await statement.reserve_and_insert(connection, self._dialect, rows)
                 raise_if_short(short, {unit.variant.id: unit for unit in priced})
                 return [order.placed for order in staged]
 

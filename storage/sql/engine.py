@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event, exc, text
 from sqlalchemy.engine import make_url
@@ -117,17 +114,6 @@ def _sqlite_begin_immediate(connection) -> None:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-@asynccontextmanager
-async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
-    """The driver's own connection (asyncpg's on PostgreSQL), from the engine's pool, for
-    hot paths where SQLAlchemy's per-statement work would cost more than the database.
-    No transaction is begun: each statement commits on its own unless the caller begins
-    one with the driver."""
-    async with engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        yield raw.driver_connection
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -1,0 +1,54 @@
+"""asyncpg's own connection pool, for hot paths that run single statements.
+
+Taking a connection from SQLAlchemy's pool through its asyncio layer costs three
+greenlet switches and event-loop turns (about 0.2 ms of CPU here, a tenth of a
+checkout). A path whose statements each commit on their own (no transaction, no
+session state, nothing to reset) can use this pool instead. asyncpg resets a returned
+connection with a round trip of its own; these connections have nothing to reset, so
+that is skipped unless a transaction was left open. The pool opens on first use and keeps at most
+`size` connections, beside SQLAlchemy's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+
+class DriverPool:
+    def __init__(self, url: str, size: int) -> None:
+        parsed = make_url(url)
+        self._dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._size = size
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        pool = self._pool or await self._open()
+        async with pool.acquire() as connection:
+            yield connection
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _open(self) -> asyncpg.Pool:
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn, min_size=0, max_size=self._size, reset=_roll_back_if_left_open
+                )
+        return self._pool
+
+
+async def _roll_back_if_left_open(connection: asyncpg.Connection) -> None:
+    """Statements that commit on their own leave nothing to reset; a transaction left
+    open (a caller's bug) is rolled back rather than handed to the next user."""
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
