@@ -40,7 +40,8 @@ def resolve_units(
     lines: Sequence[UnitRef], rows: Iterable[tuple[Product, Variant, str]]
 ) -> dict[tuple[str, str | None], tuple[Product, Variant]]:
     """The rows of the lines' products (each variant with its product and its shop's
-    status) resolved per line, or the Problem that refuses the first unsellable line."""
+    status; mapped objects or records with their columns) resolved per line, or the
+    Problem that refuses the first unsellable line."""
     variants: dict[str, list[tuple[Product, Variant]]] = defaultdict(list)
     shop_status = {}
     for product, variant, status in rows:

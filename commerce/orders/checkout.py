@@ -105,7 +105,8 @@ class StagedOrder:
 
 @dataclass
 class PricedUnit:
-    """What a checkout sells of one variant; `unit_price` is None only until priced."""
+    """What a checkout sells of one variant; `unit_price` is None only until priced.
+    `product` and `variant` are mapped rows, or `Record`s of their columns (express)."""
 
     product: Product
     variant: Variant

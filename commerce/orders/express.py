@@ -25,11 +25,11 @@ from datetime import timedelta
 
 from sqlalchemy.engine import Dialect
 
-from commerce.catalog.models import Product, Variant
 from commerce.catalog.sellable import resolve_units
 from commerce.orders.checkout import (
     Line,
     PlacedOrder,
+    Record,
     arrange,
     merge_lines,
     raise_if_short,
@@ -111,18 +111,19 @@ class ExpressCheckout:
         return placed
 
 
-def _units(records: Iterable[Sequence]) -> list[tuple[Product, Variant, str]]:
-    """The rows `resolve_units` reads, as detached objects (one per product)."""
-    products: dict[str, Product] = {}
+def _units(records: Iterable[Sequence]) -> list[tuple[Record, Record, str]]:
+    """The rows `resolve_units` reads: the columns of `Product` and `Variant` it and the
+    pricing use, one product record per product."""
+    products: dict[str, Record] = {}
     units = []
     for product_id, shop_id, name, status, base_price, *variant, shop_status in records:
         product = products.get(product_id)
         if product is None:
-            product = products[product_id] = Product(
+            product = products[product_id] = Record(
                 id=product_id, shop_id=shop_id, name=name, status=status, base_price=base_price
             )
         variant_id, price, archived, options = variant
-        unit = Variant(
+        unit = Record(
             id=variant_id,
             product_id=product_id,
             price=price,
