@@ -521,6 +521,13 @@ def summarise(args: argparse.Namespace, result: dict) -> dict:
             "server": _per_checkout(result["cpu"]["servers_pct"], per_second),
             "database": _per_checkout(result["cpu"]["database_pct"], per_second),
         },
+        # What PostgreSQL's own work per checkout allows with no server, no load and
+        # nothing else on the machine: an upper bound for the whole system here.
+        "database_ceiling_per_s": round(
+            per_second * 100 * (os.cpu_count() or 1) / result["cpu"]["database_pct"]
+            if result["cpu"]["database_pct"]
+            else 0.0
+        ),
         "oversell": {
             "units": oversell,
             "ok": oversell == 0 and not problems,
@@ -565,6 +572,7 @@ def table_rows(summary: dict) -> list[tuple[str, str]]:
         ("everything else", f"{cpu['other_pct'] - cpu['database_pct']:.0f}"),
         ("server CPU per checkout", f"{summary['cpu_ms_per_checkout']['server']:.2f} ms"),
         ("PostgreSQL CPU per checkout", f"{summary['cpu_ms_per_checkout']['database']:.2f} ms"),
+        ("ceiling if PostgreSQL had every core", f"{summary['database_ceiling_per_s']:,.0f}/s"),
         ("machine CPU", f"{cpu['machine_pct']:.0f} of {cpu['machine_capacity_pct']}"),
         ("oversell", oversell_text),
         (
