@@ -41,13 +41,13 @@ class Backends:
         self.urls = urls
         self.engine = make_engine(urls.database, pool_size=urls.database_pool_size)
         self.sessions = session_factory(self.engine)
-        self.cache = make_cache(urls.redis, prefix=urls.redis_prefix)
-        self.bus = make_bus(urls.amqp, SqlProcessedStore(self.sessions))
-        self.documents = make_documents(urls.mongo, self.sessions, urls.mongo_database)
-        self.relay = OutboxRelay(self.sessions, self.bus)
         self.driver_pool: DriverPool | None = None  # PostgreSQL only
         if self.engine.dialect.name == "postgresql":
             self.driver_pool = DriverPool(urls.database, urls.database_pool_size)
+        self.cache = make_cache(urls.redis, prefix=urls.redis_prefix)
+        self.bus = make_bus(urls.amqp, SqlProcessedStore(self.sessions, self.driver_pool))
+        self.documents = make_documents(urls.mongo, self.sessions, urls.mongo_database)
+        self.relay = OutboxRelay(self.sessions, self.bus)
 
     def kinds(self) -> dict[str, str]:
         """Which adapter serves each port, for logs and /readyz."""

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from storage.bus import Event, EventBus, SqlProcessedStore
 from storage.outbox import OutboxRelay, OutboxRow, add_event
 from storage.sql import session_factory
+from storage.sql.driver_pool import DriverPool
 from tests.backends import AMQP_URL
 from tests.bus_support import Recorder, bus_of_kind, eventually, rabbit_scope
 from tests.tcp_proxy import TcpProxy
@@ -98,6 +99,22 @@ async def outbox_rows(sessions) -> list[OutboxRow]:
 
 
 async def test_processed_store_records_each_event_once(processed):
+    await records_each_event_once(processed)
+
+
+@pytest.mark.parametrize("sql_url", ["postgresql"], indirect=True)
+async def test_processed_store_on_asyncpg_records_each_event_once(sessions, sql_url):
+    """The PostgreSQL fast path: plain statements on asyncpg's own pool, and a record
+    the SQLAlchemy path reads back (both share the table)."""
+    pool = DriverPool(sql_url, size=2)
+    try:
+        await records_each_event_once(SqlProcessedStore(sessions, pool))
+        assert await SqlProcessedStore(sessions).seen("billing", "e1")
+    finally:
+        await pool.close()
+
+
+async def records_each_event_once(processed: SqlProcessedStore) -> None:
     assert not await processed.seen("billing", "e1")
     await asyncio.gather(*(processed.mark("billing", "e1") for _ in range(3)))
     await processed.mark("billing", "e1")
