@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select
 
 from live.hub.context import HubContext, live_room, staff_room, user_room
+from live.hub.throttle import Throttle
 from live.sessions.models import LiveProduct, LiveSession, LiveStatus
 from storage.bus.port import Event
 
@@ -39,6 +40,8 @@ FLASH_EVENTS = frozenset(
     {"flash.scheduled", "flash.started", "flash.ended", "flash.claimed", "flash.returned"}
 )
 SALES_TTL = 7 * 24 * 3600.0
+# A unit's stock is pushed at most this often (the newest figure; see live/hub/throttle.py).
+STOCK_PUSH_INTERVAL = 0.25
 
 
 async def sales(hub: HubContext, live_session_id: str) -> dict[str, int]:
@@ -51,12 +54,16 @@ async def sales(hub: HubContext, live_session_id: str) -> dict[str, int]:
 class Bridge:
     def __init__(self, hub: HubContext) -> None:
         self._hub = hub
+        self._stock = Throttle(self._stock_changed, STOCK_PUSH_INTERVAL)
+
+    async def close(self) -> None:
+        await self._stock.close()
 
     async def handle(self, event: Event) -> None:
         data = event.data
         match event.type:
             case "stock.changed":
-                await self._stock_changed(data)
+                await self._stock.offer(data["variant_id"], data)
             case "order.paid":
                 await self._hub.emit("order:paid", _order(data), user_room(data["buyer_id"]))
                 await self._count_sale(data)

@@ -63,6 +63,7 @@ class Hub:
         self.context = context
         self._bus = bus
         self._ticker: asyncio.Task[None] | None = None
+        self._bridge: bridge.Bridge | None = None
 
     @property
     def sio(self) -> socketio.AsyncServer:
@@ -74,14 +75,16 @@ class Hub:
         if not self.sio.manager_initialized:
             self.sio.manager_initialized = True
             self.sio.manager.initialize()
-        forward = bridge.Bridge(self.context).handle
-        await self._bus.subscribe(bridge.CONSUMER, bridge.PATTERNS, forward)
+        self._bridge = bridge.Bridge(self.context)
+        await self._bus.subscribe(bridge.CONSUMER, bridge.PATTERNS, self._bridge.handle)
         self._ticker = asyncio.create_task(self._tick(), name="hub-ticker")
 
     async def stop(self) -> None:
         if self._ticker is not None:
             await _cancel(self._ticker)
             self._ticker = None
+        if self._bridge is not None:
+            await self._bridge.close()
         await self.sio.shutdown()
         await _stop_backplane(self.sio.manager)
 
