@@ -38,13 +38,17 @@ async def test_keys_do_not_wait_for_each_other():
     assert sorted(data for at, data in pushes if at >= INTERVAL / 2) == [2, 2]
 
 
-async def test_after_a_quiet_interval_the_next_change_goes_at_once():
-    pushed = []
+def recorded() -> tuple[list, Throttle]:
+    pushed: list = []
 
     async def push(data) -> None:
         pushed.append(data)
 
-    throttle = Throttle(push, INTERVAL)
+    return pushed, Throttle(push, INTERVAL)
+
+
+async def test_after_a_quiet_interval_the_next_change_goes_at_once():
+    pushed, throttle = recorded()
     await throttle.offer("unit", 1)
     await asyncio.sleep(INTERVAL * 1.5)
     await throttle.offer("unit", 2)
@@ -53,12 +57,7 @@ async def test_after_a_quiet_interval_the_next_change_goes_at_once():
 
 
 async def test_close_drops_what_is_pending():
-    pushed = []
-
-    async def push(data) -> None:
-        pushed.append(data)
-
-    throttle = Throttle(push, INTERVAL)
+    pushed, throttle = recorded()
     await throttle.offer("unit", 1)
     await throttle.offer("unit", 2)
     await throttle.close()
