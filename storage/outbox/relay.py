@@ -44,12 +44,14 @@ class OutboxRelay:
         batch_size: int = 100,
         *,
         max_backoff: float = 30.0,
+        gather: float = 0.01,
     ) -> None:
         self._sessions = session_factory
         self._bus = bus
         self._poll_interval = poll_interval
         self._batch_size = batch_size
         self._max_backoff = max_backoff
+        self._gather = gather
         bind = session_factory.kw.get("bind")
         self._engine = getattr(bind, "sync_engine", bind)  # to recognise our sessions' commits
         self._wake = asyncio.Event()
@@ -108,6 +110,9 @@ class OutboxRelay:
                 failures = 0
                 if published < self._batch_size:
                     await _wait(self._wake, self._poll_interval)
+                    # Let the commits of a busy moment gather into one batch: a batch
+                    # costs a few round trips whether it carries one event or fifty.
+                    await asyncio.sleep(self._gather)
 
     async def _publish_batch(self) -> tuple[int, bool]:
         """Publish up to batch_size rows; return (published, whether the bus failed).

@@ -10,13 +10,11 @@ where round trips cost nothing, so there each table gets one executemany INSERT.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from datetime import datetime
-from enum import Enum
 from functools import cache, lru_cache
 from typing import Any
 
+import orjson
 from sqlalchemy import MetaData, Table, TextClause, insert, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -96,8 +94,9 @@ def insert_steps(
 
 
 def rows_document(rows: NewRows) -> str:
-    """The `rows` parameter of `insert_steps`: one JSON array of rows per table."""
-    return json.dumps([table_rows for _, table_rows in rows], default=_json_value)
+    """The `rows` parameter of `insert_steps`: one JSON array of rows per table (orjson:
+    the standard encoder, calling back for every datetime, cost 5% of a checkout)."""
+    return orjson.dumps([table_rows for _, table_rows in rows]).decode()
 
 
 @lru_cache(maxsize=64)
@@ -111,11 +110,3 @@ def _table_order(metadata: MetaData, _table_count: int) -> dict[Table, int]:
     """Parents before children; computed once per set of tables (sorting the metadata
     cost 4% of a checkout), again when a module declared more."""
     return {table: i for i, table in enumerate(metadata.sorted_tables)}
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    raise TypeError(f"cannot store {type(value).__name__} in a bulk insert")
