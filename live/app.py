@@ -218,6 +218,7 @@ async def _run_backends(app: web.Application):
     await app[FLASH_ANNOUNCER].start()
     await app[HUB].start()
     await app[RTMP_SERVER].start()
+    app[INGEST].start()
     yield
     await app[RTMP_SERVER].stop()
     await app[INGEST].close()

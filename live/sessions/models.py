@@ -34,6 +34,9 @@ class LiveSession(Base):
     pinned_product_id: Mapped[str | None] = mapped_column(String(36), default=None)
     slow_mode_seconds: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Refreshed every few seconds by whichever process holds the session's RTMP
+    # publisher; a session left live by a process that died is ended from this.
+    publisher_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
     __table_args__ = (Index("ix_live_sessions_status", "status", "scheduled_at"),)
 

@@ -136,6 +136,28 @@ class LiveSessionService:
                 )
             )
 
+    async def publisher_seen(self, live_session_id: str) -> None:
+        """The session's publisher is streaming now (a heartbeat, see `silent_since`)."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(LiveSession)
+                .where(LiveSession.id == live_session_id)
+                .values(publisher_seen_at=datetime.now(UTC))
+            )
+
+    async def silent_since(self, moment: datetime) -> list[str]:
+        """Live sessions whose publisher was last seen before `moment`: a process that
+        held it stopped without ending it. Sessions never streamed to are not listed."""
+        async with self._sessions() as session:
+            return list(
+                await session.scalars(
+                    select(LiveSession.id).where(
+                        LiveSession.status == LiveStatus.LIVE,
+                        LiveSession.publisher_seen_at < moment,
+                    )
+                )
+            )
+
     async def go_live(self, live_session_id: str, reason: str) -> LiveSession | None:
         """scheduled -> live; None when it was not scheduled (already live or ended)."""
         return await self._transition(

@@ -7,10 +7,12 @@ refreshed while the stream runs). An accepted publisher puts the session live.
 
 When the publisher leaves, the session stays live for a grace period, so an OBS that
 reconnects after a network hiccup resumes the same session; past it, the session
-ends. The timer is in-process: if this process dies meanwhile, the session stays live
-until its seller ends it (the lease expires, so a new publisher is accepted). The
-other way round, a session its seller ended (on any process) has its publisher
-disconnected within a couple of seconds.
+ends. The timer is in-process; while a publisher streams, its process also stamps the
+session (`publisher_seen_at`) every couple of seconds, and every process sweeps for
+live sessions whose stamp is older than the grace period plus the lease: their
+process died with them, so they end, as the timer would have ended them. The other
+way round, a session its seller ended (on any process) has its publisher disconnected
+within a couple of seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from live.sessions.models import LiveStatus
 from live.sessions.service import LiveSessionService
@@ -33,6 +36,7 @@ log = logging.getLogger("streamcart.streaming")
 RTMP_APP = "live"
 LEASE_SECONDS = 15.0
 HOLD_EVERY = 2.0  # seconds between lease refreshes and checks that the session goes on
+SWEEP_EVERY = 10.0  # seconds between looks for sessions whose publisher's process died
 BAD_NAME = "NetStream.Publish.BadName"
 
 
@@ -58,7 +62,24 @@ class StreamIngest:
         self._grace_period = grace_period
         self._owner = uuid.uuid4().hex.encode()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
         registry.on_stream_ended(self._stream_ended)
+
+    def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep(), name="orphaned-streams")
+
+    async def end_orphans(self) -> list[str]:
+        """End the live sessions whose publisher has been silent for longer than the
+        grace period and a lease (no process holds them any more); their ids."""
+        silent_for = timedelta(seconds=self._grace_period + LEASE_SECONDS)
+        ended = []
+        for live_session_id in await self._live.silent_since(datetime.now(UTC) - silent_for):
+            if self._registry.get(live_session_id) is not None:
+                continue  # streaming here after all (a heartbeat failed)
+            if await self._live.end(live_session_id, "its publisher's server stopped"):
+                log.info("live session %s ended: its publisher's server stopped", live_session_id)
+                ended.append(live_session_id)
+        return ended
 
     async def authorize(self, app: str, key: str) -> StreamHub:
         """The RTMP server's question: may (app, key) publish? Answers the sink or refuses."""
@@ -75,6 +96,7 @@ class StreamIngest:
             raise PublishRefused(BAD_NAME, "This stream key is already publishing.") from None
         self._cancel(live.id)
         self._tasks[live.id] = asyncio.create_task(self._hold_lease(live.id, hub))
+        await self._live.publisher_seen(live.id)
         await self._live.go_live(live.id, "the publisher started streaming")
         self._outputs.attach(live.id, hub)
         log.info("publisher started on live session %s", live.id)
@@ -84,6 +106,17 @@ class StreamIngest:
         """Stop every timer (at shutdown; streams are closed by the RTMP server)."""
         for live_session_id in list(self._tasks):
             self._cancel(live_session_id)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY)
+            try:
+                await self.end_orphans()
+            except Exception:  # a database outage: try again at the next sweep
+                log.exception("could not look for orphaned live sessions")
 
     async def _hold_lease(self, live_session_id: str, hub: StreamHub) -> None:
         """Keep the lease while streaming; stop the publisher once the session ended."""
@@ -99,6 +132,7 @@ class StreamIngest:
                     break
                 if await self._cache.get(key) == self._owner:
                     await self._cache.set(key, self._owner, ttl=LEASE_SECONDS)
+                await self._live.publisher_seen(live_session_id)
             except Exception:  # a database or cache outage must not end the stream
                 log.exception(
                     "live session %s: could not renew its publishing lease", live_session_id
