@@ -20,6 +20,7 @@ from aiortc import RTCDtlsTransport, RTCRtpCodecParameters, RTCRtpSender
 from aiortc.rtcdtlstransport import State as DtlsState
 
 from signaling.datagrams import DatagramSender
+from signaling.srtp_frames import FrameProtector
 
 NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
 SENDER_ATTRIBUTES = (
@@ -99,14 +100,15 @@ class SenderHooks:
 
 
 class SecureDatagramPath:
-    """SRTP protection and the socket of one connected DTLS transport."""
+    """SRTP protection (aiortc's session for this transport, driven a frame at a time)
+    and the socket of one connected DTLS transport."""
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         _require(dtls, DTLS_ATTRIBUTES)
         self._dtls: Any = dtls
         if dtls._state is not DtlsState.CONNECTED:
             raise ConnectionError("DTLS is not connected")
-        self.protect: Callable[[bytes], bytes] = dtls._tx_srtp.protect
+        self.protector = FrameProtector(dtls._tx_srtp)
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None:
             raise ConnectionError("ICE has no nominated pair")

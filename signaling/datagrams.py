@@ -2,10 +2,11 @@
 
 One `sendto` per packet is the largest cost left per viewer. On Linux, UDP segmentation
 offload (`UDP_SEGMENT`) sends a run of equal-size datagrams to one address in one
-`sendmsg`; the packetizer makes a NAL unit's fragments equal-size for that, and SRTP
-adds the same tag to each. The viewer sends on its own duplicate of its ICE socket's
-descriptor (same socket, same port), so a full socket says so (the viewer is behind)
-instead of growing an event-loop buffer.
+`sendmsg`; the packetizer makes a NAL unit's fragments equal-size for that, SRTP adds
+the same tag to each, and the protector (signaling/srtp_frames.py) lays them end to end,
+so a run is one slice of its buffer, sent without copying. The viewer sends on its own
+duplicate of its ICE socket's descriptor (same socket, same port), so a full socket
+says so (the viewer is behind) instead of growing an event-loop buffer.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ SEGMENT_SIZE = struct.Struct("=H")
 GSO_UNSUPPORTED = {errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP}
 
 
+def segment_control(size: int) -> list[tuple[int, int, bytes]]:
+    """The ancillary data asking the kernel to cut a send into `size`-byte datagrams."""
+    return [(SOL_UDP, UDP_SEGMENT, SEGMENT_SIZE.pack(size))]
+
+
 class DatagramSender:
     """Sends to one address through a datagram transport's socket.
 
@@ -36,6 +42,7 @@ class DatagramSender:
         self._transport = transport
         self._socket: socket.socket | None = None
         self._segmented = sys.platform == "linux"
+        self._controls: dict[int, list[tuple[int, int, bytes]]] = {}
         shared = transport.get_extra_info("socket")
         if shared is not None:
             self._socket = socket.socket(fileno=os.dup(shared.fileno()))
@@ -46,45 +53,61 @@ class DatagramSender:
             self._socket.close()
             self._socket = None
 
-    def send(self, packets: list[bytes]) -> bool:
-        """Send the packets in order; False if the socket was full (the rest dropped)."""
+    def send(self, data: memoryview, sizes: list[int]) -> bool:
+        """Send the packets laid end to end in `data`, of `sizes`, in order; False if
+        the socket was full (the rest dropped)."""
         sock = self._socket
         if sock is None:
-            for packet in packets:
-                self._transport.sendto(packet, self.address)
+            self._send_through_transport(data, sizes)
             return True
         try:
             if self._segmented:
-                self._send_segmented(sock, packets)
+                self._send_segmented(sock, data, sizes)
             else:
-                for packet in packets:
-                    sock.sendto(packet, self.address)
+                self._send_one_by_one(sock, data, sizes, 0)
         except BlockingIOError:
             return False
         return True
 
-    def _send_segmented(self, sock: socket.socket, packets: list[bytes]) -> None:
+    def _send_through_transport(self, data: memoryview, sizes: list[int]) -> None:
+        """The transport may keep what it cannot send yet: it gets copies."""
+        offset = 0
+        for size in sizes:
+            self._transport.sendto(bytes(data[offset : offset + size]), self.address)
+            offset += size
+
+    def _send_one_by_one(
+        self, sock: socket.socket, data: memoryview, sizes: list[int], offset: int
+    ) -> None:
+        address = self.address
+        for size in sizes:
+            sock.sendto(data[offset : offset + size], address)
+            offset += size
+
+    def _send_segmented(self, sock: socket.socket, data: memoryview, sizes: list[int]) -> None:
         """Runs of equal size (the last of a run may be shorter) go in one call each."""
-        address, count, start = self.address, len(packets), 0
+        address, count, start, offset = self.address, len(sizes), 0, 0
         while start < count:
-            size = len(packets[start])
+            size = sizes[start]
             end = start + 1
             limit = min(count, start + MAX_SEGMENTS)
-            while end < limit and len(packets[end]) == size:
+            while end < limit and sizes[end] == size:
                 end += 1
-            if end < limit and len(packets[end]) < size:
+            if end < limit and sizes[end] < size:
                 end += 1
+            run_end = offset + size * (end - start - 1) + sizes[end - 1]
             if end - start == 1:
-                sock.sendto(packets[start], address)
+                sock.sendto(data[offset:run_end], address)
             else:
-                control = [(SOL_UDP, UDP_SEGMENT, SEGMENT_SIZE.pack(size))]
+                control = self._controls.get(size)
+                if control is None:
+                    control = self._controls[size] = segment_control(size)
                 try:
-                    sock.sendmsg(packets[start:end], control, 0, address)
+                    sock.sendmsg([data[offset:run_end]], control, 0, address)
                 except OSError as error:
                     if error.errno not in GSO_UNSUPPORTED:
                         raise
                     self._segmented = False
-                    for packet in packets[start:]:
-                        sock.sendto(packet, address)
+                    self._send_one_by_one(sock, data, sizes[start:], offset)
                     return
-            start = end
+            start, offset = end, run_end

@@ -21,6 +21,7 @@ from signaling.rtp_sender import ViewerRtpSender
 log = logging.getLogger("streamcart.signaling")
 
 MAX_CACHED_FRAMES = 1024  # a longer GOP is not kept (memory); joiners wait for a keyframe
+AUDIO_FRAMES_PER_SEND = 2  # Opus frames are 20 ms: audio waits at most 20 ms for company
 
 
 class StreamFanout:
@@ -36,6 +37,7 @@ class StreamFanout:
         self._packetizer = StreamPacketizer()
         self._senders: dict[str, list[ViewerRtpSender]] = {"video": [], "audio": []}
         self._gop: list[RtpFrame] = []
+        self._audio: list[RtpFrame] = []
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def join(self) -> None:
@@ -51,10 +53,11 @@ class StreamFanout:
         return True
 
     def attach(self, sender: ViewerRtpSender) -> None:
-        """Start sending to `sender`, beginning with the frames since the last keyframe."""
+        """Start sending to `sender`, beginning with the frames since the last keyframe
+        (audio still being gathered is sent with the next pair)."""
         for frame in self._gop:
-            if frame.kind == sender.kind:
-                self._deliver(sender, frame)
+            if frame.kind == sender.kind and frame not in self._audio:
+                self._deliver(sender, [frame])
         self._senders[sender.kind].append(sender)
 
     def detach(self, sender: ViewerRtpSender) -> None:
@@ -69,8 +72,22 @@ class StreamFanout:
                 continue
             frame.ntp = ntp_now()
             self._remember(frame)
-            for sender in tuple(self._senders[frame.kind]):
-                self._deliver(sender, frame)
+            frames = self._gather(frame)
+            if frames:
+                for sender in tuple(self._senders[frame.kind]):
+                    self._deliver(sender, frames)
+
+    def _gather(self, frame: RtpFrame) -> list[RtpFrame]:
+        """The frames to send now: a video frame at once; audio frames in pairs, one
+        system call per viewer instead of two (an Opus packet is small, and a send
+        costs the same for any size). Nothing yet: []."""
+        if frame.kind == "video":
+            return [frame]
+        self._audio.append(frame)
+        if len(self._audio) < AUDIO_FRAMES_PER_SEND:
+            return []
+        frames, self._audio = self._audio, []
+        return frames
 
     def _remember(self, frame: RtpFrame) -> None:
         if frame.kind == "video" and frame.keyframe:
@@ -80,10 +97,10 @@ class StreamFanout:
         else:
             self._gop = []
 
-    def _deliver(self, sender: ViewerRtpSender, frame: RtpFrame) -> None:
+    def _deliver(self, sender: ViewerRtpSender, frames: list[RtpFrame]) -> None:
         """A viewer whose send fails gets nothing more of that kind; the rest go on."""
         try:
-            sender.send(frame)
+            sender.send(frames)
         except Exception:
             log.exception("sending to a WebRTC viewer failed; stopping its %s", sender.kind)
             sender.stop()

@@ -1,11 +1,12 @@
 """One viewer's audio or video RTP stream: a header before shared bytes, SRTP, one send.
 
 The stream's fan-out hands every viewer the same `RtpFrame`; per packet a viewer only
-packs its 12-byte RTP header (SSRC, sequence number, its own timestamp origin), puts it
-before the shared extension block and payload, protects it with its SRTP session and
-sends it on its ICE pair's socket. aiortc still negotiates, connects, derives the keys
-and runs RTCP: its sender reports carry the counts kept here, and NACKs are answered
-over RTX from a short per-viewer history of the frames sent.
+packs its 12-byte RTP header (SSRC, sequence number, its own timestamp origin) before
+the shared extension block and payload, in one buffer where its SRTP session protects
+the frame's packets in place (signaling/srtp_frames.py), and sends them on its ICE
+pair's socket. aiortc still negotiates, connects, derives the keys and runs RTCP: its
+sender reports carry the counts kept here, and NACKs are answered over RTX from a
+short per-viewer history of the frames sent.
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ from aiortc.utils import random32
 
 from signaling.aiortc_hooks import SecureDatagramPath, SenderHooks
 from signaling.packetizer import ABS_SEND_TIME_URI, MID_URI, ExtensionLayout, RtpFrame
+from signaling.srtp_frames import RTP_HEADER
 
-RTP_HEADER = struct.Struct("!BBHII")
 SEQUENCE_NUMBER = struct.Struct("!H")
 RTP_VERSION = 0x80
 EXTENSION_BIT = 0x10
-MARKER_BIT = 0x80
 NACK_HISTORY_FRAMES = 64  # about a second of video and audio
 
 
@@ -79,6 +79,7 @@ class ViewerRtpSender:
         self._timestamp_offset: int | None = None
         self._awaiting_keyframe = True
         self._history: deque[tuple[int, int, RtpFrame]] = deque(maxlen=NACK_HISTORY_FRAMES)
+        self._retransmissions_pending = False
         self._stopped = asyncio.get_running_loop().create_future()
 
     def install(self, sender: RTCRtpSender) -> None:
@@ -97,60 +98,64 @@ class ViewerRtpSender:
         if not self._stopped.done():
             self._stopped.set_result(None)
 
-    def send(self, frame: RtpFrame) -> None:
-        """Send one shared frame (called by the fan-out, synchronously)."""
+    def send(self, frames: list[RtpFrame]) -> None:
+        """Send shared frames in one go (called by the fan-out, synchronously): a video
+        frame, or a few audio frames gathered so that they leave in one system call."""
         path, hooks = self._path, self._hooks
         if path is None or hooks is None or not path.connected:
             self.stop()
             return
-        if self._awaiting_keyframe and not frame.keyframe:
+        if self._awaiting_keyframe and not frames[0].keyframe:
             return
-        timestamp = (frame.ticks + self._offset(frame)) & 0xFFFFFFFF
-        first = self._sequence
-        bodies = frame.bodies(self._layout)
-        self._sequence = (first + len(bodies)) & 0xFFFF
-        if not self._emit(path, self._payload_type, hooks.ssrc, first, timestamp, bodies):
+        offset = self._timestamp_offset
+        if offset is None:
+            offset = self._offset(frames[0])
+        protect, layout, last = path.protector.protect, self._layout, frames[-1]
+        padded_size = self._padded_size(frames)
+        sent = []
+        packets = octets = timestamp = 0
+        for frame in frames:
+            timestamp = (frame.ticks + offset) & 0xFFFFFFFF
+            first = self._sequence
+            bodies = frame.bodies(layout)
+            self._sequence = (first + len(bodies)) & 0xFFFF
+            protect(
+                self._first_byte,
+                self._payload_type,
+                hooks.ssrc,
+                first,
+                timestamp,
+                bodies,
+                True,
+                0 if frame is last else padded_size,
+            )
+            sent.append((first, timestamp, frame))
+            packets += len(bodies)
+            octets += frame.octets
+        if not self._flush(path):
             self._awaiting_keyframe = True  # its socket is full: the viewer is behind
             return
         self._awaiting_keyframe = False
-        self._history.append((first, timestamp, frame))
-        hooks.count_sent(len(bodies), frame.octets, frame.ntp, timestamp)
+        self._history.extend(sent)
+        hooks.count_sent(packets, octets, last.ntp, timestamp)
 
-    def _emit(
-        self,
-        path: SecureDatagramPath,
-        payload_type: int,
-        ssrc: int,
-        sequence: int,
-        timestamp: int,
-        bodies: list[bytes],
-        mark_last: bool = True,
-    ) -> bool:
-        """Send `bodies` as consecutive packets, the last marked as the frame's end;
-        False if the socket could not take them all."""
-        pack, protect, first_byte = RTP_HEADER.pack, path.protect, self._first_byte
-        last = len(bodies) - 1 if mark_last else -1
-        packets = [
-            protect(
-                pack(
-                    first_byte,
-                    payload_type | MARKER_BIT if index == last else payload_type,
-                    (sequence + index) & 0xFFFF,
-                    timestamp,
-                    ssrc,
-                )
-                + body
-            )
-            for index, body in enumerate(bodies)
-        ]
-        path.count_sent(len(packets), sum(map(len, packets)))
-        return path.datagrams.send(packets)
+    def _padded_size(self, frames: list[RtpFrame]) -> int:
+        """Gathered single-packet frames (audio) are padded to the largest packet among
+        them, so that the kernel can cut one segmented send into them; 0: no padding."""
+        if len(frames) == 1:
+            return 0
+        return RTP_HEADER.size + max(len(frame.bodies(self._layout)[-1]) for frame in frames)
+
+    def _flush(self, path: SecureDatagramPath) -> bool:
+        """Send what was protected; False if the socket could not take it all."""
+        packets = path.protector.take()
+        path.count_sent(len(packets.sizes), len(packets.data))
+        return path.datagrams.send(packets.data, packets.sizes)
 
     def _offset(self, frame: RtpFrame) -> int:
         """A random origin (as aiortc picks) minus the viewer's time zero in ticks."""
-        if self._timestamp_offset is None:
-            origin = self._clock.origin_ms(frame.stream_ms)
-            self._timestamp_offset = random32() - origin * frame.ticks_per_ms
+        origin = self._clock.origin_ms(frame.stream_ms)
+        self._timestamp_offset = random32() - origin * frame.ticks_per_ms
         return self._timestamp_offset
 
     def _configure(self, parameters: RTCRtpSendParameters) -> None:
@@ -189,25 +194,36 @@ class ViewerRtpSender:
             hooks.rtp_exited()
 
     async def _retransmit(self, sequence_number: int) -> None:
-        """Answer a NACK over RTX (without RTX, SRTP refuses to reuse a sequence number)."""
+        """Answer a NACK over RTX; a viewer without RTX gets no retransmission."""
         path, hooks = self._path, self._hooks
         if self._rtx_payload_type is None or path is None or hooks is None:
             return
-        for first, timestamp, frame in self._history:
+        for first, timestamp, frame in reversed(self._history):  # NACKs are for recent packets
             index = (sequence_number - first) & 0xFFFF
             if index < len(frame.payloads):
                 body = frame.bodies(self._layout)[index]
                 payload = frame.payloads[index]
                 extensions = body[: len(body) - len(payload)]
                 rtx_body = extensions + SEQUENCE_NUMBER.pack(sequence_number) + payload
-                self._emit(
-                    path,
+                path.protector.protect(
+                    self._first_byte,
                     self._rtx_payload_type,
                     hooks.rtx_ssrc,
                     self._rtx_sequence,
                     timestamp,
                     [rtx_body],
-                    mark_last=index == len(frame.payloads) - 1,
+                    index == len(frame.payloads) - 1,
                 )
                 self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
+                if not self._retransmissions_pending:
+                    self._retransmissions_pending = True
+                    asyncio.get_running_loop().call_soon(self._send_retransmissions, path)
                 return
+
+    def _send_retransmissions(self, path: SecureDatagramPath) -> None:
+        """aiortc answers a NACK one sequence number at a time: the retransmissions it
+        asks for are gathered and leave together once it is done (or with the next
+        frame, whichever comes first)."""
+        self._retransmissions_pending = False
+        if path.connected:
+            self._flush(path)

@@ -4,9 +4,11 @@ sends, RTX and sender reports, against real aiortc viewers over real sockets."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import time
 from collections.abc import Callable
+from contextlib import asynccontextmanager
 
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
@@ -14,6 +16,7 @@ from aiortc.rtp import RtpPacket
 
 from signaling.aiortc_hooks import AiortcIncompatible, SenderHooks
 from signaling.datagrams import DatagramSender
+from signaling.rtp_sender import ViewerRtpSender
 from tests import test_whep
 from tests.media_support import publish
 from tests.test_whep import FPS, SPEED
@@ -176,13 +179,62 @@ async def test_lost_video_packets_come_back_over_rtx(make_server, stream_tags):
         await viewer.close()
 
 
-async def test_sender_reports_count_what_was_sent(make_server, stream_tags):
+async def test_a_burst_of_lost_packets_comes_back_in_one_send(
+    make_server, stream_tags, monkeypatch
+):
+    retransmission_sends: list[int] = []
+    send, gathered = DatagramSender.send, ViewerRtpSender._send_retransmissions
+    flushing = False
+
+    def recording(self: DatagramSender, data: memoryview, sizes: list[int]) -> bool:
+        if flushing:
+            retransmission_sends.append(len(sizes))
+        return send(self, data, sizes)
+
+    def flush(self: ViewerRtpSender, path) -> None:
+        nonlocal flushing
+        flushing = True
+        try:
+            gathered(self, path)
+        finally:
+            flushing = False
+
+    monkeypatch.setattr(DatagramSender, "send", recording)
+    monkeypatch.setattr(ViewerRtpSender, "_send_retransmissions", flush)
+    async with video_viewer(make_server) as (hub, viewer, answer, video):
+        originals = 0
+
+        def lose_bursts(packet: RtpPacket) -> bool:
+            nonlocal originals
+            if packet.payload_type != video:
+                return True  # the retransmissions
+            originals += 1
+            return not 10 <= originals % 40 < 14  # four in a row, every 40
+
+        tap(viewer, lose_bursts)
+        await connect(viewer, answer)
+        await publish(hub, stream_tags, speed=SPEED)
+        await settled(lambda: viewer.video_frames)
+        assert viewer.video_frames >= 0.9 * PUBLISHED_FRAMES
+        assert retransmission_sends and max(retransmission_sends) >= 2
+
+
+@asynccontextmanager
+async def video_viewer(make_server):
+    """A stream and one video-only viewer negotiated with it (not yet connected):
+    (hub, viewer, answer, video payload type)."""
     server = await make_server()
     hub = server.open_stream()
     viewer = DecodingViewer(audio=False)
     try:
         answer = await negotiate(server, viewer)
-        video = h264_payload_type(answer)
+        yield hub, viewer, answer, h264_payload_type(answer)
+    finally:
+        await viewer.close()
+
+
+async def test_sender_reports_count_what_was_sent(make_server, stream_tags):
+    async with video_viewer(make_server) as (hub, viewer, answer, video):
         received = {"packets": 0, "octets": 0}
 
         def count(packet: RtpPacket) -> bool:
@@ -207,6 +259,47 @@ async def test_sender_reports_count_what_was_sent(make_server, stream_tags):
             await asyncio.sleep(0.2)
         assert received["packets"] > PUBLISHED_FRAMES
         assert reported == received
+
+
+async def test_audio_leaves_in_pairs_and_arrives_whole_and_in_order(
+    make_server, stream_tags, monkeypatch
+):
+    sends: list[list[int]] = []
+    send = DatagramSender.send
+
+    def recording(self: DatagramSender, data: memoryview, sizes: list[int]) -> bool:
+        sends.append(list(sizes))
+        return send(self, data, sizes)
+
+    monkeypatch.setattr(DatagramSender, "send", recording)
+    server = await make_server()
+    hub = server.open_stream()
+    viewer = DecodingViewer()
+    try:
+        answer = await negotiate(server, viewer)
+        match = re.search(r"a=rtpmap:(\d+) opus/48000", answer)
+        assert match is not None, answer
+        opus = int(match.group(1))
+        audio: list[RtpPacket] = []
+
+        def record(packet: RtpPacket) -> bool:
+            if packet.payload_type == opus:
+                audio.append(packet)
+            return True
+
+        tap(viewer, record)
+        await connect(viewer, answer)
+        await publish(hub, stream_tags, speed=SPEED)
+        await settled(lambda: viewer.audio_frames)
+        assert len(audio) > 20
+        first = audio[0].sequence_number
+        assert [p.sequence_number for p in audio] == [
+            (first + i) & 0xFFFF for i in range(len(audio))
+        ]
+        steps = {(b.timestamp - a.timestamp) & 0xFFFFFFFF for a, b in itertools.pairwise(audio)}
+        assert steps == {960}  # 20 ms apart, padding or not
+        assert viewer.audio_frames >= 0.9 * len(audio)  # the last few wait in its buffer
+        assert any(len(sizes) == 2 and max(sizes) < 500 for sizes in sends)
     finally:
         await viewer.close()
 
@@ -227,7 +320,7 @@ async def test_segmented_sends_arrive_as_the_datagrams_given():
     sizes = [1300, 1300, 1300, 900, 200, 1300, 1300, *[1200] * 40, 80]
     packets = [bytes([index]) * size for index, size in enumerate(sizes)]
     try:
-        assert sender.send(packets)
+        assert sender.send(memoryview(b"".join(packets)), sizes)
         got = [await asyncio.wait_for(arrived.get(), WAIT) for _ in packets]
         assert got == packets
     finally:

@@ -1,0 +1,145 @@
+"""SRTP-protecting one viewer's packets of a frame back to back in one reusable buffer.
+
+Per packet, pylibsrtp's `Session.protect` costs about twice what libsrtp itself does on
+this path (a new `int *` and a copy into its buffer, then a copy out into new bytes),
+and the packets then travel as separate objects. Here each packet's RTP header is packed
+and its shared body copied straight into a buffer kept per viewer, libsrtp (through
+pylibsrtp's own cffi binding) protects it in place, and the next packet starts right
+after its tag. A run of equal-size packets is then one contiguous slice, which a
+segmented send (signaling/datagrams.py) takes as it is.
+
+This uses two pylibsrtp internals (`pylibsrtp._binding` and `Session._srtp`); they are
+checked when a viewer's protector is made, so an upgrade that moves them fails loudly
+(`SrtpIncompatible`, and tests/test_srtp_frames.py fails) instead of sending garbage.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, NamedTuple
+
+import pylibsrtp
+from pylibsrtp import SRTP_MAX_TRAILER_LEN, Session
+
+RTP_HEADER = struct.Struct("!BBHII")
+MARKER_BIT = 0x80
+PADDING_BIT = 0x20
+MAX_PADDING = 255  # the padding length is one byte
+SRTP_OK = 0
+INITIAL_BUFFER = 4 << 10  # enough for audio; video grows it to its largest frame (a keyframe)
+PROTECT_SIGNATURE = ("struct srtp_ctx_t_ *", "void *", "int *")
+
+
+class SrtpIncompatible(RuntimeError):
+    """This pylibsrtp lacks an internal the protector relies on."""
+
+
+def _binding() -> tuple[Any, Any]:
+    binding = getattr(pylibsrtp, "_binding", None)
+    ffi, lib = getattr(binding, "ffi", None), getattr(binding, "lib", None)
+    protect = getattr(lib, "srtp_protect", None)
+    if ffi is None or protect is None:
+        raise SrtpIncompatible("pylibsrtp._binding has no ffi or srtp_protect")
+    signature = tuple(arg.cname for arg in ffi.typeof(protect).args)
+    if signature != PROTECT_SIGNATURE:
+        raise SrtpIncompatible(f"srtp_protect takes {signature}, not {PROTECT_SIGNATURE}")
+    return ffi, lib
+
+
+class ProtectedPackets(NamedTuple):
+    """Protected packets laid end to end in `data`, of the given sizes, in order.
+
+    `data` is a view of the protector's buffer: valid until it protects again."""
+
+    data: memoryview
+    sizes: list[int]
+
+
+class FrameProtector:
+    """The SRTP sending side of one viewer's session, a frame of packets at a time.
+
+    `protect` appends one frame's packets (several frames may be gathered for one send);
+    `take` hands them over and starts afresh.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._ffi, lib = _binding()
+        context = getattr(session, "_srtp", None)
+        if context is None:
+            raise SrtpIncompatible("pylibsrtp.Session has no _srtp")
+        self._session = session  # owns the libsrtp context: kept alive while used here
+        self._context = context[0]
+        self._protect = lib.srtp_protect
+        self._length = self._ffi.new("int *")
+        self._buffer = bytearray()
+        self._pointer: Any = None
+        self._offset = 0
+        self._sizes: list[int] = []
+        self._grow(INITIAL_BUFFER)
+
+    def _grow(self, room: int) -> None:
+        """Room for `room` more bytes in a new, larger buffer: never resized in place (a
+        view of the old one may still be alive)."""
+        buffer = bytearray(max(self._offset + room, 2 * len(self._buffer)))
+        buffer[: self._offset] = self._buffer[: self._offset]
+        self._buffer, self._pointer = buffer, self._ffi.from_buffer(buffer)
+
+    def protect(
+        self,
+        first_byte: int,
+        payload_type: int,
+        ssrc: int,
+        sequence: int,
+        timestamp: int,
+        bodies: list[bytes],
+        marker: bool,
+        padded_size: int = 0,
+    ) -> None:
+        """Each body behind its 12-byte RTP header (consecutive sequence numbers from
+        `sequence`, the marker bit on the last packet if `marker`), protected, after
+        the packets already there. A packet shorter than `padded_size` gets RTP padding
+        up to it (at most 255 bytes), so that it can share a segmented send."""
+        header = RTP_HEADER.size
+        room = sum(map(len, bodies)) + len(bodies) * (header + SRTP_MAX_TRAILER_LEN + MAX_PADDING)
+        if self._offset + room > len(self._buffer):
+            self._grow(room)
+        buffer, pointer, length, sizes = self._buffer, self._pointer, self._length, self._sizes
+        protect, context, pack_into = self._protect, self._context, RTP_HEADER.pack_into
+        last = len(bodies) - 1 if marker else -1
+        offset = self._offset
+        for index, body in enumerate(bodies):
+            end = offset + header + len(body)
+            buffer[offset + header : end] = body
+            flags = first_byte
+            if padded_size > end - offset:
+                end = self._pad(end, min(padded_size - (end - offset), MAX_PADDING))
+                flags |= PADDING_BIT
+            pack_into(
+                buffer,
+                offset,
+                flags,
+                payload_type | MARKER_BIT if index == last else payload_type,
+                (sequence + index) & 0xFFFF,
+                timestamp,
+                ssrc,
+            )
+            length[0] = end - offset
+            status = protect(context, pointer + offset, length)
+            if status != SRTP_OK:
+                self._offset, self._sizes = 0, []  # nothing half-done is sent later
+                raise pylibsrtp.Error(f"srtp_protect failed ({status})")
+            size = length[0]
+            sizes.append(size)
+            offset += size
+        self._offset = offset
+
+    def _pad(self, end: int, padding: int) -> int:
+        """RTP padding after a payload ending at `end`: zeros, then their count."""
+        self._buffer[end : end + padding] = bytes(padding - 1) + bytes((padding,))
+        return end + padding
+
+    def take(self) -> ProtectedPackets:
+        """The packets protected since the last `take`."""
+        packets = ProtectedPackets(memoryview(self._buffer)[: self._offset], self._sizes)
+        self._offset, self._sizes = 0, []
+        return packets
