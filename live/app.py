@@ -140,7 +140,12 @@ def build_app(settings: Settings) -> web.Application:
     express = None
     if backends.driver_pool is not None:
         express = ExpressCheckout(
-            backends.driver_pool, backends.engine.dialect, payment_window, backends.relay.wake
+            backends.driver_pool,
+            backends.engine.dialect,
+            live_prices,
+            app[ALLOCATIONS],
+            payment_window,
+            backends.relay.wake,
         )
     app[CHECKOUT] = CheckoutService(
         backends.sessions, live_prices, app[ALLOCATIONS], payment_window, express

@@ -93,8 +93,11 @@ async def open_socket(api, token: str | None = None, opened: list | None = None)
     return await socket.connect(socket_url(api), {"token": token} if token else None)
 
 
-async def seller_on_air(api, email: str = "seller@example.com", stock: int = 10) -> dict:
-    """A seller, a product (live price 90,000, regular 100,000) and a session that is live."""
+async def seller_on_air(
+    api, email: str = "seller@example.com", stock: int = 10, live_stock: int | None = None
+) -> dict:
+    """A seller, a product (live price 90,000, regular 100,000; `live_stock` units set
+    aside for the session, if given) and a session that is live."""
     seller = await seller_with_shop(api, email)
     product = await create_product(
         api,
@@ -111,7 +114,9 @@ async def seller_on_air(api, email: str = "seller@example.com", stock: int = 10)
             "shop_id": seller["shop"]["id"],
             "title": "Tối nay sale",
             "scheduled_at": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
-            "products": [{"product_id": product["id"], "live_price": 90_000}],
+            "products": [
+                {"product_id": product["id"], "live_price": 90_000, "live_stock": live_stock}
+            ],
         },
         headers=bearer(seller["token"]),
     )

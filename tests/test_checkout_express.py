@@ -17,10 +17,14 @@ from commerce.orders.express import ExpressCheckout
 from commerce.orders.models import Order, OrderEvent, OrderItem, PaymentMethod, Reservation
 from commerce.orders.routes import CHECKOUT
 from commerce.payments.models import Payment
+from live.app import ALLOCATIONS
 from live.http.system import BACKENDS
+from live.sessions.models import LiveAllocation, LiveProduct
+from live.sessions.pricing import LiveSessionPrices
 from storage.outbox import OutboxRow
 from storage.web import Problem
 from tests.commerce_support import buyer, create_product, seller_with_shop
+from tests.hub_support import seller_on_air
 
 pytestmark = pytest.mark.parametrize("sql_url", ["postgresql"], indirect=True)
 
@@ -63,7 +67,12 @@ async def shop(api):
 def express(api, events_committed=lambda: None) -> ExpressCheckout:
     backends = api.app[BACKENDS]
     return ExpressCheckout(
-        backends.driver_pool, backends.engine.dialect, timedelta(minutes=15), events_committed
+        backends.driver_pool,
+        backends.engine.dialect,
+        LiveSessionPrices(),
+        api.app[ALLOCATIONS],
+        timedelta(minutes=15),
+        events_committed,
     )
 
 
@@ -97,6 +106,11 @@ async def written(api, order_id: str) -> dict:
     return found
 
 
+async def forget_events(api) -> None:
+    async with api.app[BACKENDS].sessions() as session, session.begin():
+        await session.execute(OutboxRow.__table__.delete())
+
+
 def _comparable(row) -> dict:
     return _without_unique({c.key: getattr(row, c.key) for c in row.__table__.columns})
 
@@ -111,8 +125,7 @@ async def test_express_writes_what_the_general_checkout_writes(api, shop):
         shop["buyer_id"], TRANSFER, lines_of(shop["shirt"]), shipping_address=ADDRESS
     )
     fast_rows = await written(api, fast.order.id)
-    async with api.app[BACKENDS].sessions() as session, session.begin():
-        await session.execute(OutboxRow.__table__.delete())  # compare this order's events only
+    await forget_events(api)  # compare each order's own events
     (general,) = await retrying_transaction(
         api.app[BACKENDS].sessions,
         lambda session: service.place_in(
@@ -170,9 +183,67 @@ async def test_a_colliding_payment_code_is_retried_with_a_new_one(api, shop, mon
         (TRANSFER, [Line("p", 1)], True),
         (TRANSFER, None, False),  # the cart
         (PaymentMethod.COD, [Line("p", 1)], False),
-        (TRANSFER, [Line("p", 1, live_session_id="s")], False),
+        (TRANSFER, [Line("p", 1, live_session_id="s")], True),
         (TRANSFER, [Line("p", 1, unit_price=5)], False),  # a flash-sale claim
     ],
 )
 async def test_express_takes_named_lines_at_regular_prices_by_transfer(api, method, lines, taken):
     assert express(api).takes(method, lines) is taken
+
+
+@pytest.fixture
+async def on_show(api):
+    """A live session showing a product at a live price with 3 units set aside."""
+    seller = await seller_on_air(api, "host@example.com", stock=20, live_stock=3)
+    ann = await buyer(api, "ann@example.com")
+    return {**seller, "buyer_id": ann["user"]["id"]}
+
+
+async def allocations(api) -> list[tuple[str, int]]:
+    async with api.app[BACKENDS].sessions() as session:
+        rows = (await session.scalars(select(LiveAllocation))).all()
+        sold = await session.scalar(select(LiveProduct.live_sold))
+    return sorted((row.order_id, row.quantity) for row in rows), sold
+
+
+async def test_a_live_line_gets_the_live_price_and_counts_as_the_general_path_does(api, on_show):
+    line = [Line(on_show["product"]["id"], 1, live_session_id=on_show["live_id"])]
+    await forget_events(api)
+    (fast,) = await express(api).place(on_show["buyer_id"], TRANSFER, line)
+    fast_rows = await written(api, fast.order.id)
+    await forget_events(api)
+    (general,) = await retrying_transaction(
+        api.app[BACKENDS].sessions,
+        lambda session: api.app[CHECKOUT].place_in(session, on_show["buyer_id"], TRANSFER, line),
+    )
+    assert fast_rows == await written(api, general.order.id)
+    assert fast.order.live_session_id == on_show["live_id"] and fast.order.total == 90_000
+    assert await allocations(api) == (sorted([(fast.order.id, 1), (general.order.id, 1)]), 2)
+
+
+async def test_an_exhausted_allocation_refuses_and_rolls_the_order_back(api, on_show):
+    line = [Line(on_show["product"]["id"], 2, live_session_id=on_show["live_id"])]
+    (first,) = await express(api).place(on_show["buyer_id"], TRANSFER, line)
+    with pytest.raises(Problem) as refused:
+        await express(api).place(on_show["buyer_id"], TRANSFER, line)
+    assert refused.value.code == "live-stock-exhausted"
+    assert await allocations(api) == ([(first.order.id, 2)], 2)
+    async with api.app[BACKENDS].sessions() as session:
+        assert len((await session.scalars(select(Order))).all()) == 1
+        held = (await session.scalars(select(Reservation))).all()
+    assert [r.quantity for r in held] == [2]  # the refused order's stock was not kept
+
+
+async def test_a_variant_held_twice_is_left_to_the_general_path(api, shop):
+    """One variant bought at two prices (regular, and "from" a session): one statement
+    cannot update its row twice, so the express path declines and writes nothing."""
+    small = shop["shirt"]["variants"][0]["id"]
+    lines = [
+        Line(shop["shirt"]["id"], 1, small),
+        Line(shop["shirt"]["id"], 1, small, live_session_id="not-on-show"),
+    ]
+    assert await express(api).place(shop["buyer_id"], TRANSFER, lines) is None
+    async with api.app[BACKENDS].sessions() as session:
+        assert (await session.scalars(select(Order))).first() is None
+    (placed,) = await api.app[CHECKOUT].checkout(shop["buyer_id"], TRANSFER, lines)
+    assert sorted(item.quantity for item in placed.items) == [1, 1]

@@ -353,9 +353,10 @@ async def test_concurrent_claims_take_exactly_the_quantity(api, shop, sql_url):
 
 @pytest.mark.parametrize("sql_url", ["postgresql"], indirect=True)
 async def test_claims_across_two_processes(aiohttp_client, sql_engine, sql_url, settings_for):
-    """Two servers on one PostgreSQL database, 250 claims each, at the same time."""
-    first = await aiohttp_client(build_app(settings_for(sql_url)))
-    second = await aiohttp_client(build_app(settings_for(sql_url)))
+    """Two servers on one PostgreSQL database, 250 claims each, at the same time (each
+    with up to 4 x 5 connections: together well under PostgreSQL's 100)."""
+    first = await aiohttp_client(build_app(settings_for(sql_url, database_pool_size=5)))
+    second = await aiohttp_client(build_app(settings_for(sql_url, database_pool_size=5)))
     shop = await shop_on(first)
     people = await many_buyers(first, 50)
     flash = await started(first, shop, quantity=20, per_buyer_limit=1)

@@ -15,6 +15,7 @@ from commerce.pricing import LivePrices, current_price
 from commerce.shops.models import Shop, ShopStatus
 from storage.ids import new_id
 from storage.outbox import add_event
+from storage.sql.statements import OnSession
 from storage.web import Problem
 
 MAX_LINES = 100
@@ -71,7 +72,11 @@ class CartService:
                     product,
                     variant,
                     await current_price(
-                        session, self._live_prices, product, variant, item.live_session_id
+                        OnSession(session),
+                        self._live_prices,
+                        product,
+                        variant,
+                        item.live_session_id,
                     ),
                     on_sale=product.status == ProductStatus.ACTIVE
                     and not variant.archived
@@ -92,7 +97,7 @@ class CartService:
             units = await sellable_units(session, [_Ref(product_id, variant_id)])
             product, variant = units[(product_id, variant_id)]
             price = await current_price(
-                session, self._live_prices, product, variant, live_session_id
+                OnSession(session), self._live_prices, product, variant, live_session_id
             )
             same_line = (
                 CartItem.user_id == user_id,

@@ -50,6 +50,7 @@ from storage.bus.port import Event
 from storage.ids import new_id
 from storage.outbox import add_event, stage_event
 from storage.sql.bulk import TableRow, insert_new, new_row
+from storage.sql.statements import OnSession, Statements
 from storage.web import Problem
 
 ORDERS, ITEMS, RESERVATIONS, PAYMENTS, HISTORY = (
@@ -143,9 +144,11 @@ class CheckoutService:
         """Place the orders; `lines=None` checks out the buyer's cart and empties it."""
         if self._express is not None and self._express.takes(method, lines):
             assert lines is not None
-            return await self._express.place(
+            placed = await self._express.place(
                 buyer_id, method, lines, shipping_address=shipping_address, note=note
             )
+            if placed is not None:
+                return placed
         return await retrying_transaction(
             self._sessions,
             lambda session: self.place_in(
@@ -182,8 +185,9 @@ class CheckoutService:
         if method is PaymentMethod.COD:  # sold at once: the held units are committed
             for order in placed:
                 await settle(session, order.order.id, ReservationStatus.COMMITTED)
-        await self._take_live_allocations(session, buyer_id, placed, by_shop.values())
-        await insert_new(session)  # the live sessions' counts, if any
+        await take_live_allocations(
+            self._live_allocations, OnSession(session), buyer_id, placed, by_shop.values()
+        )
         if from_cart:
             ids = [i for unit in priced for i in unit.cart_item_ids]
             await session.execute(delete(CartItem).where(CartItem.id.in_(ids)))
@@ -199,35 +203,6 @@ class CheckoutService:
         for order in staged:
             stage_event(session, order.event)
         return staged
-
-    async def _take_live_allocations(
-        self,
-        session: AsyncSession,
-        buyer_id: str,
-        placed: list[PlacedOrder],
-        units_by_order: Iterable[list[PricedUnit]],
-    ) -> None:
-        """One count per (order, session, product), taken in a fixed order (no deadlocks)."""
-        wanted: dict[tuple[str, str, str], int] = defaultdict(int)
-        names: dict[str, str] = {}
-        for order, units in zip(placed, units_by_order, strict=True):
-            for unit in units:
-                if unit.live_session_id:
-                    key = (unit.live_session_id, unit.product.id, order.order.id)
-                    wanted[key] += unit.quantity
-                    names[unit.product.id] = unit.product.name
-        for (live_session_id, product_id, order_id), quantity in sorted(wanted.items()):
-            if not await self._live_allocations.take(
-                session, order_id, buyer_id, live_session_id, product_id, quantity
-            ):
-                raise Problem(
-                    409,
-                    "live-stock-exhausted",
-                    f"No more units of '{names[product_id]}' are set aside for this live session.",
-                    product_id=product_id,
-                    live_session_id=live_session_id,
-                    requested=quantity,
-                )
 
     async def _price(self, session, buyer_id, lines) -> list[PricedUnit]:
         if lines is None:
@@ -245,7 +220,11 @@ class CheckoutService:
         for unit in priced:
             if unit.unit_price is None:
                 unit.unit_price = await current_price(
-                    session, self._live_prices, unit.product, unit.variant, unit.live_session_id
+                    OnSession(session),
+                    self._live_prices,
+                    unit.product,
+                    unit.variant,
+                    unit.live_session_id,
                 )
         return priced
 
@@ -267,6 +246,39 @@ def merge_lines(
         if cart_id:
             merged[key].cart_item_ids.append(cart_id)
     return list(merged.values())
+
+
+async def take_live_allocations(
+    allocations: LiveAllocations,
+    db: Statements,
+    buyer_id: str,
+    placed: list[PlacedOrder],
+    units_by_order: Iterable[list[PricedUnit]],
+) -> None:
+    """Count what the orders buy from live sessions against the sessions' allocations:
+    one count per (order, session, product), in a fixed order (no deadlocks); 409
+    `live-stock-exhausted` when one cannot be covered (the caller's transaction then
+    rolls everything back)."""
+    wanted: dict[tuple[str, str, str], int] = defaultdict(int)
+    names: dict[str, str] = {}
+    for order, units in zip(placed, units_by_order, strict=True):
+        for unit in units:
+            if unit.live_session_id:
+                key = (unit.live_session_id, unit.product.id, order.order.id)
+                wanted[key] += unit.quantity
+                names[unit.product.id] = unit.product.name
+    for (live_session_id, product_id, order_id), quantity in sorted(wanted.items()):
+        if not await allocations.take(
+            db, order_id, buyer_id, live_session_id, product_id, quantity
+        ):
+            raise Problem(
+                409,
+                "live-stock-exhausted",
+                f"No more units of '{names[product_id]}' are set aside for this live session.",
+                product_id=product_id,
+                live_session_id=live_session_id,
+                requested=quantity,
+            )
 
 
 def rows_of(staged: list[StagedOrder]) -> list[TableRow]:

@@ -1,7 +1,7 @@
 """Buy-now on PostgreSQL in two statements on an asyncpg connection, without the ORM.
 
-The checkout a live stream makes most of (named lines, bank transfer, regular prices)
-is the one that must scale. Through SQLAlchemy's session it cost about three times the
+The checkout a live stream makes most of (buy-now lines, bank transfer) is the one
+that must scale. Through SQLAlchemy's session it cost about three times the
 CPU of its database work, most of it in the ORM's unit of work, its result loading and
 its transaction round trips. Here the same checkout is:
 
@@ -12,15 +12,20 @@ its transaction round trips. Here the same checkout is:
    PostgreSQL (`one_statement.py`), which changes everything or nothing and so needs
    no transaction around it: no BEGIN and COMMIT round trips.
 
-The rows and events are staged by `stage_orders`, as in the general checkout, so the
-two write the same rows. Anything else (a cart, live-session lines, cash on delivery,
-a flash-sale claim) goes through `CheckoutService`'s general path.
+Lines bought from a live session are priced by the session's live price and counted
+against its allocation by the same hooks as in the general checkout
+(`commerce.pricing`, run on this connection through `storage.sql.statements`); the
+write and the counts then go in one asyncpg transaction. The rows and events are
+staged by `stage_orders`, as in the general checkout, so the two write the same rows.
+A cart, cash on delivery and a flash-sale claim go through `CheckoutService`'s general
+path.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from datetime import timedelta
 
 from sqlalchemy.engine import Dialect
@@ -36,13 +41,15 @@ from commerce.orders.checkout import (
     retrying,
     rows_of,
     stage_orders,
+    take_live_allocations,
 )
 from commerce.orders.models import PaymentMethod
-from commerce.orders.one_statement import OneStatement
-from commerce.pricing import regular_price
+from commerce.orders.one_statement import OneStatement, holds_each_variant_once
+from commerce.pricing import LiveAllocations, LivePrices, current_price
 from storage.outbox import OutboxRow, outbox_values
 from storage.sql.bulk import new_row
 from storage.sql.driver_pool import DriverPool
+from storage.sql.statements import OnDriver
 
 OUTBOX = OutboxRow.__table__
 _UNITS = """
@@ -62,20 +69,25 @@ class ExpressCheckout:
         self,
         pool: DriverPool,
         dialect: Dialect,
+        live_prices: LivePrices,
+        live_allocations: LiveAllocations,
         payment_window: timedelta,
         events_committed: Callable[[], None],
     ) -> None:
         self._pool = pool
         self._dialect = dialect
+        self._live_prices = live_prices
+        self._live_allocations = live_allocations
         self._payment_window = payment_window
         self._events_committed = events_committed
 
     def takes(self, method: PaymentMethod, lines: Sequence[Line] | None) -> bool:
-        """Named lines at regular prices, paid by bank transfer."""
+        """Named lines at their current (regular or live) prices, paid by bank transfer;
+        not a flash-sale claim, whose price is set by the sale."""
         return (
             lines is not None
             and method is PaymentMethod.BANK_TRANSFER
-            and all(line.live_session_id is None and line.unit_price is None for line in lines)
+            and all(line.unit_price is None for line in lines)
         )
 
     async def place(
@@ -86,25 +98,40 @@ class ExpressCheckout:
         *,
         shipping_address: str = "",
         note: str = "",
-    ) -> list[PlacedOrder]:
+    ) -> list[PlacedOrder] | None:
+        """The orders placed, or None when these lines hold a variant twice (see
+        `holds_each_variant_once`): the general path places those."""
         async with self._pool.acquire() as connection:
+            db = OnDriver(connection)
             products = list({line.product_id for line in lines})
             units = resolve_units(lines, _units(await connection.fetch(_UNITS, products)))
             priced = merge_lines(lines, units)
             for unit in priced:
-                unit.unit_price = regular_price(unit.product, unit.variant)
+                unit.unit_price = await current_price(
+                    db, self._live_prices, unit.product, unit.variant, unit.live_session_id
+                )
             holds, by_shop = arrange(priced)
+            if not holds_each_variant_once(holds):
+                return None
+            # Lines bought from a live session are also counted against its allocation,
+            # which must commit or roll back with the orders: a transaction then.
+            live = any(unit.live_session_id for unit in priced)
 
             async def attempt() -> list[PlacedOrder]:
-                statement = OneStatement(holds)  # first: its events come first
-                staged = stage_orders(
-                    buyer_id, by_shop, method, self._payment_window, shipping_address, note
-                )
-                events = (new_row(OUTBOX, outbox_values(order.event)) for order in staged)
-                rows = [*rows_of(staged), *events]
-                short = await statement.reserve_and_insert(connection, self._dialect, rows)
-                raise_if_short(short, {unit.variant.id: unit for unit in priced})
-                return [order.placed for order in staged]
+                async with connection.transaction() if live else nullcontext():
+                    statement = OneStatement(holds)  # first: its events come first
+                    staged = stage_orders(
+                        buyer_id, by_shop, method, self._payment_window, shipping_address, note
+                    )
+                    events = (new_row(OUTBOX, outbox_values(order.event)) for order in staged)
+                    rows = [*rows_of(staged), *events]
+                    short = await statement.reserve_and_insert(connection, self._dialect, rows)
+                    raise_if_short(short, {unit.variant.id: unit for unit in priced})
+                    placed = [order.placed for order in staged]
+                    await take_live_allocations(
+                        self._live_allocations, db, buyer_id, placed, by_shop.values()
+                    )
+                    return placed
 
             placed = await retrying(attempt)
         self._events_committed()

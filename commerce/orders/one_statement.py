@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from commerce.inventory import Hold
 from storage.ids import new_id
 from storage.sql.bulk import NewRows, TableRow, grouped_rows, insert_steps, rows_document, take_new
+from storage.sql.statements import OnDriver
 
 _RESERVE = """
 wanted AS (
@@ -68,8 +69,13 @@ announced AS (
 
 def fits_one_statement(session: AsyncSession, holds: list[Hold]) -> bool:
     """PostgreSQL, and no variant held twice."""
-    distinct = len({hold.variant_id for hold in holds}) == len(holds)
-    return distinct and session.get_bind().dialect.name == "postgresql"
+    return holds_each_variant_once(holds) and session.get_bind().dialect.name == "postgresql"
+
+
+def holds_each_variant_once(holds: list[Hold]) -> bool:
+    """An UPDATE changes a row once per statement: a variant held twice (bought at two
+    prices, from two sessions) needs a statement per hold."""
+    return len({hold.variant_id for hold in holds}) == len(holds)
 
 
 class OneStatement:
@@ -111,9 +117,7 @@ class OneStatement:
         commits on its own, all of it or none."""
         grouped = grouped_rows(rows)
         statement = _statement(dialect, tuple(table for table, _ in grouped))
-        sql, names = _driver_sql(statement, dialect)
-        parameters = self._parameters(grouped)
-        short = await connection.fetch(sql, *(parameters[name] for name in names))
+        short = await OnDriver(connection).rows(statement, self._parameters(grouped))
         return self._first_of({record[0] for record in short})
 
     def _parameters(self, rows: NewRows) -> dict[str, str]:
@@ -133,10 +137,3 @@ def _statement(dialect: Dialect, tables: tuple[Table, ...]) -> TextClause:
         f"WITH {ctes} SELECT w.variant_id FROM wanted AS w "  # noqa: S608
         "LEFT JOIN locked AS l ON l.id = w.variant_id WHERE l.enough IS NOT TRUE"
     )
-
-
-@lru_cache(maxsize=64)
-def _driver_sql(statement: TextClause, dialect: Dialect) -> tuple[str, tuple[str, ...]]:
-    """The statement in the driver's own placeholders ($1, $2) and its parameter names."""
-    compiled = statement.compile(dialect=dialect)
-    return str(compiled), tuple(compiled.positiontup or ())

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from live.sessions.models import (
@@ -24,17 +24,34 @@ from live.sessions.models import (
     FlashSale,
     LiveAllocation,
     LiveProduct,
-    LiveSession,
     LiveStatus,
 )
 from storage.bus.port import Event
 from storage.outbox import add_event
+from storage.sql.statements import Statements
 
 CONSUMER = "live-allocations"
 PATTERNS = ("order.cancelled", "order.expired")
 
-_OPEN_SESSION = select(LiveSession.id).where(
-    LiveSession.id == LiveProduct.live_session_id, LiveSession.status != LiveStatus.ENDED
+# Plain SQL, run in the general checkout's transaction or on the express checkout's
+# connection (storage.sql.statements). "Open": the session has not ended.
+_TAKE = text(
+    "UPDATE live_products SET live_sold = live_sold + :quantity"
+    " WHERE live_session_id = :live_session_id AND product_id = :product_id"
+    " AND (live_stock IS NULL OR live_sold + :quantity <= live_stock)"
+    " AND EXISTS (SELECT 1 FROM live_sessions AS s"
+    " WHERE s.id = live_products.live_session_id AND s.status <> :ended)"
+    " RETURNING product_id"
+)
+_LIMITED = text(  # on show in an open session, with a limited allocation
+    "SELECT live_stock FROM live_products"
+    " WHERE live_session_id = :live_session_id AND product_id = :product_id"
+    " AND live_stock IS NOT NULL AND EXISTS (SELECT 1 FROM live_sessions AS s"
+    " WHERE s.id = live_products.live_session_id AND s.status <> :ended)"
+)
+_RECORD = text(
+    "INSERT INTO live_allocations (order_id, product_id, live_session_id, buyer_id, quantity)"
+    " VALUES (:order_id, :product_id, :live_session_id, :buyer_id, :quantity)"
 )
 
 
@@ -46,7 +63,7 @@ class LiveSessionAllocations:
 
     async def take(
         self,
-        session: AsyncSession,
+        db: Statements,
         order_id: str,
         buyer_id: str,
         live_session_id: str,
@@ -55,31 +72,12 @@ class LiveSessionAllocations:
     ) -> bool:
         """Count the units while the session has not ended. A product not on show (or a
         session that ended) has no allocation to respect: the sale is a regular one."""
-        counted = await session.scalar(
-            update(LiveProduct)
-            .where(
-                LiveProduct.live_session_id == live_session_id,
-                LiveProduct.product_id == product_id,
-                or_(
-                    LiveProduct.live_stock.is_(None),
-                    LiveProduct.live_sold + quantity <= LiveProduct.live_stock,
-                ),
-                _OPEN_SESSION.exists(),
-            )
-            .values(live_sold=LiveProduct.live_sold + quantity)
-            .returning(LiveProduct.product_id)
-            .execution_options(synchronize_session=False)
-        )
-        if counted is None:
-            return not await _has_allocation(session, live_session_id, product_id)
-        session.add(
-            LiveAllocation(
-                order_id=order_id,
-                product_id=product_id,
-                live_session_id=live_session_id,
-                buyer_id=buyer_id,
-                quantity=quantity,
-            )
+        unit = {"live_session_id": live_session_id, "product_id": product_id}
+        open_unit = {**unit, "ended": LiveStatus.ENDED.value}
+        if await db.value(_TAKE, {**open_unit, "quantity": quantity}) is None:
+            return await db.value(_LIMITED, open_unit) is None
+        await db.execute(
+            _RECORD, {**unit, "order_id": order_id, "buyer_id": buyer_id, "quantity": quantity}
         )
         return True
 
@@ -167,16 +165,3 @@ async def _return_to_flash_sale(
                 "remaining": flash.quantity - flash.sold,
             },
         )
-
-
-async def _has_allocation(session: AsyncSession, live_session_id: str, product_id: str) -> bool:
-    """Whether the product is on show in an open session with a limited allocation."""
-    limited = await session.scalar(
-        select(LiveProduct.live_stock).where(
-            LiveProduct.live_session_id == live_session_id,
-            LiveProduct.product_id == product_id,
-            LiveProduct.live_stock.is_not(None),
-            _OPEN_SESSION.exists(),
-        )
-    )
-    return limited is not None

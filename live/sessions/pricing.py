@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import text
 
-from live.sessions.models import LiveProduct, LiveSession, LiveStatus
+from live.sessions.models import LiveStatus
+from storage.sql.statements import Statements
+
+_LIVE_PRICE = text(
+    "SELECT lp.live_price FROM live_products AS lp"
+    " JOIN live_sessions AS s ON s.id = lp.live_session_id"
+    " WHERE lp.live_session_id = :live_session_id AND lp.product_id = :product_id"
+    " AND s.status = :live"
+)
 
 
 class LiveSessionPrices:
     """Implements `commerce.pricing.LivePrices`; plugged in by the composition root."""
 
     async def price(
-        self, session: AsyncSession, live_session_id: str, product_id: str, variant_id: str
+        self, db: Statements, live_session_id: str, product_id: str, variant_id: str
     ) -> int | None:
-        return await session.scalar(
-            select(LiveProduct.live_price)
-            .join(LiveSession, LiveSession.id == LiveProduct.live_session_id)
-            .where(
-                LiveProduct.live_session_id == live_session_id,
-                LiveProduct.product_id == product_id,
-                LiveSession.status == LiveStatus.LIVE,
-            )
+        return await db.value(
+            _LIVE_PRICE,
+            {
+                "live_session_id": live_session_id,
+                "product_id": product_id,
+                "live": LiveStatus.LIVE.value,
+            },
         )
