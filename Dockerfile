@@ -33,9 +33,13 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 
-# Then the project itself (what .dockerignore lets through).
+# Then the project itself (what .dockerignore lets through), with its one C module (the
+# WebRTC fan-out's send path), built here so the runtime stage needs no compiler.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN pip install --no-deps . \
+    && python -c "import signaling._sendpath" \
     && streamcart --help > /dev/null
 
 # ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from aiortc.rtcdtlstransport import State as DtlsState
 from signaling.datagrams import DatagramSender
 from signaling.srtp_frames import FrameProtector
 
+DTLS_CONNECTED = DtlsState.CONNECTED  # an Enum member looked up once, not per frame
 NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
 SENDER_ATTRIBUTES = (
     "_RTCRtpSender__rtp_started",
@@ -106,7 +107,7 @@ class SecureDatagramPath:
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         _require(dtls, DTLS_ATTRIBUTES)
         self._dtls: Any = dtls
-        if dtls._state is not DtlsState.CONNECTED:
+        if dtls._state is not DTLS_CONNECTED:
             raise ConnectionError("DTLS is not connected")
         self.protector = FrameProtector(dtls._tx_srtp)
         pair = dtls.transport._connection._nominated.get(1)
@@ -116,7 +117,7 @@ class SecureDatagramPath:
 
     @property
     def connected(self) -> bool:
-        return self._dtls._state is DtlsState.CONNECTED
+        return self._dtls._state is DTLS_CONNECTED
 
     def count_sent(self, packets: int, octets: int) -> None:
         """Keeps the transport's getStats() figures right."""

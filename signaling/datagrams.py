@@ -6,7 +6,8 @@ offload (`UDP_SEGMENT`) sends a run of equal-size datagrams to one address in on
 the same tag to each, and the protector (signaling/srtp_frames.py) lays them end to end,
 so a run is one slice of its buffer, sent without copying. The viewer sends on its own
 duplicate of its ICE socket's descriptor (same socket, same port), so a full socket
-says so (the viewer is behind) instead of growing an event-loop buffer.
+says so (the viewer is behind) instead of growing an event-loop buffer. Where the C
+module `signaling._sendpath` was built, it walks the runs and makes the calls itself.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ import os
 import socket
 import struct
 import sys
+
+try:
+    from signaling import _sendpath as native
+except ImportError:  # not built here: the Python loop below does the same
+    native = None
 
 SOL_UDP = 17
 UDP_SEGMENT = 103  # linux/udp.h
@@ -43,19 +49,25 @@ class DatagramSender:
         self._socket: socket.socket | None = None
         self._segmented = sys.platform == "linux"
         self._controls: dict[int, list[tuple[int, int, bytes]]] = {}
+        self._native: tuple[int, bytes] | None = None
         shared = transport.get_extra_info("socket")
         if shared is not None:
             self._socket = socket.socket(fileno=os.dup(shared.fileno()))
             self._socket.setblocking(False)
+            if native is not None:
+                self._native = (self._socket.fileno(), native.sockaddr(*address[:2]))
 
     def close(self) -> None:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+            self._native = None
 
     def send(self, data: memoryview, sizes: list[int]) -> bool:
         """Send the packets laid end to end in `data`, of `sizes`, in order; False if
         the socket was full (the rest dropped)."""
+        if self._native is not None:
+            return self._send_natively(*self._native, data, sizes)
         sock = self._socket
         if sock is None:
             self._send_through_transport(data, sizes)
@@ -68,6 +80,12 @@ class DatagramSender:
         except BlockingIOError:
             return False
         return True
+
+    def _send_natively(self, fd: int, address: bytes, data: memoryview, sizes: list[int]) -> bool:
+        flags = native.send(fd, address, data, sizes, self._segmented)
+        if flags & native.SEND_UNSEGMENTED:
+            self._segmented = False
+        return not flags & native.SEND_FULL
 
     def _send_through_transport(self, data: memoryview, sizes: list[int]) -> None:
         """The transport may keep what it cannot send yet: it gets copies."""

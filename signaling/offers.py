@@ -8,6 +8,7 @@ aiortc's internal errors, and costs a garbage request no sockets or subscription
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from aiortc import RTCRtpCodecCapability, RTCRtpSender
@@ -21,6 +22,7 @@ RECEIVING_DIRECTIONS = {None, "sendrecv", "recvonly"}
 H264 = "video/h264"
 OPUS = "audio/opus"
 RTX = "video/rtx"
+REMB_LINE = re.compile(r"a=rtcp-fb:\S+ goog-remb\s*$")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,13 @@ def codec_preferences(kind: str) -> list[RTCRtpCodecCapability]:
         for codec in RTCRtpSender.getCapabilities(kind).codecs
         if codec.mimeType.lower() in wanted
     ]
+
+
+def without_remb(answer: str) -> str:
+    """The answer without REMB feedback (aiortc always offers it): the stream is passed
+    through at its published bitrate, so a viewer's bandwidth estimate would change
+    nothing and only cost the server an RTCP packet to receive every half second."""
+    return "".join(line for line in answer.splitlines(keepends=True) if not REMB_LINE.match(line))
 
 
 def check_offer(sdp: str) -> ViewerOffer:

@@ -25,7 +25,6 @@ MAX_AUDIO_JITTER = 40 * AUDIO_TICKS_PER_MS  # beyond this a timestamp is a real 
 EXTENSION_HEADER = struct.Struct("!HH")
 
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
-ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 
 
 class EvenFragmentsPacketizer(H264Encoder):
@@ -48,25 +47,22 @@ class EvenFragmentsPacketizer(H264Encoder):
 
 
 class ExtensionLayout(NamedTuple):
-    """The header extensions one negotiation asked for: their ids and the mid value.
+    """The header extension one negotiation asked for: the mid's id and value.
 
     Viewers answered alike share one layout, hence one copy of each packet's bytes.
+    abs-send-time is never written, even where negotiated (an extension may be left out
+    of any packet): it only feeds the viewer's bandwidth estimate (REMB), which nothing
+    here uses, since the stream is passed through at the bitrate it was published at.
     """
 
     mid_id: int | None
-    abs_send_time_id: int | None
     mid: str | None
 
-    def block(self, abs_send_time: int) -> bytes:
+    def block(self) -> bytes:
         """The extension header and values that follow the fixed RTP header."""
-        extensions: list[tuple[int, bytes]] = []
-        if self.mid_id and self.mid is not None:
-            extensions.append((self.mid_id, self.mid.encode()))
-        if self.abs_send_time_id:
-            extensions.append((self.abs_send_time_id, abs_send_time.to_bytes(3, "big")))
-        if not extensions:
+        if not self.mid_id or self.mid is None:
             return b""
-        profile, value = pack_header_extensions(extensions)
+        profile, value = pack_header_extensions([(self.mid_id, self.mid.encode())])
         value += b"\x00" * (-len(value) % 4)
         return EXTENSION_HEADER.pack(profile, len(value) // 4) + value
 
@@ -77,7 +73,7 @@ class RtpFrame:
 
     `ticks` is in the codec's clock rate from the stream's zero; `stream_ms` is the hub
     timestamp (what viewer clocks align on); `ntp` the wall clock when the fan-out
-    received it (for abs-send-time and sender reports). `bodies` caches, per extension
+    received it (for sender reports). `bodies` caches, per extension
     layout, the extension block followed by each payload: the packet minus its header.
     """
 
@@ -97,7 +93,7 @@ class RtpFrame:
     def bodies(self, layout: ExtensionLayout) -> list[bytes]:
         bodies = self._bodies.get(layout)
         if bodies is None:
-            block = layout.block((self.ntp >> 14) & 0xFFFFFF)
+            block = layout.block()
             bodies = self._bodies[layout] = [block + payload for payload in self.payloads]
         return bodies
 

@@ -23,7 +23,7 @@ from aiortc.rtcrtpsender import random_sequence_number
 from aiortc.utils import random32
 
 from signaling.aiortc_hooks import SecureDatagramPath, SenderHooks
-from signaling.packetizer import ABS_SEND_TIME_URI, MID_URI, ExtensionLayout, RtpFrame
+from signaling.packetizer import MID_URI, ExtensionLayout, RtpFrame
 from signaling.srtp_frames import RTP_HEADER
 
 SEQUENCE_NUMBER = struct.Struct("!H")
@@ -70,9 +70,10 @@ class ViewerRtpSender:
         self._fanout = fanout
         self._hooks: SenderHooks | None = None
         self._path: SecureDatagramPath | None = None
-        self._layout = ExtensionLayout(None, None, None)
+        self._layout = ExtensionLayout(None, None)
         self._first_byte = RTP_VERSION
         self._payload_type = 0
+        self._ssrc = 0
         self._rtx_payload_type: int | None = None
         self._sequence = random_sequence_number()
         self._rtx_sequence = random_sequence_number()
@@ -122,7 +123,7 @@ class ViewerRtpSender:
             protect(
                 self._first_byte,
                 self._payload_type,
-                hooks.ssrc,
+                self._ssrc,
                 first,
                 timestamp,
                 bodies,
@@ -170,10 +171,8 @@ class ViewerRtpSender:
             None,
         )
         ids = {extension.uri: extension.id for extension in parameters.headerExtensions}
-        self._layout = ExtensionLayout(
-            ids.get(MID_URI), ids.get(ABS_SEND_TIME_URI), parameters.muxId
-        )
-        if self._layout.block(0):
+        self._layout = ExtensionLayout(ids.get(MID_URI), parameters.muxId)
+        if self._layout.block():
             self._first_byte = RTP_VERSION | EXTENSION_BIT
 
     async def _run(self, codec: RTCRtpCodecParameters) -> None:
@@ -181,6 +180,7 @@ class ViewerRtpSender:
         hooks = self._hooks
         assert hooks is not None
         hooks.rtp_started()
+        self._ssrc = hooks.ssrc
         try:
             self._path = SecureDatagramPath(hooks.sender.transport)
             self._fanout.attach(self)

@@ -8,6 +8,11 @@ pylibsrtp's own cffi binding) protects it in place, and the next packet starts r
 after its tag. A run of equal-size packets is then one contiguous slice, which a
 segmented send (signaling/datagrams.py) takes as it is.
 
+Where the C module `signaling._sendpath` was built (Linux with a compiler, at install),
+a frame's packets are packed and protected by it in one call: the interpreter, not
+libsrtp, is most of this loop's cost. Without it the same is done here in Python; both
+make the same bytes (tests/test_srtp_frames.py runs each).
+
 This uses two pylibsrtp internals (`pylibsrtp._binding` and `Session._srtp`); they are
 checked when a viewer's protector is made, so an upgrade that moves them fails loudly
 (`SrtpIncompatible`, and tests/test_srtp_frames.py fails) instead of sending garbage.
@@ -16,10 +21,15 @@ checked when a viewer's protector is made, so an upgrade that moves them fails l
 from __future__ import annotations
 
 import struct
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import pylibsrtp
 from pylibsrtp import SRTP_MAX_TRAILER_LEN, Session
+
+try:
+    from signaling import _sendpath as native
+except ImportError:  # not built here: the Python loop below does the same
+    native = None
 
 RTP_HEADER = struct.Struct("!BBHII")
 MARKER_BIT = 0x80
@@ -70,6 +80,11 @@ class FrameProtector:
         self._session = session  # owns the libsrtp context: kept alive while used here
         self._context = context[0]
         self._protect = lib.srtp_protect
+        self._native = native
+        self._addresses = (
+            int(self._ffi.cast("uintptr_t", self._ffi.addressof(lib, "srtp_protect"))),
+            int(self._ffi.cast("uintptr_t", self._context)),
+        )
         self._length = self._ffi.new("int *")
         self._buffer = bytearray()
         self._pointer: Any = None
@@ -103,6 +118,11 @@ class FrameProtector:
         room = sum(map(len, bodies)) + len(bodies) * (header + SRTP_MAX_TRAILER_LEN + MAX_PADDING)
         if self._offset + room > len(self._buffer):
             self._grow(room)
+        if self._native is not None:
+            self._protect_natively(
+                first_byte, payload_type, ssrc, sequence, timestamp, bodies, marker, padded_size
+            )
+            return
         buffer, pointer, length, sizes = self._buffer, self._pointer, self._length, self._sizes
         protect, context, pack_into = self._protect, self._context, RTP_HEADER.pack_into
         last = len(bodies) - 1 if marker else -1
@@ -126,12 +146,44 @@ class FrameProtector:
             length[0] = end - offset
             status = protect(context, pointer + offset, length)
             if status != SRTP_OK:
-                self._offset, self._sizes = 0, []  # nothing half-done is sent later
-                raise pylibsrtp.Error(f"srtp_protect failed ({status})")
+                self._fail(status)
             size = length[0]
             sizes.append(size)
             offset += size
         self._offset = offset
+
+    def _protect_natively(
+        self,
+        first_byte: int,
+        payload_type: int,
+        ssrc: int,
+        sequence: int,
+        timestamp: int,
+        bodies: list[bytes],
+        marker: bool,
+        padded_size: int,
+    ) -> None:
+        offset = self._native.protect(
+            *self._addresses,
+            self._buffer,
+            self._offset,
+            first_byte,
+            payload_type,
+            ssrc,
+            sequence,
+            timestamp,
+            bodies,
+            len(bodies) - 1 if marker else -1,
+            padded_size,
+            self._sizes,
+        )
+        if offset < 0:
+            self._fail(-offset)
+        self._offset = offset
+
+    def _fail(self, status: int) -> NoReturn:
+        self._offset, self._sizes = 0, []  # nothing half-done is sent later
+        raise pylibsrtp.Error(f"srtp_protect failed ({status})")
 
     def _pad(self, end: int, padding: int) -> int:
         """RTP padding after a payload ending at `end`: zeros, then their count."""

@@ -25,7 +25,13 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 
 from media.hub import StreamHub
 from signaling.fanout import StreamFanout
-from signaling.offers import ViewerOffer, check_offer, codec_preferences, malformed_sdp
+from signaling.offers import (
+    ViewerOffer,
+    check_offer,
+    codec_preferences,
+    malformed_sdp,
+    without_remb,
+)
 from signaling.rtp_sender import ViewerClock, ViewerRtpSender
 from storage.web import Problem
 
@@ -185,7 +191,7 @@ class WhepService:
         except Exception as error:  # aiortc validates with asserts and assorted errors
             raise malformed_sdp(str(error) or type(error).__name__) from None
         await viewer.peer.setLocalDescription(await viewer.peer.createAnswer())
-        return viewer.peer.localDescription.sdp
+        return without_remb(viewer.peer.localDescription.sdp)
 
     def _watch(self, hub: StreamHub) -> None:
         """Close a stream's viewers as soon as it ends, even those not yet connected."""

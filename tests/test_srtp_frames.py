@@ -1,5 +1,6 @@
 """The frame protector: packets laid end to end and SRTP-protected in place must be the
-very bytes pylibsrtp's own `Session.protect` makes, and a viewer must read them back."""
+very bytes pylibsrtp's own `Session.protect` makes, and a viewer must read them back.
+Every test runs on the C send path (signaling._sendpath) and on the Python one."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from aiortc.rtp import RtpPacket
 from pylibsrtp import Error, Policy, Session
 
+from signaling import srtp_frames
 from signaling.srtp_frames import FrameProtector, SrtpIncompatible
 
 PROFILES = {
@@ -19,6 +21,15 @@ PROFILES = {
 }
 SSRC = 0x11223344
 PAYLOAD_TYPE = 102
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "python":
+        monkeypatch.setattr(srtp_frames, "native", None)
+    elif srtp_frames.native is None:
+        pytest.skip("signaling._sendpath is not built here (tests/test_sendpath.py says why)")
+    return request.param
 
 
 def session(key: bytes, profile: int, direction: int) -> Session:

@@ -166,6 +166,8 @@ async def test_viewer_decodes_passed_through_h264_and_receives_opus(make_server,
         video_codecs = answer.split("m=video")[1].split("m=audio")[0]
         assert "H264/90000" in video_codecs and "VP8" not in video_codecs
         assert "opus/48000" in answer
+        assert "nack pli" in answer
+        assert "goog-remb" not in answer  # a bandwidth estimate would change nothing here
         await viewer.accept(answer)
         assert await eventually(lambda: viewer.connected)
         assert server.service.viewers(SESSION) == 1
