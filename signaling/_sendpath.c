@@ -9,6 +9,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <errno.h>
 #include <netdb.h>
@@ -27,54 +28,41 @@
 #define PADDING_BIT 0x20
 #define MAX_PADDING 255
 #define MAX_SEGMENTS 32
+#define MAX_TRAILER 144   /* libsrtp's SRTP_MAX_TRAILER_LEN: the tag and an MKI */
 
 #define SEND_FULL 1           /* the socket could not take it all: the rest was dropped */
 #define SEND_UNSEGMENTED 2    /* segmentation offload was refused: sent one by one */
 
 typedef int (*srtp_protect_fn)(void *context, void *packet, int *length);
 
-/* protect(protect_fn, context, buffer, offset, first_byte, payload_type, ssrc, sequence,
- *         timestamp, bodies, marker_index, padded_size, sizes) -> new offset
- * Each body behind its RTP header, protected, from `offset` on; sizes appended to
- * `sizes`. A negative result is -(libsrtp status): nothing of this call counts. */
-static PyObject *
-sendpath_protect(PyObject *module, PyObject *args)
+/* Packs each body behind its RTP header at `base + offset`, pads it up to `padded_size`
+ * (at most 255 bytes) and protects it in place; each protected size goes to `record`.
+ * Returns the offset after the last packet; -1 with a Python error set (bad input);
+ * -2 with *status set when libsrtp refused a packet. */
+typedef int (*size_sink)(void *sink, Py_ssize_t size);
+
+static Py_ssize_t
+protect_packets(srtp_protect_fn protect, void *context, unsigned char *base,
+                Py_ssize_t capacity, Py_ssize_t offset, int first_byte, int payload_type,
+                unsigned long ssrc, unsigned long sequence, unsigned long timestamp,
+                PyObject *bodies, Py_ssize_t marker_index, Py_ssize_t padded_size,
+                size_sink record, void *sink, int *status)
 {
-    unsigned long long protect_address, context_address;
-    Py_buffer buffer;
-    Py_ssize_t offset, marker_index, padded_size;
-    int first_byte, payload_type;
-    unsigned long ssrc, sequence, timestamp;
-    PyObject *bodies, *sizes;
-
-    if (!PyArg_ParseTuple(args, "KKw*niikkkO!nnO!", &protect_address, &context_address,
-                          &buffer, &offset, &first_byte, &payload_type, &ssrc, &sequence,
-                          &timestamp, &PyList_Type, &bodies, &marker_index, &padded_size,
-                          &PyList_Type, &sizes))
-        return NULL;
-
-    srtp_protect_fn protect = (srtp_protect_fn)(uintptr_t)protect_address;
-    void *context = (void *)(uintptr_t)context_address;
-    unsigned char *base = buffer.buf;
-    Py_ssize_t capacity = buffer.len, count = PyList_GET_SIZE(bodies);
-    Py_ssize_t sizes_before = PyList_GET_SIZE(sizes);
-    PyObject *result = NULL;
-
+    Py_ssize_t count = PyList_GET_SIZE(bodies);
     for (Py_ssize_t index = 0; index < count; index++) {
         PyObject *body = PyList_GET_ITEM(bodies, index);
         if (!PyBytes_Check(body)) {
             PyErr_SetString(PyExc_TypeError, "bodies must be bytes");
-            goto done;
+            return -1;
         }
         Py_ssize_t body_size = PyBytes_GET_SIZE(body);
         Py_ssize_t size = RTP_HEADER_SIZE + body_size, padding = 0;
         if (padded_size > size) {
             padding = padded_size - size < MAX_PADDING ? padded_size - size : MAX_PADDING;
         }
-        /* room for the packet, its padding and the SRTP tag (at most 144 bytes) */
-        if (offset < 0 || offset + size + padding + 144 > capacity) {
+        if (offset < 0 || offset + size + padding + MAX_TRAILER > capacity) {
             PyErr_SetString(PyExc_ValueError, "the buffer has no room for the packet");
-            goto done;
+            return -1;
         }
         unsigned char *packet = base + offset;
         uint16_t number = (uint16_t)((sequence + index) & 0xFFFF);
@@ -96,22 +84,57 @@ sendpath_protect(PyObject *module, PyObject *args)
             packet[size + padding - 1] = (unsigned char)padding;
         }
         int length = (int)(size + padding);
-        int status = protect(context, packet, &length);
-        if (status != 0) {
-            if (PyList_SetSlice(sizes, sizes_before, PyList_GET_SIZE(sizes), NULL) == 0)
-                result = PyLong_FromLong(-status);
-            goto done;
-        }
-        PyObject *protected_size = PyLong_FromLong(length);
-        if (protected_size == NULL || PyList_Append(sizes, protected_size) < 0) {
-            Py_XDECREF(protected_size);
-            goto done;
-        }
-        Py_DECREF(protected_size);
+        *status = protect(context, packet, &length);
+        if (*status != 0)
+            return -2;
+        if (record(sink, length) < 0)
+            return -1;
         offset += length;
     }
-    result = PyLong_FromSsize_t(offset);
-done:
+    return offset;
+}
+
+static int
+append_to_list(void *sink, Py_ssize_t size)
+{
+    PyObject *number = PyLong_FromSsize_t(size);
+    if (number == NULL)
+        return -1;
+    int result = PyList_Append((PyObject *)sink, number);
+    Py_DECREF(number);
+    return result;
+}
+
+/* protect(protect_fn, context, buffer, offset, first_byte, payload_type, ssrc, sequence,
+ *         timestamp, bodies, marker_index, padded_size, sizes) -> new offset
+ * Each body behind its RTP header, protected, from `offset` on; sizes appended to
+ * `sizes`. A negative result is -(libsrtp status): nothing of this call counts. */
+static PyObject *
+sendpath_protect(PyObject *module, PyObject *args)
+{
+    unsigned long long protect_address, context_address;
+    Py_buffer buffer;
+    Py_ssize_t offset, marker_index, padded_size;
+    int first_byte, payload_type, status = 0;
+    unsigned long ssrc, sequence, timestamp;
+    PyObject *bodies, *sizes, *result = NULL;
+
+    if (!PyArg_ParseTuple(args, "KKw*niikkkO!nnO!", &protect_address, &context_address,
+                          &buffer, &offset, &first_byte, &payload_type, &ssrc, &sequence,
+                          &timestamp, &PyList_Type, &bodies, &marker_index, &padded_size,
+                          &PyList_Type, &sizes))
+        return NULL;
+    Py_ssize_t sizes_before = PyList_GET_SIZE(sizes);
+    Py_ssize_t end = protect_packets(
+        (srtp_protect_fn)(uintptr_t)protect_address, (void *)(uintptr_t)context_address,
+        buffer.buf, buffer.len, offset, first_byte, payload_type, ssrc, sequence, timestamp,
+        bodies, marker_index, padded_size, append_to_list, sizes, &status);
+    if (end == -2) {
+        if (PyList_SetSlice(sizes, sizes_before, PyList_GET_SIZE(sizes), NULL) == 0)
+            result = PyLong_FromLong(-status);
+    } else if (end >= 0) {
+        result = PyLong_FromSsize_t(end);
+    }
     PyBuffer_Release(&buffer);
     return result;
 }
@@ -166,33 +189,63 @@ send_run(int fd, unsigned char *data, size_t size, uint16_t segment,
     return would_block(errno) ? SEND_FULL : -1;
 }
 
+/* The datagrams laid end to end at `base`, of `lengths`, in order: runs of equal size
+ * (the last of a run may be shorter) in one segmented call each while *segmented.
+ * Returns flags (SEND_FULL: the rest was dropped; SEND_UNSEGMENTED: the kernel refused
+ * segmentation, *segmented is now 0 and the rest went one by one), or -1 with errno. */
+static int
+send_datagrams(int fd, const struct sockaddr *to, socklen_t to_size, unsigned char *base,
+               const size_t *lengths, Py_ssize_t count, int *segmented)
+{
+    Py_ssize_t start = 0;
+    size_t offset = 0;
+    int flags = 0, status = 0;
+    while (start < count && status == 0) {
+        size_t segment = lengths[start];
+        Py_ssize_t end = start + 1;
+        if (*segmented) {
+            Py_ssize_t limit = count < start + MAX_SEGMENTS ? count : start + MAX_SEGMENTS;
+            while (end < limit && lengths[end] == segment)
+                end++;
+            if (end < limit && lengths[end] < segment)
+                end++;
+        }
+        size_t run = segment * (size_t)(end - start - 1) + lengths[end - 1];
+        if (end - start == 1) {
+            status = send_one(fd, base + offset, run, to, to_size);
+        } else {
+            status = send_run(fd, base + offset, run, (uint16_t)segment, to, to_size);
+            if (status < 0 && segmentation_refused(errno)) {
+                *segmented = 0;
+                flags |= SEND_UNSEGMENTED;
+                status = 0;
+                continue; /* this run again, one datagram at a time */
+            }
+        }
+        start = end;
+        offset += run;
+    }
+    return status < 0 ? -1 : flags | status;
+}
+
 /* send(fd, address, data, sizes, segmented) -> flags
- * The datagrams laid end to end in `data`, of `sizes`, in order, to the sockaddr
- * `address`: runs of equal size (the last of a run may be shorter) in one segmented
- * call each, unless `segmented` is false. Flags: SEND_FULL (the rest was dropped),
- * SEND_UNSEGMENTED (the kernel refused segmentation; from then on one by one). */
+ * The datagrams laid end to end in `data`, of `sizes`, to the sockaddr `address`
+ * (see send_datagrams). */
 static PyObject *
 sendpath_send(PyObject *module, PyObject *args)
 {
     int fd, segmented;
     Py_buffer address, data;
-    PyObject *sizes;
+    PyObject *sizes, *result = NULL;
     if (!PyArg_ParseTuple(args, "iy*y*O!p", &fd, &address, &data, &PyList_Type, &sizes,
                           &segmented))
         return NULL;
-
-    const struct sockaddr *to = address.buf;
-    socklen_t to_size = (socklen_t)address.len;
-    unsigned char *base = data.buf;
-    Py_ssize_t count = PyList_GET_SIZE(sizes), start = 0, offset = 0;
+    Py_ssize_t count = PyList_GET_SIZE(sizes), total = 0;
     size_t *lengths = PyMem_Malloc(sizeof(size_t) * (count ? count : 1));
-    int flags = 0, status = 0;
-    PyObject *result = NULL;
     if (lengths == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    Py_ssize_t total = 0;
     for (Py_ssize_t index = 0; index < count; index++) {
         Py_ssize_t length = PyLong_AsSsize_t(PyList_GET_ITEM(sizes, index));
         if (length < 0 || length > 0xFFFF) {
@@ -207,36 +260,12 @@ sendpath_send(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "the sizes add up to more than the data");
         goto done;
     }
-    while (start < count && status == 0) {
-        size_t segment = lengths[start];
-        Py_ssize_t end = start + 1;
-        if (segmented) {
-            Py_ssize_t limit = count < start + MAX_SEGMENTS ? count : start + MAX_SEGMENTS;
-            while (end < limit && lengths[end] == segment)
-                end++;
-            if (end < limit && lengths[end] < segment)
-                end++;
-        }
-        size_t run = segment * (size_t)(end - start - 1) + lengths[end - 1];
-        if (end - start == 1) {
-            status = send_one(fd, base + offset, run, to, to_size);
-        } else {
-            status = send_run(fd, base + offset, run, (uint16_t)segment, to, to_size);
-            if (status < 0 && segmentation_refused(errno)) {
-                segmented = 0;
-                flags |= SEND_UNSEGMENTED;
-                status = 0;
-                continue; /* this run again, one datagram at a time */
-            }
-        }
-        start = end;
-        offset += (Py_ssize_t)run;
-    }
-    if (status < 0) {
+    int flags = send_datagrams(fd, address.buf, (socklen_t)address.len, data.buf, lengths,
+                               count, &segmented);
+    if (flags < 0)
         PyErr_SetFromErrno(PyExc_OSError);
-        goto done;
-    }
-    result = PyLong_FromLong(flags | status);
+    else
+        result = PyLong_FromLong(flags);
 done:
     PyMem_Free(lengths);
     PyBuffer_Release(&address);
@@ -272,10 +301,293 @@ sendpath_sockaddr(PyObject *module, PyObject *args)
     return result;
 }
 
+/* --- the fan-out over viewers ---------------------------------------------------- */
+
+#define HISTORY 64     /* frames remembered per viewer for NACKs (signaling/rtp_sender.py) */
+#define MAX_FRAMES 16  /* frames per fan_out call: a video frame, or a few audio frames */
+
+/* One viewer's sending side once it is under way (its first frame was sent from Python,
+ * which fixed its timestamp origin). The SRTP session and the socket belong to Python
+ * objects kept alive by the viewer's sender; this holds their addresses only. */
+typedef struct {
+    PyObject_HEAD
+    srtp_protect_fn protect;
+    void *context;
+    int fd;
+    struct sockaddr_storage address;
+    socklen_t address_size;
+    int segmented;
+    int first_byte;
+    int payload_type;
+    unsigned long ssrc;
+    unsigned long sequence;          /* the next packet's, 16 bits */
+    unsigned long timestamp_offset;  /* added to a frame's ticks, modulo 2^32 */
+    int awaiting_keyframe;           /* its socket was full: nothing until a keyframe */
+    int error;                       /* errno of a failed send, or libsrtp's status */
+    int srtp_error;                  /* 1 if `error` is libsrtp's */
+    unsigned long long packets, octets;            /* RTP packets and payload bytes */
+    unsigned long long wire_packets, wire_octets;  /* datagrams and their bytes */
+    unsigned long long ntp;          /* the last frame sent: its wall clock (NTP) ... */
+    unsigned long rtp_timestamp;     /* ... and its RTP timestamp */
+    unsigned long long serials[HISTORY];
+    uint16_t firsts[HISTORY];
+    int history_count, history_next;
+} ViewerState;
+
+static int
+viewer_state_init(ViewerState *self, PyObject *args, PyObject *kwargs)
+{
+    unsigned long long protect_address, context_address;
+    Py_buffer address;
+    if (!PyArg_ParseTuple(args, "KKiy*piikkk", &protect_address, &context_address, &self->fd,
+                          &address, &self->segmented, &self->first_byte,
+                          &self->payload_type, &self->ssrc, &self->sequence,
+                          &self->timestamp_offset))
+        return -1;
+    if (address.len <= 0 || (size_t)address.len > sizeof(self->address)) {
+        PyBuffer_Release(&address);
+        PyErr_SetString(PyExc_ValueError, "not a socket address");
+        return -1;
+    }
+    memcpy(&self->address, address.buf, address.len);
+    self->address_size = (socklen_t)address.len;
+    PyBuffer_Release(&address);
+    self->protect = (srtp_protect_fn)(uintptr_t)protect_address;
+    self->context = (void *)(uintptr_t)context_address;
+    self->sequence &= 0xFFFF;
+    self->timestamp_offset &= 0xFFFFFFFF;
+    return 0;
+}
+
+/* history() -> [(frame serial, first sequence number)], newest first */
+static PyObject *
+viewer_state_history(ViewerState *self, PyObject *unused)
+{
+    PyObject *list = PyList_New(self->history_count);
+    if (list == NULL)
+        return NULL;
+    for (int index = 0; index < self->history_count; index++) {
+        int slot = (self->history_next - 1 - index + HISTORY) % HISTORY;
+        PyObject *entry = Py_BuildValue("(Ki)", self->serials[slot], (int)self->firsts[slot]);
+        if (entry == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, index, entry);
+    }
+    return list;
+}
+
+static PyMemberDef viewer_state_members[] = {
+    {"sequence", T_ULONG, offsetof(ViewerState, sequence), READONLY, NULL},
+    {"awaiting_keyframe", T_INT, offsetof(ViewerState, awaiting_keyframe), READONLY, NULL},
+    {"error", T_INT, offsetof(ViewerState, error), READONLY, NULL},
+    {"srtp_error", T_INT, offsetof(ViewerState, srtp_error), READONLY, NULL},
+    {"packets", T_ULONGLONG, offsetof(ViewerState, packets), READONLY, NULL},
+    {"octets", T_ULONGLONG, offsetof(ViewerState, octets), READONLY, NULL},
+    {"wire_packets", T_ULONGLONG, offsetof(ViewerState, wire_packets), READONLY, NULL},
+    {"wire_octets", T_ULONGLONG, offsetof(ViewerState, wire_octets), READONLY, NULL},
+    {"ntp", T_ULONGLONG, offsetof(ViewerState, ntp), READONLY, NULL},
+    {"rtp_timestamp", T_ULONG, offsetof(ViewerState, rtp_timestamp), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyMethodDef viewer_state_methods[] = {
+    {"history", (PyCFunction)viewer_state_history, METH_NOARGS,
+     "The frames sent lately: (serial, first sequence number), newest first."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ViewerStateType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "signaling._sendpath.ViewerState",
+    .tp_doc = "ViewerState(protect_fn, context, fd, address, segmented, first_byte, "
+              "payload_type, ssrc, sequence, timestamp_offset)",
+    .tp_basicsize = sizeof(ViewerState),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)viewer_state_init,
+    .tp_members = viewer_state_members,
+    .tp_methods = viewer_state_methods,
+};
+
+typedef struct {
+    unsigned long long serial, ticks, ntp;
+    int keyframe;
+    Py_ssize_t octets;
+    PyObject *bodies;
+} SharedFrame;
+
+typedef struct {
+    size_t *lengths;
+    Py_ssize_t count;
+} LengthSink;
+
+static int
+append_length(void *sink, Py_ssize_t size)
+{
+    LengthSink *lengths = sink;
+    lengths->lengths[lengths->count++] = (size_t)size;
+    return 0;
+}
+
+static unsigned char *scratch;     /* one viewer's packets at a time, sent at once */
+static Py_ssize_t scratch_size;
+static size_t *scratch_lengths;
+static Py_ssize_t scratch_lengths_size;
+
+static int
+reserve_scratch(Py_ssize_t bytes, Py_ssize_t packets)
+{
+    if (bytes > scratch_size) {
+        unsigned char *grown = PyMem_Realloc(scratch, bytes);
+        if (grown == NULL)
+            return -1;
+        scratch = grown;
+        scratch_size = bytes;
+    }
+    if (packets > scratch_lengths_size) {
+        size_t *grown = PyMem_Realloc(scratch_lengths, sizeof(size_t) * packets);
+        if (grown == NULL)
+            return -1;
+        scratch_lengths = grown;
+        scratch_lengths_size = packets;
+    }
+    return 0;
+}
+
+/* One viewer's share of a fan-out: 0 sent (or skipped), 1 failed (its error is set),
+ * -1 a Python error. */
+static int
+send_to_viewer(ViewerState *viewer, const SharedFrame *frames, Py_ssize_t count,
+               Py_ssize_t padded_size)
+{
+    if (viewer->error || (viewer->awaiting_keyframe && !frames[0].keyframe))
+        return 0;
+    LengthSink sink = {scratch_lengths, 0};
+    uint16_t firsts[MAX_FRAMES];
+    unsigned long sequence = viewer->sequence, timestamp = 0;
+    unsigned long long octets = 0;
+    Py_ssize_t offset = 0;
+    int status = 0;
+    for (Py_ssize_t index = 0; index < count; index++) {
+        const SharedFrame *frame = &frames[index];
+        Py_ssize_t packets = PyList_GET_SIZE(frame->bodies);
+        timestamp = (unsigned long)((frame->ticks + viewer->timestamp_offset) & 0xFFFFFFFF);
+        firsts[index] = (uint16_t)sequence;
+        offset = protect_packets(viewer->protect, viewer->context, scratch, scratch_size,
+                                 offset, viewer->first_byte, viewer->payload_type,
+                                 viewer->ssrc, sequence, timestamp, frame->bodies,
+                                 packets - 1, index == count - 1 ? 0 : padded_size,
+                                 append_length, &sink, &status);
+        if (offset == -1)
+            return -1;
+        if (offset == -2) {
+            viewer->error = status;
+            viewer->srtp_error = 1;
+            return 1;
+        }
+        sequence = (sequence + packets) & 0xFFFF;
+        octets += frame->octets;
+    }
+    viewer->sequence = sequence;
+    int flags = send_datagrams(viewer->fd, (struct sockaddr *)&viewer->address,
+                               viewer->address_size, scratch, sink.lengths, sink.count,
+                               &viewer->segmented);
+    if (flags < 0) {
+        viewer->error = errno;
+        return 1;
+    }
+    if (flags & SEND_FULL) {
+        viewer->awaiting_keyframe = 1; /* behind: the rest of this GOP is not sent */
+        return 0;
+    }
+    viewer->awaiting_keyframe = 0;
+    for (Py_ssize_t index = 0; index < count; index++) {
+        viewer->serials[viewer->history_next] = frames[index].serial;
+        viewer->firsts[viewer->history_next] = firsts[index];
+        viewer->history_next = (viewer->history_next + 1) % HISTORY;
+        if (viewer->history_count < HISTORY)
+            viewer->history_count++;
+    }
+    viewer->packets += (unsigned long long)sink.count;
+    viewer->octets += octets;
+    viewer->wire_packets += (unsigned long long)sink.count;
+    viewer->wire_octets += (unsigned long long)offset;
+    viewer->ntp = frames[count - 1].ntp;
+    viewer->rtp_timestamp = timestamp;
+    return 0;
+}
+
+/* fan_out(viewers, frames) -> [the viewers whose send failed]
+ * Sends shared frames to every viewer: `frames` is [(serial, ticks, keyframe, ntp,
+ * octets, bodies)], one video frame or a few audio frames (sent together, all but
+ * the last padded to the largest last packet among them, as signaling/rtp_sender.py
+ * does). A viewer whose socket is full waits for the next keyframe; one whose send
+ * failed (see its `error`) is skipped from then on and listed. */
+static PyObject *
+sendpath_fan_out(PyObject *module, PyObject *args)
+{
+    PyObject *viewers, *frame_list;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &viewers, &PyList_Type, &frame_list))
+        return NULL;
+    SharedFrame frames[MAX_FRAMES];
+    Py_ssize_t count = PyList_GET_SIZE(frame_list), room = 0, packets = 0, padded_size = 0;
+    if (count < 1 || count > MAX_FRAMES) {
+        PyErr_Format(PyExc_ValueError, "1 to %d frames at a time", MAX_FRAMES);
+        return NULL;
+    }
+    for (Py_ssize_t index = 0; index < count; index++) {
+        SharedFrame *frame = &frames[index];
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(frame_list, index), "KKpKnO!;a frame",
+                              &frame->serial, &frame->ticks, &frame->keyframe, &frame->ntp,
+                              &frame->octets, &PyList_Type, &frame->bodies))
+            return NULL;
+        Py_ssize_t bodies = PyList_GET_SIZE(frame->bodies);
+        if (bodies < 1) {
+            PyErr_SetString(PyExc_ValueError, "a frame has at least one packet");
+            return NULL;
+        }
+        for (Py_ssize_t body = 0; body < bodies; body++) {
+            PyObject *item = PyList_GET_ITEM(frame->bodies, body);
+            if (!PyBytes_Check(item)) {
+                PyErr_SetString(PyExc_TypeError, "bodies must be bytes");
+                return NULL;
+            }
+            room += PyBytes_GET_SIZE(item) + RTP_HEADER_SIZE + MAX_PADDING + MAX_TRAILER;
+        }
+        Py_ssize_t last = PyBytes_GET_SIZE(PyList_GET_ITEM(frame->bodies, bodies - 1));
+        if (count > 1 && RTP_HEADER_SIZE + last > padded_size)
+            padded_size = RTP_HEADER_SIZE + last;
+        packets += bodies;
+    }
+    if (reserve_scratch(room, packets) < 0)
+        return PyErr_NoMemory();
+    PyObject *failed = PyList_New(0);
+    if (failed == NULL)
+        return NULL;
+    Py_ssize_t viewer_count = PyList_GET_SIZE(viewers);
+    for (Py_ssize_t index = 0; index < viewer_count; index++) {
+        PyObject *viewer = PyList_GET_ITEM(viewers, index);
+        if (!PyObject_TypeCheck(viewer, &ViewerStateType)) {
+            PyErr_SetString(PyExc_TypeError, "viewers must be ViewerState");
+            goto error;
+        }
+        int result = send_to_viewer((ViewerState *)viewer, frames, count, padded_size);
+        if (result < 0 || (result > 0 && PyList_Append(failed, viewer) < 0))
+            goto error;
+    }
+    return failed;
+error:
+    Py_DECREF(failed);
+    return NULL;
+}
+
 static PyMethodDef sendpath_methods[] = {
     {"protect", sendpath_protect, METH_VARARGS, "SRTP-protect a frame's packets in place."},
     {"send", sendpath_send, METH_VARARGS, "Send datagrams laid end to end, segmented."},
     {"sockaddr", sendpath_sockaddr, METH_VARARGS, "The socket address of a numeric host."},
+    {"fan_out", sendpath_fan_out, METH_VARARGS, "Send shared frames to many viewers."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -290,12 +602,21 @@ static struct PyModuleDef sendpath_module = {
 PyMODINIT_FUNC
 PyInit__sendpath(void)
 {
+    if (PyType_Ready(&ViewerStateType) < 0)
+        return NULL;
     PyObject *module = PyModule_Create(&sendpath_module);
     if (module == NULL)
         return NULL;
+    Py_INCREF(&ViewerStateType);
+    if (PyModule_AddObject(module, "ViewerState", (PyObject *)&ViewerStateType) < 0) {
+        Py_DECREF(&ViewerStateType);
+        Py_DECREF(module);
+        return NULL;
+    }
     if (PyModule_AddIntConstant(module, "SEND_FULL", SEND_FULL) < 0 ||
         PyModule_AddIntConstant(module, "SEND_UNSEGMENTED", SEND_UNSEGMENTED) < 0 ||
-        PyModule_AddIntConstant(module, "MAX_SEGMENTS", MAX_SEGMENTS) < 0) {
+        PyModule_AddIntConstant(module, "MAX_SEGMENTS", MAX_SEGMENTS) < 0 ||
+        PyModule_AddIntConstant(module, "HISTORY", HISTORY) < 0) {
         Py_DECREF(module);
         return NULL;
     }

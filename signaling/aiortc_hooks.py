@@ -19,6 +19,7 @@ from typing import Any
 from aiortc import RTCDtlsTransport, RTCRtpCodecParameters, RTCRtpSender
 from aiortc.rtcdtlstransport import State as DtlsState
 
+from signaling import srtp_frames
 from signaling.datagrams import DatagramSender
 from signaling.srtp_frames import FrameProtector
 
@@ -118,6 +119,37 @@ class SecureDatagramPath:
     @property
     def connected(self) -> bool:
         return self._dtls._state is DTLS_CONNECTED
+
+    def on_disconnect(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` when DTLS leaves the connected state; returns the undo."""
+
+        def changed() -> None:
+            if not self.connected:
+                callback()
+
+        self._dtls.on("statechange", changed)
+        return lambda: self._dtls.remove_listener("statechange", changed)
+
+    def native_state(
+        self, first_byte: int, payload_type: int, ssrc: int, sequence: int, offset: int
+    ) -> Any:
+        """A `ViewerState` for the C fan-out (signaling/_sendpath.c) on this transport's
+        SRTP session and socket; None where the C send path is not available."""
+        target, native = self.datagrams.native_target, srtp_frames.native
+        if native is None or target is None:
+            return None
+        fd, address, segmented = target
+        return native.ViewerState(
+            *self.protector.addresses,
+            fd,
+            address,
+            segmented,
+            first_byte,
+            payload_type,
+            ssrc,
+            sequence,
+            offset,
+        )
 
     def count_sent(self, packets: int, octets: int) -> None:
         """Keeps the transport's getStats() figures right."""

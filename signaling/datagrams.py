@@ -81,6 +81,14 @@ class DatagramSender:
             return False
         return True
 
+    @property
+    def native_target(self) -> tuple[int, bytes, bool] | None:
+        """(descriptor, socket address, segmented) for the C send path; None where it
+        is not built or there is no socket of ours."""
+        if self._native is None:
+            return None
+        return (*self._native, self._segmented)
+
     def _send_natively(self, fd: int, address: bytes, data: memoryview, sizes: list[int]) -> bool:
         flags = native.send(fd, address, data, sizes, self._segmented)
         if flags & native.SEND_UNSEGMENTED:

@@ -6,22 +6,52 @@ viewer can hold the others back. The hub's lag handling applies to the fan-out a
 whole (it skips to the next keyframe if the process falls behind), and each viewer's
 own to that viewer. The frames since the last keyframe are kept, so a viewer that
 starts mid-stream is sent them at once and decodes from a keyframe.
+
+A viewer's first frames go through its sender in Python; from then on, where the C
+send path is built, one call per frame sends to every such viewer of an answer layout
+(signaling/_sendpath.c), so a viewer costs no interpreter work per frame: the
+per-viewer state (sequence numbers, counts, which frames went out) lives in C, and
+aiortc is given the counts for its sender reports a few times a second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from typing import Any
 
 from media.hub import StreamHub
+from signaling import srtp_frames
 from signaling.aiortc_hooks import ntp_now
-from signaling.packetizer import RtpFrame, StreamPacketizer
-from signaling.rtp_sender import ViewerRtpSender
+from signaling.packetizer import ExtensionLayout, RtpFrame, StreamPacketizer
+from signaling.rtp_sender import NACK_HISTORY_FRAMES, ViewerRtpSender
 
 log = logging.getLogger("streamcart.signaling")
 
 MAX_CACHED_FRAMES = 1024  # a longer GOP is not kept (memory); joiners wait for a keyframe
 AUDIO_FRAMES_PER_SEND = 2  # Opus frames are 20 ms: audio waits at most 20 ms for company
+SYNC_SECONDS = 0.25  # how often aiortc learns what the C path sent (its reports: ~1 s)
+
+
+class NativeGroup:
+    """Viewers of one kind and answer layout that the C send path serves: the senders,
+    and their states in the same order (what `fan_out` takes)."""
+
+    def __init__(self) -> None:
+        self.senders: list[ViewerRtpSender] = []
+        self.states: list[Any] = []
+
+    def add(self, sender: ViewerRtpSender) -> None:
+        self.senders.append(sender)
+        self.states.append(sender.native_state)
+
+    def remove(self, sender: ViewerRtpSender) -> bool:
+        if sender not in self.senders:
+            return False
+        index = self.senders.index(sender)
+        del self.senders[index], self.states[index]
+        return True
 
 
 class StreamFanout:
@@ -36,9 +66,16 @@ class StreamFanout:
         self._subscription = hub.subscribe(webrtc=True)
         self._packetizer = StreamPacketizer()
         self._senders: dict[str, list[ViewerRtpSender]] = {"video": [], "audio": []}
+        self._native: dict[str, dict[ExtensionLayout, NativeGroup]] = {"video": {}, "audio": {}}
+        self._sent: dict[str, deque[RtpFrame]] = {
+            kind: deque(maxlen=NACK_HISTORY_FRAMES) for kind in ("video", "audio")
+        }
+        self._serial = 0
         self._gop: list[RtpFrame] = []
         self._audio: list[RtpFrame] = []
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run())
+        self._sync_timer = loop.call_later(SYNC_SECONDS, self._sync_counts)
 
     def join(self) -> None:
         self.viewers += 1
@@ -50,6 +87,7 @@ class StreamFanout:
             return False
         self._subscription.close()
         self._task.cancel()
+        self._sync_timer.cancel()
         return True
 
     def attach(self, sender: ViewerRtpSender) -> None:
@@ -58,12 +96,25 @@ class StreamFanout:
         for frame in self._gop:
             if frame.kind == sender.kind and frame not in self._audio:
                 self._deliver(sender, [frame])
-        self._senders[sender.kind].append(sender)
+        if not self._promote(sender):
+            self._senders[sender.kind].append(sender)
 
     def detach(self, sender: ViewerRtpSender) -> None:
         senders = self._senders[sender.kind]
         if sender in senders:
             senders.remove(sender)
+        group = self._native[sender.kind].get(sender.layout)
+        if group is not None and group.remove(sender) and not group.senders:
+            del self._native[sender.kind][sender.layout]
+
+    @property
+    def served_natively(self) -> int:
+        """How many of the viewers' senders (audio and video) the C send path serves."""
+        return sum(len(g.senders) for groups in self._native.values() for g in groups.values())
+
+    def sent_frame(self, kind: str, serial: int) -> RtpFrame | None:
+        """A frame sent lately, by its serial (for NACKs of viewers served from C)."""
+        return next((frame for frame in self._sent[kind] if frame.serial == serial), None)
 
     async def _run(self) -> None:
         async for packet in self._subscription:
@@ -71,11 +122,50 @@ class StreamFanout:
             if frame is None:
                 continue
             frame.ntp = ntp_now()
+            self._serial += 1
+            frame.serial = self._serial
+            self._sent[frame.kind].append(frame)
             self._remember(frame)
             frames = self._gather(frame)
             if frames:
+                self._send_natively(frame.kind, frames)  # first: promotions below wait
                 for sender in tuple(self._senders[frame.kind]):
                     self._deliver(sender, frames)
+                    if self._promote(sender):
+                        self._senders[frame.kind].remove(sender)
+
+    def _send_natively(self, kind: str, frames: list[RtpFrame]) -> None:
+        native = srtp_frames.native
+        for layout, group in tuple(self._native[kind].items()):
+            shared = [
+                (f.serial, f.ticks, f.keyframe, f.ntp, f.octets, f.bodies(layout)) for f in frames
+            ]
+            for state in native.fan_out(group.states, shared):
+                sender = group.senders[group.states.index(state)]
+                log.warning(
+                    "sending to a WebRTC viewer failed (%s %d); stopping its %s",
+                    "SRTP status" if state.srtp_error else "errno",
+                    state.error,
+                    kind,
+                )
+                sender.stop()
+                self.detach(sender)
+
+    def _promote(self, sender: ViewerRtpSender) -> bool:
+        """Hand a viewer to the C send path when it can go there."""
+        if not sender.go_native():
+            return False
+        groups = self._native[sender.kind]
+        group = groups.get(sender.layout) or groups.setdefault(sender.layout, NativeGroup())
+        group.add(sender)
+        return True
+
+    def _sync_counts(self) -> None:
+        for groups in self._native.values():
+            for group in groups.values():
+                for sender in group.senders:
+                    sender.sync_counts()
+        self._sync_timer = asyncio.get_running_loop().call_later(SYNC_SECONDS, self._sync_counts)
 
     def _gather(self, frame: RtpFrame) -> list[RtpFrame]:
         """The frames to send now: a video frame at once; audio frames in pairs, one

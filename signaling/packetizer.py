@@ -73,8 +73,9 @@ class RtpFrame:
 
     `ticks` is in the codec's clock rate from the stream's zero; `stream_ms` is the hub
     timestamp (what viewer clocks align on); `ntp` the wall clock when the fan-out
-    received it (for sender reports). `bodies` caches, per extension
-    layout, the extension block followed by each payload: the packet minus its header.
+    received it (for sender reports); `serial` its number in the fan-out (for NACKs).
+    `bodies` caches, per extension layout, the extension block followed by each
+    payload: the packet minus its header.
     """
 
     kind: str
@@ -85,6 +86,7 @@ class RtpFrame:
     payloads: list[bytes]
     ntp: int = 0
     octets: int = 0
+    serial: int = 0
     _bodies: dict[ExtensionLayout, list[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

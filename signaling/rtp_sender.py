@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections import deque
-from typing import Protocol
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 from aiortc import RTCRtpCodecParameters, RTCRtpSender
 from aiortc.codecs import is_rtx
@@ -55,6 +56,8 @@ class Fanout(Protocol):
 
     def detach(self, sender: ViewerRtpSender) -> None: ...
 
+    def sent_frame(self, kind: str, serial: int) -> RtpFrame | None: ...
+
 
 class ViewerRtpSender:
     """Replaces the per-packet loop of one aiortc RTCRtpSender.
@@ -82,6 +85,8 @@ class ViewerRtpSender:
         self._history: deque[tuple[int, int, RtpFrame]] = deque(maxlen=NACK_HISTORY_FRAMES)
         self._retransmissions_pending = False
         self._stopped = asyncio.get_running_loop().create_future()
+        self.native_state: Any = None  # set once the C fan-out sends for this viewer
+        self._synced = (0, 0, 0, 0)  # its counts already given to aiortc
 
     def install(self, sender: RTCRtpSender) -> None:
         """Take over `sender`'s RTP: learn its parameters when aiortc starts it."""
@@ -99,9 +104,16 @@ class ViewerRtpSender:
         if not self._stopped.done():
             self._stopped.set_result(None)
 
+    @property
+    def layout(self) -> ExtensionLayout:
+        return self._layout
+
     def send(self, frames: list[RtpFrame]) -> None:
         """Send shared frames in one go (called by the fan-out, synchronously): a video
-        frame, or a few audio frames gathered so that they leave in one system call."""
+        frame, or a few audio frames gathered so that they leave in one system call.
+
+        Once one send has succeeded, the fan-out hands the viewer to the C send path
+        where it is built (`go_native`; signaling/_sendpath.c does what this does)."""
         path, hooks = self._path, self._hooks
         if path is None or hooks is None or not path.connected:
             self.stop()
@@ -139,6 +151,33 @@ class ViewerRtpSender:
         self._awaiting_keyframe = False
         self._history.extend(sent)
         hooks.count_sent(packets, octets, last.ntp, timestamp)
+
+    def go_native(self) -> bool:
+        """Hand this viewer to the C send path, where it is built, once a send from here
+        has fixed its timestamp origin: its state starts where this sender's is now
+        (True). From then on the fan-out must not call `send`."""
+        path, offset = self._path, self._timestamp_offset
+        started = path is not None and offset is not None and not self._awaiting_keyframe
+        if self.native_state is None and started:
+            self.native_state = path.native_state(
+                self._first_byte, self._payload_type, self._ssrc, self._sequence, offset
+            )
+        return self.native_state is not None
+
+    def sync_counts(self) -> None:
+        """Give aiortc what the C send path sent since the last call: its sender reports
+        and getStats() read these (called every fraction of a second by the fan-out)."""
+        state, path, hooks = self.native_state, self._path, self._hooks
+        if state is None or path is None or hooks is None:
+            return
+        counts = (state.packets, state.octets, state.wire_packets, state.wire_octets)
+        before = self._synced
+        if counts[0] != before[0]:
+            hooks.count_sent(
+                counts[0] - before[0], counts[1] - before[1], state.ntp, state.rtp_timestamp
+            )
+            path.count_sent(counts[2] - before[2], counts[3] - before[3])
+            self._synced = counts
 
     def _padded_size(self, frames: list[RtpFrame]) -> int:
         """Gathered single-packet frames (audio) are padded to the largest packet among
@@ -181,14 +220,19 @@ class ViewerRtpSender:
         assert hooks is not None
         hooks.rtp_started()
         self._ssrc = hooks.ssrc
+        forget = None
         try:
             self._path = SecureDatagramPath(hooks.sender.transport)
+            forget = self._path.on_disconnect(self.stop)
             self._fanout.attach(self)
             await self._stopped
         except (asyncio.CancelledError, ConnectionError):
             pass
         finally:
             self._fanout.detach(self)
+            self.sync_counts()
+            if forget is not None:
+                forget()
             if self._path is not None:
                 self._path.datagrams.close()
             hooks.rtp_exited()
@@ -198,7 +242,7 @@ class ViewerRtpSender:
         path, hooks = self._path, self._hooks
         if self._rtx_payload_type is None or path is None or hooks is None:
             return
-        for first, timestamp, frame in reversed(self._history):  # NACKs are for recent packets
+        for first, timestamp, frame in self._recent():
             index = (sequence_number - first) & 0xFFFF
             if index < len(frame.payloads):
                 body = frame.bodies(self._layout)[index]
@@ -219,6 +263,17 @@ class ViewerRtpSender:
                     self._retransmissions_pending = True
                     asyncio.get_running_loop().call_soon(self._send_retransmissions, path)
                 return
+
+    def _recent(self) -> Iterator[tuple[int, int, RtpFrame]]:
+        """(first sequence number, RTP timestamp, frame) of the frames sent lately,
+        newest first: NACKs are for recent packets."""
+        state, offset = self.native_state, self._timestamp_offset
+        if state is not None and offset is not None:
+            for serial, first in state.history():
+                frame = self._fanout.sent_frame(self.kind, serial)
+                if frame is not None:
+                    yield first, (frame.ticks + offset) & 0xFFFFFFFF, frame
+        yield from reversed(self._history)
 
     def _send_retransmissions(self, path: SecureDatagramPath) -> None:
         """aiortc answers a NACK one sequence number at a time: the retransmissions it

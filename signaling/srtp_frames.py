@@ -81,7 +81,7 @@ class FrameProtector:
         self._context = context[0]
         self._protect = lib.srtp_protect
         self._native = native
-        self._addresses = (
+        self.addresses = (  # srtp_protect and the context, for the C send path
             int(self._ffi.cast("uintptr_t", self._ffi.addressof(lib, "srtp_protect"))),
             int(self._ffi.cast("uintptr_t", self._context)),
         )
@@ -164,7 +164,7 @@ class FrameProtector:
         padded_size: int,
     ) -> None:
         offset = self._native.protect(
-            *self._addresses,
+            *self.addresses,
             self._buffer,
             self._offset,
             first_byte,

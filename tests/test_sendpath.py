@@ -113,3 +113,119 @@ def test_bad_input_is_refused_not_read_or_written_out_of_bounds():
             native.protect(0, 0, bytearray(1000), 0, 0x80, 96, 1, 1, 0, ["text"], 0, 0, [])
     finally:
         a.close()
+
+
+def srtp_pair() -> tuple[object, object]:
+    from pylibsrtp import Policy, Session
+
+    key = os.urandom(28)
+    sessions = []
+    for direction in (Policy.SSRC_ANY_OUTBOUND, Policy.SSRC_ANY_INBOUND):
+        policy = Policy(
+            key=key, ssrc_type=direction, srtp_profile=Policy.SRTP_PROFILE_AEAD_AES_128_GCM
+        )
+        policy.allow_repeat_tx = True
+        sessions.append(Session(policy))
+    return sessions[0], sessions[1]
+
+
+@needs_native
+def test_fan_out_sends_each_viewer_its_own_packets_and_remembers_them():
+    from aiortc.rtp import RtpPacket
+
+    from signaling.srtp_frames import FrameProtector
+
+    receivers, viewers, inbound, outbound_sessions = [], [], [], []
+    sending = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for index, (sequence, offset) in enumerate([(65530, 10), (7, -90_000)]):
+            receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            receiver.bind(("127.0.0.1", 0))
+            receiver.settimeout(WAIT)
+            outbound, incoming = srtp_pair()
+            viewers.append(
+                native.ViewerState(
+                    *FrameProtector(outbound).addresses,
+                    sending.fileno(),
+                    native.sockaddr(*receiver.getsockname()),
+                    True,
+                    0x80,
+                    96 + index,
+                    1000 + index,
+                    sequence,
+                    offset,
+                )
+            )
+            outbound_sessions.append(outbound)  # its context must outlive the state
+            receivers.append(receiver)
+            inbound.append(incoming)
+        video = [b"v" * 1200, b"v" * 1200, b"w" * 500]
+        frames = [(41, 9000, True, 123 << 32, 2900, video)]
+        assert native.fan_out(viewers, frames) == []
+        audio = [
+            (42, 48_000, True, 124 << 32, 60, [b"a" * 60]),
+            (43, 48_960, True, 0, 90, [b"b" * 90]),
+        ]
+        assert native.fan_out(viewers, audio) == []
+        for index, (viewer, receiver, session) in enumerate(
+            zip(viewers, receivers, inbound, strict=True)
+        ):
+            packets = [RtpPacket.parse(session.unprotect(receiver.recv(2048))) for _ in range(5)]
+            first = (65530, 7)[index]
+            offset = (10, -90_000)[index]
+            assert [p.sequence_number for p in packets] == [(first + i) & 0xFFFF for i in range(5)]
+            assert {p.ssrc for p in packets} == {1000 + index}
+            assert {p.payload_type for p in packets} == {96 + index}
+            assert [p.marker for p in packets] == [0, 0, 1, 1, 1]
+            assert [p.timestamp for p in packets[2:]] == [
+                (ticks + offset) & 0xFFFFFFFF for ticks in (9000, 48_000, 48_960)
+            ]
+            assert [p.payload for p in packets] == [*video, b"a" * 60, b"b" * 90]
+            assert packets[3].padding_size == 30  # padded up to the pair's larger packet
+            assert viewer.history() == [
+                (43, (first + 4) & 0xFFFF),
+                (42, (first + 3) & 0xFFFF),
+                (41, first),
+            ]
+            assert (viewer.packets, viewer.octets) == (5, 3050)
+            assert viewer.rtp_timestamp == (48_960 + offset) & 0xFFFFFFFF
+            assert viewer.sequence == (first + 5) & 0xFFFF
+            assert viewer.wire_packets == 5 and viewer.wire_octets > 3050 + 5 * 12
+    finally:
+        sending.close()
+        for receiver in receivers:
+            receiver.close()
+
+
+@needs_native
+def test_fan_out_refuses_bad_frames_and_reports_a_viewer_libsrtp_refuses():
+    from signaling.srtp_frames import FrameProtector
+
+    outbound, _ = srtp_pair()
+    sending = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        viewer = native.ViewerState(
+            *FrameProtector(outbound).addresses,
+            sending.fileno(),
+            native.sockaddr("127.0.0.1", 9),
+            True,
+            0x90,  # the extension bit without an extension header: libsrtp refuses it
+            96,
+            1,
+            0,
+            0,
+        )
+        with pytest.raises(ValueError, match="frames at a time"):
+            native.fan_out([viewer], [])
+        with pytest.raises(ValueError, match="at least one packet"):
+            native.fan_out([viewer], [(1, 0, True, 0, 0, [])])
+        with pytest.raises(TypeError, match="bytes"):
+            native.fan_out([viewer], [(1, 0, True, 0, 1, ["x"])])
+        with pytest.raises(TypeError, match="ViewerState"):
+            native.fan_out([object()], [(1, 0, True, 0, 1, [b"x"])])
+        assert native.fan_out([viewer], [(1, 0, True, 0, 1, [b"\x00"])]) == [viewer]
+        assert viewer.srtp_error == 1 and viewer.error != 0
+        assert native.fan_out([viewer], [(2, 0, True, 0, 1, [b"\x00"])]) == []  # skipped now
+        assert viewer.packets == 0 and viewer.history() == []
+    finally:
+        sending.close()

@@ -95,6 +95,8 @@ async def test_several_viewers_decode_one_packetizing_and_close_cleanly(
             assert viewer.video_sizes == {(320, 240)}
             assert viewer.audio_frames > 0
         assert len(fanout_tasks()) == 1
+        (fanout,) = server.service._fanouts.values()
+        assert fanout.served_natively == (6 if send_path == "c" else 0)  # audio and video
     finally:
         for viewer in viewers:
             await viewer.close()
@@ -136,6 +138,8 @@ async def test_a_viewer_joining_mid_stream_starts_on_a_keyframe(make_server, str
     publisher = asyncio.create_task(publish(hub, stream_tags, speed=1.0))
     early, late = DecodingViewer(), DecodingViewer()
     first_video: list[RtpPacket] = []
+    sequence_numbers: list[int] = []
+    timestamps_seen: list[int] = []
     try:
         await server.watch(early)
         await asyncio.sleep(1.5)  # halfway into the second GOP
@@ -143,8 +147,11 @@ async def test_a_viewer_joining_mid_stream_starts_on_a_keyframe(make_server, str
         video = h264_payload_type(answer)
 
         def record(packet: RtpPacket) -> bool:
-            if packet.payload_type == video and not first_video:
-                first_video.append(packet)
+            if packet.payload_type == video:
+                if not first_video:
+                    first_video.append(packet)
+                sequence_numbers.append(packet.sequence_number)
+                timestamps_seen.append(packet.timestamp)
             return True
 
         tap(late, record)
@@ -152,6 +159,14 @@ async def test_a_viewer_joining_mid_stream_starts_on_a_keyframe(make_server, str
         assert await eventually(lambda: late.video_frames > 0)
         assert first_nal_type(first_video[0].payload) in {SPS, PPS, IDR}
         assert late.video_sizes == {(320, 240)}
+        # the cached GOP is sent from Python, the rest from C: one unbroken sequence of
+        # packets (SRTP's replay check would drop any repeated number) and of frames
+        assert await eventually(lambda: late.video_frames > 40)
+        start = sequence_numbers[0]
+        assert sequence_numbers == [(start + i) & 0xFFFF for i in range(len(sequence_numbers))]
+        timestamps = list(dict.fromkeys(timestamps_seen))
+        steps = {(b - a) & 0xFFFFFFFF for a, b in itertools.pairwise(timestamps)}
+        assert max(steps) < 1.5 * 90_000 / FPS, sorted(steps)
     finally:
         publisher.cancel()
         await early.close()
