@@ -3,6 +3,7 @@ against plain aiortc `MediaRelay` fan-out of the same stream, in one run.
 
     .venv/bin/python bench/webrtc_fanout.py [--viewers 10 25 50 100] [--window 10]
     .venv/bin/python bench/webrtc_fanout.py --quick
+    .venv/bin/python bench/webrtc_fanout.py --viewers 100 --pin   # one core each
 
 A 720p30 ~2 Mbps H.264 (no B-frames, keyframe every 2 s) + AAC FLV file is encoded once
 with the ffmpeg CLI, and remuxed (video copied, audio to Opus) to MPEG-TS for the
@@ -43,6 +44,7 @@ MIN_DELIVERED = 0.95
 TARGET_VIEWERS_PER_CORE = 1_000
 SERVERS = {"ours": OURS_OFFER_PATH, "relay": RELAY_OFFER_PATH}
 IDLE_SECONDS = 3.0
+SERVER_CPU, VIEWERS_CPU = 0, 1  # with --pin
 SOURCE_MARGIN_SECONDS = 10.0
 ENCODE_TIMEOUT = 600.0
 
@@ -65,6 +67,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds after joining (3)")
     parser.add_argument("--join-concurrency", type=int, default=10, help="joins at once (10)")
     parser.add_argument("--join-timeout", type=float, default=60.0, help="all joins, s (60)")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="server on CPU 0, viewers on CPU 1 (no migrations; needs 2 CPUs)",
+    )
     parser.add_argument("--label", default="", help="a note stored in the JSON")
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 viewers, 5 s")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
@@ -77,6 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         not 0 <= args.warmup <= 30 and "--warmup must be 0..30",
         not 1 <= args.join_concurrency <= 100 and "--join-concurrency must be 1..100",
         not 1 <= args.join_timeout <= 300 and "--join-timeout must be 1..300",
+        args.pin and not {0, 1} <= os.sched_getaffinity(0) and "--pin needs CPUs 0 and 1",
     ]
     for problem in problems:
         if problem:
@@ -138,6 +146,8 @@ def start_server(plan: Plan, server: str) -> harness.Server:
         process = subprocess.Popen(
             command, cwd=harness.ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log
         )
+    if plan.args.pin:
+        os.sched_setaffinity(process.pid, {SERVER_CPU})
     return harness.Server(process, port, log_path)
 
 
@@ -167,6 +177,8 @@ async def measure(plan: Plan, server: harness.Server, offer_path: str, viewers: 
             stdout=subprocess.PIPE,
             stderr=log,
         )
+    if plan.args.pin:
+        os.sched_setaffinity(process.pid, {VIEWERS_CPU})
     limit = plan.args.join_timeout + plan.args.warmup + plan.args.window + 60
     try:
         async with asyncio.timeout(limit):
@@ -301,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             "source_mbps": source_mbps,
             "window_s": args.window,
             "warmup_s": args.warmup,
+            "pinned": args.pin,
         },
         "runs": runs,
         "viewers_per_core": best,
