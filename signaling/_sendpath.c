@@ -309,10 +309,15 @@ sendpath_sockaddr(PyObject *module, PyObject *args)
 /* One viewer's sending side once it is under way (its first frame was sent from Python,
  * which fixed its timestamp origin). The SRTP session and the socket belong to Python
  * objects kept alive by the viewer's sender; this holds their addresses only. */
+#define MAX_CNAME 255
+
 typedef struct {
     PyObject_HEAD
     srtp_protect_fn protect;
+    srtp_protect_fn protect_rtcp;
     void *context;
+    unsigned char cname[MAX_CNAME];
+    int cname_size;
     int fd;
     struct sockaddr_storage address;
     socklen_t address_size;
@@ -329,6 +334,7 @@ typedef struct {
     unsigned long long wire_packets, wire_octets;  /* datagrams and their bytes */
     unsigned long long ntp;          /* the last frame sent: its wall clock (NTP) ... */
     unsigned long rtp_timestamp;     /* ... and its RTP timestamp */
+    unsigned long lsr;               /* the middle of the last report's NTP time */
     unsigned long long serials[HISTORY];
     uint16_t firsts[HISTORY];
     int history_count, history_next;
@@ -337,21 +343,30 @@ typedef struct {
 static int
 viewer_state_init(ViewerState *self, PyObject *args, PyObject *kwargs)
 {
-    unsigned long long protect_address, context_address;
-    Py_buffer address;
-    if (!PyArg_ParseTuple(args, "KKiy*piikkk", &protect_address, &context_address, &self->fd,
-                          &address, &self->segmented, &self->first_byte,
-                          &self->payload_type, &self->ssrc, &self->sequence,
-                          &self->timestamp_offset))
+    unsigned long long protect_address, context_address, rtcp_address;
+    Py_buffer address, cname;
+    if (!PyArg_ParseTuple(args, "KKKiy*piikkky*KK", &protect_address, &context_address,
+                          &rtcp_address, &self->fd, &address, &self->segmented,
+                          &self->first_byte, &self->payload_type, &self->ssrc,
+                          &self->sequence, &self->timestamp_offset, &cname, &self->packets,
+                          &self->octets))
         return -1;
-    if (address.len <= 0 || (size_t)address.len > sizeof(self->address)) {
-        PyBuffer_Release(&address);
-        PyErr_SetString(PyExc_ValueError, "not a socket address");
+    int bad_address = address.len <= 0 || (size_t)address.len > sizeof(self->address);
+    int bad_cname = cname.len > MAX_CNAME;
+    if (!bad_address && !bad_cname) {
+        memcpy(&self->address, address.buf, address.len);
+        self->address_size = (socklen_t)address.len;
+        memcpy(self->cname, cname.buf, cname.len);
+        self->cname_size = (int)cname.len;
+    }
+    PyBuffer_Release(&address);
+    PyBuffer_Release(&cname);
+    if (bad_address || bad_cname) {
+        PyErr_SetString(PyExc_ValueError, bad_address ? "not a socket address"
+                                                      : "a CNAME is at most 255 bytes");
         return -1;
     }
-    memcpy(&self->address, address.buf, address.len);
-    self->address_size = (socklen_t)address.len;
-    PyBuffer_Release(&address);
+    self->protect_rtcp = (srtp_protect_fn)(uintptr_t)rtcp_address;
     self->protect = (srtp_protect_fn)(uintptr_t)protect_address;
     self->context = (void *)(uintptr_t)context_address;
     self->sequence &= 0xFFFF;
@@ -389,6 +404,7 @@ static PyMemberDef viewer_state_members[] = {
     {"wire_octets", T_ULONGLONG, offsetof(ViewerState, wire_octets), READONLY, NULL},
     {"ntp", T_ULONGLONG, offsetof(ViewerState, ntp), READONLY, NULL},
     {"rtp_timestamp", T_ULONG, offsetof(ViewerState, rtp_timestamp), READONLY, NULL},
+    {"lsr", T_ULONG, offsetof(ViewerState, lsr), READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -401,8 +417,9 @@ static PyMethodDef viewer_state_methods[] = {
 static PyTypeObject ViewerStateType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "signaling._sendpath.ViewerState",
-    .tp_doc = "ViewerState(protect_fn, context, fd, address, segmented, first_byte, "
-              "payload_type, ssrc, sequence, timestamp_offset)",
+    .tp_doc = "ViewerState(protect_fn, context, protect_rtcp_fn, fd, address, segmented, "
+              "first_byte, payload_type, ssrc, sequence, timestamp_offset, cname, packets, "
+              "octets)",
     .tp_basicsize = sizeof(ViewerState),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
@@ -583,11 +600,96 @@ error:
     return NULL;
 }
 
+static void
+put32(unsigned char *at, unsigned long value)
+{
+    at[0] = (value >> 24) & 0xFF;
+    at[1] = (value >> 16) & 0xFF;
+    at[2] = (value >> 8) & 0xFF;
+    at[3] = value & 0xFF;
+}
+
+/* One viewer's sender report (RFC 3550 6.4.1) and SDES CNAME in one compound SRTCP
+ * packet: 0 sent (or its socket was full), 1 failed (its error is set). */
+static int
+report_to_viewer(ViewerState *viewer)
+{
+    unsigned char packet[28 + 8 + 2 + MAX_CNAME + 4 + MAX_TRAILER + 4];
+    packet[0] = 0x80; /* version 2, no reception report blocks */
+    packet[1] = 200;  /* SR */
+    packet[2] = 0;
+    packet[3] = 6; /* 7 words */
+    put32(packet + 4, viewer->ssrc);
+    put32(packet + 8, (unsigned long)(viewer->ntp >> 32));
+    put32(packet + 12, (unsigned long)(viewer->ntp & 0xFFFFFFFF));
+    put32(packet + 16, viewer->rtp_timestamp);
+    put32(packet + 20, (unsigned long)(viewer->packets & 0xFFFFFFFF));
+    put32(packet + 24, (unsigned long)(viewer->octets & 0xFFFFFFFF));
+    /* SDES: one chunk, the CNAME item then at least one null octet to a word boundary */
+    unsigned char *sdes = packet + 28;
+    int chunk = 4 + 2 + viewer->cname_size + 1;
+    chunk += (4 - chunk % 4) % 4;
+    memset(sdes, 0, 4 + chunk);
+    sdes[0] = 0x81; /* one chunk */
+    sdes[1] = 202;  /* SDES */
+    sdes[2] = 0;
+    sdes[3] = (unsigned char)(chunk / 4);
+    put32(sdes + 4, viewer->ssrc);
+    sdes[8] = 1; /* CNAME */
+    sdes[9] = (unsigned char)viewer->cname_size;
+    memcpy(sdes + 10, viewer->cname, viewer->cname_size);
+    int length = 28 + 4 + chunk;
+    int status = viewer->protect_rtcp(viewer->context, packet, &length);
+    if (status != 0) {
+        viewer->error = status;
+        viewer->srtp_error = 1;
+        return 1;
+    }
+    viewer->lsr = (unsigned long)((viewer->ntp >> 16) & 0xFFFFFFFF);
+    int sent = send_one(viewer->fd, packet, (size_t)length, (struct sockaddr *)&viewer->address,
+                        viewer->address_size);
+    if (sent < 0) {
+        viewer->error = errno;
+        return 1;
+    }
+    return 0;
+}
+
+/* report(viewers) -> [the viewers whose report failed]
+ * A sender report with its CNAME to every viewer that has been sent something. */
+static PyObject *
+sendpath_report(PyObject *module, PyObject *args)
+{
+    PyObject *viewers;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &viewers))
+        return NULL;
+    PyObject *failed = PyList_New(0);
+    if (failed == NULL)
+        return NULL;
+    for (Py_ssize_t index = 0; index < PyList_GET_SIZE(viewers); index++) {
+        PyObject *item = PyList_GET_ITEM(viewers, index);
+        if (!PyObject_TypeCheck(item, &ViewerStateType)) {
+            PyErr_SetString(PyExc_TypeError, "viewers must be ViewerState");
+            Py_DECREF(failed);
+            return NULL;
+        }
+        ViewerState *viewer = (ViewerState *)item;
+        if (viewer->error || viewer->ntp == 0)
+            continue;
+        if (report_to_viewer(viewer) && PyList_Append(failed, item) < 0) {
+            Py_DECREF(failed);
+            return NULL;
+        }
+    }
+    return failed;
+}
+
 static PyMethodDef sendpath_methods[] = {
     {"protect", sendpath_protect, METH_VARARGS, "SRTP-protect a frame's packets in place."},
     {"send", sendpath_send, METH_VARARGS, "Send datagrams laid end to end, segmented."},
     {"sockaddr", sendpath_sockaddr, METH_VARARGS, "The socket address of a numeric host."},
     {"fan_out", sendpath_fan_out, METH_VARARGS, "Send shared frames to many viewers."},
+    {"report", sendpath_report, METH_VARARGS, "Send every viewer its sender report."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -18,6 +18,13 @@ from typing import Any
 
 from aiortc import RTCDtlsTransport, RTCRtpCodecParameters, RTCRtpSender
 from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtp import (
+    RtcpByePacket,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
+    RtcpSrPacket,
+)
 
 from signaling import srtp_frames
 from signaling.datagrams import DatagramSender
@@ -32,7 +39,13 @@ SENDER_ATTRIBUTES = (
     "_RTCRtpSender__rtp_timestamp",
     "_RTCRtpSender__octet_count",
     "_RTCRtpSender__packet_count",
+    "_RTCRtpSender__rtcp_started",
+    "_RTCRtpSender__rtcp_exited",
+    "_RTCRtpSender__lsr",
+    "_RTCRtpSender__lsr_time",
     "_run_rtp",
+    "_run_rtcp",
+    "_send_rtcp",
     "_retransmit",
     "_ssrc",
     "_rtx_ssrc",
@@ -78,12 +91,58 @@ class SenderHooks:
     def replace(
         self,
         run_rtp: Callable[[RTCRtpCodecParameters], Awaitable[None]],
+        run_rtcp: Callable[[], Awaitable[None]],
         retransmit: Callable[[int], Awaitable[None]],
     ) -> None:
-        """aiortc's `send()` starts `_run_rtp`; its RTCP handler calls `_retransmit`."""
+        """aiortc's `send()` starts `_run_rtp` and `_run_rtcp`; its RTCP handler calls
+        `_retransmit`."""
         sender: Any = self.sender
         sender._run_rtp = run_rtp
+        sender._run_rtcp = run_rtcp
         sender._retransmit = retransmit
+
+    def rtcp_started(self) -> None:
+        self.sender._RTCRtpSender__rtcp_started.set()  # type: ignore[attr-defined]
+
+    def rtcp_exited(self) -> None:
+        self.sender._RTCRtpSender__rtcp_exited.set()  # type: ignore[attr-defined]
+
+    def counts(self) -> tuple[int, int]:
+        """The packets and payload bytes sent so far, as aiortc's reports give them."""
+        sender: Any = self.sender
+        return sender._RTCRtpSender__packet_count, sender._RTCRtpSender__octet_count
+
+    async def send_report(self, cname: str | None) -> None:
+        """A sender report (and the CNAME) from aiortc's counters, as aiortc sends it."""
+        sender: Any = self.sender
+        ntp = sender._RTCRtpSender__ntp_timestamp
+        packets: list[Any] = [
+            RtcpSrPacket(
+                ssrc=sender._ssrc,
+                sender_info=RtcpSenderInfo(
+                    ntp_timestamp=ntp,
+                    rtp_timestamp=sender._RTCRtpSender__rtp_timestamp,
+                    packet_count=sender._RTCRtpSender__packet_count & 0xFFFFFFFF,
+                    octet_count=sender._RTCRtpSender__octet_count & 0xFFFFFFFF,
+                ),
+            )
+        ]
+        self.reported((ntp >> 16) & 0xFFFFFFFF)
+        if cname is not None:
+            item = RtcpSourceInfo(ssrc=sender._ssrc, items=[(1, cname.encode())])
+            packets.append(RtcpSdesPacket(chunks=[item]))
+        await sender._send_rtcp(packets)
+
+    def reported(self, lsr: int) -> None:
+        """A sender report went out: what aiortc matches receiver reports against for
+        the round-trip time."""
+        sender: Any = self.sender
+        sender._RTCRtpSender__lsr = lsr
+        sender._RTCRtpSender__lsr_time = time.time()
+
+    async def send_bye(self) -> None:
+        sender: Any = self.sender
+        await sender._send_rtcp([RtcpByePacket(sources=[sender._ssrc])])
 
     def rtp_started(self) -> None:
         self.sender._RTCRtpSender__rtp_started.set()  # type: ignore[attr-defined]
@@ -131,7 +190,14 @@ class SecureDatagramPath:
         return lambda: self._dtls.remove_listener("statechange", changed)
 
     def native_state(
-        self, first_byte: int, payload_type: int, ssrc: int, sequence: int, offset: int
+        self,
+        first_byte: int,
+        payload_type: int,
+        ssrc: int,
+        sequence: int,
+        offset: int,
+        cname: str | None,
+        counts: tuple[int, int],
     ) -> Any:
         """A `ViewerState` for the C fan-out (signaling/_sendpath.c) on this transport's
         SRTP session and socket; None where the C send path is not available."""
@@ -141,6 +207,7 @@ class SecureDatagramPath:
         fd, address, segmented = target
         return native.ViewerState(
             *self.protector.addresses,
+            self.protector.rtcp_address,
             fd,
             address,
             segmented,
@@ -149,6 +216,8 @@ class SecureDatagramPath:
             ssrc,
             sequence,
             offset,
+            (cname or "").encode(),
+            *counts,
         )
 
     def count_sent(self, packets: int, octets: int) -> None:

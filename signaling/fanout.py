@@ -31,7 +31,8 @@ log = logging.getLogger("streamcart.signaling")
 
 MAX_CACHED_FRAMES = 1024  # a longer GOP is not kept (memory); joiners wait for a keyframe
 AUDIO_FRAMES_PER_SEND = 2  # Opus frames are 20 ms: audio waits at most 20 ms for company
-SYNC_SECONDS = 0.25  # how often aiortc learns what the C path sent (its reports: ~1 s)
+SYNC_SECONDS = 0.25  # how often aiortc learns what the C path sent (for getStats)
+REPORT_EVERY = 4  # a sender report every 4 syncs: once a second, as aiortc sends them
 
 
 class NativeGroup:
@@ -71,6 +72,7 @@ class StreamFanout:
             kind: deque(maxlen=NACK_HISTORY_FRAMES) for kind in ("video", "audio")
         }
         self._serial = 0
+        self._syncs = 0
         self._gop: list[RtpFrame] = []
         self._audio: list[RtpFrame] = []
         loop = asyncio.get_running_loop()
@@ -140,16 +142,25 @@ class StreamFanout:
             shared = [
                 (f.serial, f.ticks, f.keyframe, f.ntp, f.octets, f.bodies(layout)) for f in frames
             ]
-            for state in native.fan_out(group.states, shared):
-                sender = group.senders[group.states.index(state)]
-                log.warning(
-                    "sending to a WebRTC viewer failed (%s %d); stopping its %s",
-                    "SRTP status" if state.srtp_error else "errno",
-                    state.error,
-                    kind,
-                )
-                sender.stop()
-                self.detach(sender)
+            self._stop_failed(kind, group, native.fan_out(group.states, shared))
+
+    def _report(self, kind: str, group: NativeGroup) -> None:
+        failed = srtp_frames.native.report(group.states)
+        for sender in group.senders:
+            sender.reported()
+        self._stop_failed(kind, group, failed)
+
+    def _stop_failed(self, kind: str, group: NativeGroup, failed: list[Any]) -> None:
+        for state in failed:
+            sender = group.senders[group.states.index(state)]
+            log.warning(
+                "sending to a WebRTC viewer failed (%s %d); stopping its %s",
+                "SRTP status" if state.srtp_error else "errno",
+                state.error,
+                kind,
+            )
+            sender.stop()
+            self.detach(sender)
 
     def _promote(self, sender: ViewerRtpSender) -> bool:
         """Hand a viewer to the C send path when it can go there."""
@@ -161,10 +172,16 @@ class StreamFanout:
         return True
 
     def _sync_counts(self) -> None:
-        for groups in self._native.values():
-            for group in groups.values():
+        """Counts to aiortc; and every REPORT_EVERY times, a sender report to every
+        viewer served from C, in one call per group instead of a task per viewer."""
+        self._syncs += 1
+        report = self._syncs % REPORT_EVERY == 0
+        for kind, groups in self._native.items():
+            for group in tuple(groups.values()):
                 for sender in group.senders:
                     sender.sync_counts()
+                if report:
+                    self._report(kind, group)
         self._sync_timer = asyncio.get_running_loop().call_later(SYNC_SECONDS, self._sync_counts)
 
     def _gather(self, frame: RtpFrame) -> list[RtpFrame]:

@@ -12,6 +12,7 @@ short per-viewer history of the frames sent.
 from __future__ import annotations
 
 import asyncio
+import random
 import struct
 from collections import deque
 from collections.abc import Iterator
@@ -77,6 +78,7 @@ class ViewerRtpSender:
         self._first_byte = RTP_VERSION
         self._payload_type = 0
         self._ssrc = 0
+        self._cname: str | None = None
         self._rtx_payload_type: int | None = None
         self._sequence = random_sequence_number()
         self._rtx_sequence = random_sequence_number()
@@ -98,7 +100,7 @@ class ViewerRtpSender:
             await start(parameters)
 
         sender.send = send  # type: ignore[method-assign]
-        hooks.replace(self._run, self._retransmit)
+        hooks.replace(self._run, self._run_rtcp, self._retransmit)
 
     def stop(self) -> None:
         if not self._stopped.done():
@@ -158,10 +160,18 @@ class ViewerRtpSender:
         (True). From then on the fan-out must not call `send`."""
         path, offset = self._path, self._timestamp_offset
         started = path is not None and offset is not None and not self._awaiting_keyframe
-        if self.native_state is None and started:
+        if self.native_state is None and started and self._hooks is not None:
+            counts = self._hooks.counts()
             self.native_state = path.native_state(
-                self._first_byte, self._payload_type, self._ssrc, self._sequence, offset
+                self._first_byte,
+                self._payload_type,
+                self._ssrc,
+                self._sequence,
+                offset,
+                self._cname,
+                counts,
             )
+            self._synced = (*counts, 0, 0)
         return self.native_state is not None
 
     def sync_counts(self) -> None:
@@ -200,6 +210,7 @@ class ViewerRtpSender:
 
     def _configure(self, parameters: RTCRtpSendParameters) -> None:
         codec = parameters.codecs[0]
+        self._cname = parameters.rtcp.cname
         self._payload_type = codec.payloadType
         self._rtx_payload_type = next(
             (
@@ -236,6 +247,27 @@ class ViewerRtpSender:
             if self._path is not None:
                 self._path.datagrams.close()
             hooks.rtp_exited()
+
+    async def _run_rtcp(self) -> None:
+        """Stands in for aiortc's `_run_rtcp`: its sender reports, while this viewer is
+        served from Python (the fan-out sends them from C afterwards), then BYE."""
+        hooks = self._hooks
+        assert hooks is not None
+        hooks.rtcp_started()
+        try:
+            while True:
+                await asyncio.sleep(0.5 + random.random())  # aiortc's interval
+                if self.native_state is None:
+                    await hooks.send_report(self._cname)
+        except asyncio.CancelledError:
+            pass
+        await hooks.send_bye()  # aiortc's _send_rtcp ignores a closed connection
+        hooks.rtcp_exited()
+
+    def reported(self) -> None:
+        """The fan-out sent this viewer's sender report from C."""
+        if self._hooks is not None and self.native_state is not None:
+            self._hooks.reported(self.native_state.lsr)
 
     async def _retransmit(self, sequence_number: int) -> None:
         """Answer a NACK over RTX; a viewer without RTX gets no retransmission."""

@@ -47,12 +47,15 @@ class SrtpIncompatible(RuntimeError):
 def _binding() -> tuple[Any, Any]:
     binding = getattr(pylibsrtp, "_binding", None)
     ffi, lib = getattr(binding, "ffi", None), getattr(binding, "lib", None)
-    protect = getattr(lib, "srtp_protect", None)
-    if ffi is None or protect is None:
-        raise SrtpIncompatible("pylibsrtp._binding has no ffi or srtp_protect")
-    signature = tuple(arg.cname for arg in ffi.typeof(protect).args)
-    if signature != PROTECT_SIGNATURE:
-        raise SrtpIncompatible(f"srtp_protect takes {signature}, not {PROTECT_SIGNATURE}")
+    if ffi is None or lib is None:
+        raise SrtpIncompatible("pylibsrtp._binding has no ffi or lib")
+    for name in ("srtp_protect", "srtp_protect_rtcp"):
+        function = getattr(lib, name, None)
+        if function is None:
+            raise SrtpIncompatible(f"pylibsrtp._binding has no {name}")
+        signature = tuple(arg.cname for arg in ffi.typeof(function).args)
+        if signature != PROTECT_SIGNATURE:
+            raise SrtpIncompatible(f"{name} takes {signature}, not {PROTECT_SIGNATURE}")
     return ffi, lib
 
 
@@ -84,6 +87,9 @@ class FrameProtector:
         self.addresses = (  # srtp_protect and the context, for the C send path
             int(self._ffi.cast("uintptr_t", self._ffi.addressof(lib, "srtp_protect"))),
             int(self._ffi.cast("uintptr_t", self._context)),
+        )
+        self.rtcp_address = int(  # srtp_protect_rtcp: the C path's sender reports
+            self._ffi.cast("uintptr_t", self._ffi.addressof(lib, "srtp_protect_rtcp"))
         )
         self._length = self._ffi.new("int *")
         self._buffer = bytearray()

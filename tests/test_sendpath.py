@@ -129,6 +129,33 @@ def srtp_pair() -> tuple[object, object]:
     return sessions[0], sessions[1]
 
 
+def viewer_state(
+    protector: object,
+    sending: socket.socket,
+    to: tuple[str, int],
+    first_byte: int = 0x80,
+    payload_type: int = 96,
+    ssrc: int = 1,
+    sequence: int = 0,
+    offset: int = 0,
+    counts: tuple[int, int] = (0, 0),
+) -> object:
+    return native.ViewerState(
+        *protector.addresses,
+        protector.rtcp_address,
+        sending.fileno(),
+        native.sockaddr(*to),
+        True,
+        first_byte,
+        payload_type,
+        ssrc,
+        sequence,
+        offset,
+        b"viewer-cname",
+        *counts,
+    )
+
+
 @needs_native
 def test_fan_out_sends_each_viewer_its_own_packets_and_remembers_them():
     from aiortc.rtp import RtpPacket
@@ -144,18 +171,11 @@ def test_fan_out_sends_each_viewer_its_own_packets_and_remembers_them():
             receiver.settimeout(WAIT)
             outbound, incoming = srtp_pair()
             viewers.append(
-                native.ViewerState(
-                    *FrameProtector(outbound).addresses,
-                    sending.fileno(),
-                    native.sockaddr(*receiver.getsockname()),
-                    True,
-                    0x80,
-                    96 + index,
-                    1000 + index,
-                    sequence,
-                    offset,
+                viewer_state(
+                    FrameProtector(outbound), sending, receiver.getsockname(), 0x80, 96 + index,
+                    1000 + index, sequence, offset,
                 )
-            )
+            )  # fmt: skip
             outbound_sessions.append(outbound)  # its context must outlive the state
             receivers.append(receiver)
             inbound.append(incoming)
@@ -204,17 +224,8 @@ def test_fan_out_refuses_bad_frames_and_reports_a_viewer_libsrtp_refuses():
     outbound, _ = srtp_pair()
     sending = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        viewer = native.ViewerState(
-            *FrameProtector(outbound).addresses,
-            sending.fileno(),
-            native.sockaddr("127.0.0.1", 9),
-            True,
-            0x90,  # the extension bit without an extension header: libsrtp refuses it
-            96,
-            1,
-            0,
-            0,
-        )
+        # the extension bit without an extension header: libsrtp refuses it
+        viewer = viewer_state(FrameProtector(outbound), sending, ("127.0.0.1", 9), 0x90)
         with pytest.raises(ValueError, match="frames at a time"):
             native.fan_out([viewer], [])
         with pytest.raises(ValueError, match="at least one packet"):
@@ -229,3 +240,38 @@ def test_fan_out_refuses_bad_frames_and_reports_a_viewer_libsrtp_refuses():
         assert viewer.packets == 0 and viewer.history() == []
     finally:
         sending.close()
+
+
+@needs_native
+def test_report_sends_a_sender_report_with_the_cname_over_srtcp():
+    from aiortc.rtp import RtcpPacket, RtcpSdesPacket, RtcpSrPacket
+
+    from signaling.srtp_frames import FrameProtector
+
+    outbound, inbound = srtp_pair()
+    sending = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(WAIT)
+        protector = FrameProtector(outbound)
+        viewer = viewer_state(
+            protector, sending, receiver.getsockname(), ssrc=77, offset=5, counts=(10, 1000)
+        )
+        assert native.report([viewer]) == []  # nothing sent yet: no report
+        ntp = (3_900_000_000 << 32) | 0x12345678
+        assert native.fan_out([viewer], [(1, 9000, True, ntp, 300, [b"x" * 300])]) == []
+        receiver.recv(2048)  # the RTP packet
+        assert native.report([viewer]) == []
+        sr, sdes = RtcpPacket.parse(inbound.unprotect_rtcp(receiver.recv(2048)))
+        assert isinstance(sr, RtcpSrPacket) and isinstance(sdes, RtcpSdesPacket)
+        assert sr.ssrc == 77
+        info = sr.sender_info
+        assert (info.ntp_timestamp, info.rtp_timestamp) == (ntp, 9005)
+        assert (info.packet_count, info.octet_count) == (11, 1300)  # counts include the base
+        assert sdes.chunks[0].ssrc == 77
+        assert sdes.chunks[0].items == [(1, b"viewer-cname")]
+        assert viewer.lsr == (ntp >> 16) & 0xFFFFFFFF
+    finally:
+        sending.close()
+        receiver.close()
