@@ -124,14 +124,18 @@ class FrameProtector:
         room = sum(map(len, bodies)) + len(bodies) * (header + SRTP_MAX_TRAILER_LEN + MAX_PADDING)
         if self._offset + room > len(self._buffer):
             self._grow(room)
-        if self._native is not None:
-            self._protect_natively(
-                first_byte, payload_type, ssrc, sequence, timestamp, bodies, marker, padded_size
-            )
+        last = len(bodies) - 1 if marker else -1
+        if self._native is not None:  # the same, in C
+            offset = self._native.protect(
+                *self.addresses, self._buffer, self._offset, first_byte, payload_type, ssrc,
+                sequence, timestamp, bodies, last, padded_size, self._sizes,
+            )  # fmt: skip
+            if offset < 0:
+                self._fail(-offset)
+            self._offset = offset
             return
         buffer, pointer, length, sizes = self._buffer, self._pointer, self._length, self._sizes
         protect, context, pack_into = self._protect, self._context, RTP_HEADER.pack_into
-        last = len(bodies) - 1 if marker else -1
         offset = self._offset
         for index, body in enumerate(bodies):
             end = offset + header + len(body)
@@ -156,35 +160,6 @@ class FrameProtector:
             size = length[0]
             sizes.append(size)
             offset += size
-        self._offset = offset
-
-    def _protect_natively(
-        self,
-        first_byte: int,
-        payload_type: int,
-        ssrc: int,
-        sequence: int,
-        timestamp: int,
-        bodies: list[bytes],
-        marker: bool,
-        padded_size: int,
-    ) -> None:
-        offset = self._native.protect(
-            *self.addresses,
-            self._buffer,
-            self._offset,
-            first_byte,
-            payload_type,
-            ssrc,
-            sequence,
-            timestamp,
-            bodies,
-            len(bodies) - 1 if marker else -1,
-            padded_size,
-            self._sizes,
-        )
-        if offset < 0:
-            self._fail(-offset)
         self._offset = offset
 
     def _fail(self, status: int) -> NoReturn:
