@@ -10,8 +10,8 @@ starts mid-stream is sent them at once and decodes from a keyframe.
 A viewer's first frames go through its sender in Python; from then on, where the C
 send path is built, one call per frame sends to every such viewer of an answer layout
 (signaling/_sendpath.c), so a viewer costs no interpreter work per frame: the
-per-viewer state (sequence numbers, counts, which frames went out) lives in C, and
-aiortc is given the counts for its sender reports a few times a second.
+per-viewer state (sequence numbers, counts, which frames went out) lives in C, sender
+reports go out from C once a second, and aiortc is given the counts for getStats().
 """
 
 from __future__ import annotations

@@ -175,8 +175,8 @@ class ViewerRtpSender:
         return self.native_state is not None
 
     def sync_counts(self) -> None:
-        """Give aiortc what the C send path sent since the last call: its sender reports
-        and getStats() read these (called every fraction of a second by the fan-out)."""
+        """Give aiortc what the C send path sent since the last call, for getStats()
+        (called every fraction of a second by the fan-out)."""
         state, path, hooks = self.native_state, self._path, self._hooks
         if state is None or path is None or hooks is None:
             return
