@@ -57,11 +57,11 @@ class AudioFrame:
 
 @dataclass(frozen=True, slots=True)
 class OpusFrame:
-    """One Opus packet (20 ms at 48 kHz) transcoded once per stream for WebRTC."""
+    """One Opus packet (60 ms at 48 kHz) transcoded once per stream for WebRTC."""
 
     data: bytes
     timestamp: int  # milliseconds, on the same clock as the video
-    samples: int = 960
+    samples: int
 
 
 Packet = VideoConfig | VideoFrame | AudioConfig | AudioFrame | OpusFrame

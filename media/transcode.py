@@ -26,8 +26,8 @@ log = logging.getLogger("streamcart.media")
 
 MILLISECONDS = Fraction(1, 1000)
 OPUS_RATE = 48000
-OPUS_FRAME_SAMPLES = 960
-OPUS_FRAME_MS = 20
+OPUS_FRAME_SAMPLES = 2880
+OPUS_FRAME_MS = 60
 AUDIO_RESYNC_MS = 200
 OPUS_BITRATE = 64_000
 FALLBACK_KEYFRAME_SECONDS = 2
@@ -47,10 +47,11 @@ def _packet(data: bytes, pts: int, dts: int) -> av.Packet:
 
 
 class AacToOpus:
-    """Decodes AAC, resamples to 48 kHz stereo s16 and encodes 20 ms Opus packets.
+    """Decodes AAC, resamples to 48 kHz stereo s16 and encodes 60 ms Opus packets: a third
+    of the packets (and of the per-viewer sends) 20 ms ones would be (docs/webrtc.md).
 
     Output timestamps count Opus frames from the first AAC timestamp, so they advance
-    exactly 20 ms per packet (millisecond-rounded input timestamps would jitter); a jump
+    exactly 60 ms per packet (millisecond-rounded input timestamps would jitter); a jump
     in the publisher's audio clock beyond `AUDIO_RESYNC_MS` moves them along.
     """
 
@@ -66,6 +67,7 @@ class AacToOpus:
         self._encoder.format = "s16"
         self._encoder.time_base = Fraction(1, OPUS_RATE)
         self._encoder.bit_rate = OPUS_BITRATE
+        self._encoder.options = {"frame_duration": str(OPUS_FRAME_MS)}
         self._input_ms: float | None = None
         self._output_ms = 0.0
 
@@ -81,7 +83,7 @@ class AacToOpus:
             self._input_ms += decoded.samples * 1000 / decoded.sample_rate
             for resampled in self._resampler.resample(decoded):
                 for packet in self._encoder.encode(resampled):
-                    out.append(OpusFrame(bytes(packet), round(self._output_ms)))
+                    out.append(OpusFrame(bytes(packet), round(self._output_ms), OPUS_FRAME_SAMPLES))
                     self._output_ms += OPUS_FRAME_MS
         return out
 

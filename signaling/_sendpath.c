@@ -25,8 +25,6 @@
 
 #define RTP_HEADER_SIZE 12
 #define MARKER_BIT 0x80
-#define PADDING_BIT 0x20
-#define MAX_PADDING 255
 #define MAX_SEGMENTS 32
 #define MAX_TRAILER 144   /* libsrtp's SRTP_MAX_TRAILER_LEN: the tag and an MKI */
 
@@ -35,8 +33,8 @@
 
 typedef int (*srtp_protect_fn)(void *context, void *packet, int *length);
 
-/* Packs each body behind its RTP header at `base + offset`, pads it up to `padded_size`
- * (at most 255 bytes) and protects it in place; each protected size goes to `record`.
+/* Packs each body behind its RTP header at `base + offset` and protects it in place;
+ * each protected size goes to `record`.
  * Returns the offset after the last packet; -1 with a Python error set (bad input);
  * -2 with *status set when libsrtp refused a packet. */
 typedef int (*size_sink)(void *sink, Py_ssize_t size);
@@ -45,8 +43,8 @@ static Py_ssize_t
 protect_packets(srtp_protect_fn protect, void *context, unsigned char *base,
                 Py_ssize_t capacity, Py_ssize_t offset, int first_byte, int payload_type,
                 unsigned long ssrc, unsigned long sequence, unsigned long timestamp,
-                PyObject *bodies, Py_ssize_t marker_index, Py_ssize_t padded_size,
-                size_sink record, void *sink, int *status)
+                PyObject *bodies, Py_ssize_t marker_index, size_sink record, void *sink,
+                int *status)
 {
     Py_ssize_t count = PyList_GET_SIZE(bodies);
     for (Py_ssize_t index = 0; index < count; index++) {
@@ -56,17 +54,14 @@ protect_packets(srtp_protect_fn protect, void *context, unsigned char *base,
             return -1;
         }
         Py_ssize_t body_size = PyBytes_GET_SIZE(body);
-        Py_ssize_t size = RTP_HEADER_SIZE + body_size, padding = 0;
-        if (padded_size > size) {
-            padding = padded_size - size < MAX_PADDING ? padded_size - size : MAX_PADDING;
-        }
-        if (offset < 0 || offset + size + padding + MAX_TRAILER > capacity) {
+        Py_ssize_t size = RTP_HEADER_SIZE + body_size;
+        if (offset < 0 || offset + size + MAX_TRAILER > capacity) {
             PyErr_SetString(PyExc_ValueError, "the buffer has no room for the packet");
             return -1;
         }
         unsigned char *packet = base + offset;
         uint16_t number = (uint16_t)((sequence + index) & 0xFFFF);
-        packet[0] = (unsigned char)(first_byte | (padding ? PADDING_BIT : 0));
+        packet[0] = (unsigned char)first_byte;
         packet[1] = (unsigned char)(payload_type | (index == marker_index ? MARKER_BIT : 0));
         packet[2] = number >> 8;
         packet[3] = number & 0xFF;
@@ -79,11 +74,7 @@ protect_packets(srtp_protect_fn protect, void *context, unsigned char *base,
         packet[10] = (ssrc >> 8) & 0xFF;
         packet[11] = ssrc & 0xFF;
         memcpy(packet + RTP_HEADER_SIZE, PyBytes_AS_STRING(body), body_size);
-        if (padding) {
-            memset(packet + size, 0, padding - 1);
-            packet[size + padding - 1] = (unsigned char)padding;
-        }
-        int length = (int)(size + padding);
+        int length = (int)size;
         *status = protect(context, packet, &length);
         if (*status != 0)
             return -2;
@@ -106,7 +97,7 @@ append_to_list(void *sink, Py_ssize_t size)
 }
 
 /* protect(protect_fn, context, buffer, offset, first_byte, payload_type, ssrc, sequence,
- *         timestamp, bodies, marker_index, padded_size, sizes) -> new offset
+ *         timestamp, bodies, marker_index, sizes) -> new offset
  * Each body behind its RTP header, protected, from `offset` on; sizes appended to
  * `sizes`. A negative result is -(libsrtp status): nothing of this call counts. */
 static PyObject *
@@ -114,21 +105,21 @@ sendpath_protect(PyObject *module, PyObject *args)
 {
     unsigned long long protect_address, context_address;
     Py_buffer buffer;
-    Py_ssize_t offset, marker_index, padded_size;
+    Py_ssize_t offset, marker_index;
     int first_byte, payload_type, status = 0;
     unsigned long ssrc, sequence, timestamp;
     PyObject *bodies, *sizes, *result = NULL;
 
-    if (!PyArg_ParseTuple(args, "KKw*niikkkO!nnO!", &protect_address, &context_address,
+    if (!PyArg_ParseTuple(args, "KKw*niikkkO!nO!", &protect_address, &context_address,
                           &buffer, &offset, &first_byte, &payload_type, &ssrc, &sequence,
-                          &timestamp, &PyList_Type, &bodies, &marker_index, &padded_size,
-                          &PyList_Type, &sizes))
+                          &timestamp, &PyList_Type, &bodies, &marker_index, &PyList_Type,
+                          &sizes))
         return NULL;
     Py_ssize_t sizes_before = PyList_GET_SIZE(sizes);
     Py_ssize_t end = protect_packets(
         (srtp_protect_fn)(uintptr_t)protect_address, (void *)(uintptr_t)context_address,
         buffer.buf, buffer.len, offset, first_byte, payload_type, ssrc, sequence, timestamp,
-        bodies, marker_index, padded_size, append_to_list, sizes, &status);
+        bodies, marker_index, append_to_list, sizes, &status);
     if (end == -2) {
         if (PyList_SetSlice(sizes, sizes_before, PyList_GET_SIZE(sizes), NULL) == 0)
             result = PyLong_FromLong(-status);
@@ -304,7 +295,6 @@ sendpath_sockaddr(PyObject *module, PyObject *args)
 /* --- the fan-out over viewers ---------------------------------------------------- */
 
 #define HISTORY 64     /* frames remembered per viewer for NACKs (signaling/rtp_sender.py) */
-#define MAX_FRAMES 16  /* frames per fan_out call: a video frame, or a few audio frames */
 
 /* One viewer's sending side once it is under way (its first frame was sent from Python,
  * which fixed its timestamp origin). The SRTP session and the socket belong to Python
@@ -334,7 +324,6 @@ typedef struct {
     unsigned long long wire_packets, wire_octets;  /* datagrams and their bytes */
     unsigned long long ntp;          /* the last frame sent: its wall clock (NTP) ... */
     unsigned long rtp_timestamp;     /* ... and its RTP timestamp */
-    unsigned long lsr;               /* the middle of the last report's NTP time */
     unsigned long long serials[HISTORY];
     uint16_t firsts[HISTORY];
     int history_count, history_next;
@@ -404,7 +393,6 @@ static PyMemberDef viewer_state_members[] = {
     {"wire_octets", T_ULONGLONG, offsetof(ViewerState, wire_octets), READONLY, NULL},
     {"ntp", T_ULONGLONG, offsetof(ViewerState, ntp), READONLY, NULL},
     {"rtp_timestamp", T_ULONG, offsetof(ViewerState, rtp_timestamp), READONLY, NULL},
-    {"lsr", T_ULONG, offsetof(ViewerState, lsr), READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -476,38 +464,28 @@ reserve_scratch(Py_ssize_t bytes, Py_ssize_t packets)
 /* One viewer's share of a fan-out: 0 sent (or skipped), 1 failed (its error is set),
  * -1 a Python error. */
 static int
-send_to_viewer(ViewerState *viewer, const SharedFrame *frames, Py_ssize_t count,
-               Py_ssize_t padded_size)
+send_to_viewer(ViewerState *viewer, const SharedFrame *frame)
 {
-    if (viewer->error || (viewer->awaiting_keyframe && !frames[0].keyframe))
+    if (viewer->error || (viewer->awaiting_keyframe && !frame->keyframe))
         return 0;
     LengthSink sink = {scratch_lengths, 0};
-    uint16_t firsts[MAX_FRAMES];
-    unsigned long sequence = viewer->sequence, timestamp = 0;
-    unsigned long long octets = 0;
-    Py_ssize_t offset = 0;
+    Py_ssize_t packets = PyList_GET_SIZE(frame->bodies);
+    unsigned long first = viewer->sequence;
+    unsigned long timestamp =
+        (unsigned long)((frame->ticks + viewer->timestamp_offset) & 0xFFFFFFFF);
     int status = 0;
-    for (Py_ssize_t index = 0; index < count; index++) {
-        const SharedFrame *frame = &frames[index];
-        Py_ssize_t packets = PyList_GET_SIZE(frame->bodies);
-        timestamp = (unsigned long)((frame->ticks + viewer->timestamp_offset) & 0xFFFFFFFF);
-        firsts[index] = (uint16_t)sequence;
-        offset = protect_packets(viewer->protect, viewer->context, scratch, scratch_size,
-                                 offset, viewer->first_byte, viewer->payload_type,
-                                 viewer->ssrc, sequence, timestamp, frame->bodies,
-                                 packets - 1, index == count - 1 ? 0 : padded_size,
-                                 append_length, &sink, &status);
-        if (offset == -1)
-            return -1;
-        if (offset == -2) {
-            viewer->error = status;
-            viewer->srtp_error = 1;
-            return 1;
-        }
-        sequence = (sequence + packets) & 0xFFFF;
-        octets += frame->octets;
+    Py_ssize_t end = protect_packets(viewer->protect, viewer->context, scratch, scratch_size,
+                                     0, viewer->first_byte, viewer->payload_type, viewer->ssrc,
+                                     first, timestamp, frame->bodies, packets - 1,
+                                     append_length, &sink, &status);
+    if (end == -1)
+        return -1;
+    if (end == -2) {
+        viewer->error = status;
+        viewer->srtp_error = 1;
+        return 1;
     }
-    viewer->sequence = sequence;
+    viewer->sequence = (first + packets) & 0xFFFF;
     int flags = send_datagrams(viewer->fd, (struct sockaddr *)&viewer->address,
                                viewer->address_size, scratch, sink.lengths, sink.count,
                                &viewer->segmented);
@@ -520,63 +498,45 @@ send_to_viewer(ViewerState *viewer, const SharedFrame *frames, Py_ssize_t count,
         return 0;
     }
     viewer->awaiting_keyframe = 0;
-    for (Py_ssize_t index = 0; index < count; index++) {
-        viewer->serials[viewer->history_next] = frames[index].serial;
-        viewer->firsts[viewer->history_next] = firsts[index];
-        viewer->history_next = (viewer->history_next + 1) % HISTORY;
-        if (viewer->history_count < HISTORY)
-            viewer->history_count++;
-    }
+    viewer->serials[viewer->history_next] = frame->serial;
+    viewer->firsts[viewer->history_next] = (uint16_t)first;
+    viewer->history_next = (viewer->history_next + 1) % HISTORY;
+    if (viewer->history_count < HISTORY)
+        viewer->history_count++;
     viewer->packets += (unsigned long long)sink.count;
-    viewer->octets += octets;
+    viewer->octets += (unsigned long long)frame->octets;
     viewer->wire_packets += (unsigned long long)sink.count;
-    viewer->wire_octets += (unsigned long long)offset;
-    viewer->ntp = frames[count - 1].ntp;
+    viewer->wire_octets += (unsigned long long)end;
+    viewer->ntp = frame->ntp;
     viewer->rtp_timestamp = timestamp;
     return 0;
 }
 
-/* fan_out(viewers, frames) -> [the viewers whose send failed]
- * Sends shared frames to every viewer: `frames` is [(serial, ticks, keyframe, ntp,
- * octets, bodies)], one video frame or a few audio frames (sent together, all but
- * the last padded to the largest last packet among them, as signaling/rtp_sender.py
- * does). A viewer whose socket is full waits for the next keyframe; one whose send
+/* fan_out(viewers, frame) -> [the viewers whose send failed]
+ * Sends a shared frame, (serial, ticks, keyframe, ntp, octets, bodies), to every
+ * viewer. A viewer whose socket is full waits for the next keyframe; one whose send
  * failed (see its `error`) is skipped from then on and listed. */
 static PyObject *
 sendpath_fan_out(PyObject *module, PyObject *args)
 {
-    PyObject *viewers, *frame_list;
-    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &viewers, &PyList_Type, &frame_list))
+    PyObject *viewers;
+    SharedFrame frame;
+    if (!PyArg_ParseTuple(args, "O!(KKpKnO!);a frame", &PyList_Type, &viewers, &frame.serial,
+                          &frame.ticks, &frame.keyframe, &frame.ntp, &frame.octets,
+                          &PyList_Type, &frame.bodies))
         return NULL;
-    SharedFrame frames[MAX_FRAMES];
-    Py_ssize_t count = PyList_GET_SIZE(frame_list), room = 0, packets = 0, padded_size = 0;
-    if (count < 1 || count > MAX_FRAMES) {
-        PyErr_Format(PyExc_ValueError, "1 to %d frames at a time", MAX_FRAMES);
+    Py_ssize_t packets = PyList_GET_SIZE(frame.bodies), room = 0;
+    if (packets < 1) {
+        PyErr_SetString(PyExc_ValueError, "a frame has at least one packet");
         return NULL;
     }
-    for (Py_ssize_t index = 0; index < count; index++) {
-        SharedFrame *frame = &frames[index];
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(frame_list, index), "KKpKnO!;a frame",
-                              &frame->serial, &frame->ticks, &frame->keyframe, &frame->ntp,
-                              &frame->octets, &PyList_Type, &frame->bodies))
-            return NULL;
-        Py_ssize_t bodies = PyList_GET_SIZE(frame->bodies);
-        if (bodies < 1) {
-            PyErr_SetString(PyExc_ValueError, "a frame has at least one packet");
+    for (Py_ssize_t body = 0; body < packets; body++) {
+        PyObject *item = PyList_GET_ITEM(frame.bodies, body);
+        if (!PyBytes_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "bodies must be bytes");
             return NULL;
         }
-        for (Py_ssize_t body = 0; body < bodies; body++) {
-            PyObject *item = PyList_GET_ITEM(frame->bodies, body);
-            if (!PyBytes_Check(item)) {
-                PyErr_SetString(PyExc_TypeError, "bodies must be bytes");
-                return NULL;
-            }
-            room += PyBytes_GET_SIZE(item) + RTP_HEADER_SIZE + MAX_PADDING + MAX_TRAILER;
-        }
-        Py_ssize_t last = PyBytes_GET_SIZE(PyList_GET_ITEM(frame->bodies, bodies - 1));
-        if (count > 1 && RTP_HEADER_SIZE + last > padded_size)
-            padded_size = RTP_HEADER_SIZE + last;
-        packets += bodies;
+        room += PyBytes_GET_SIZE(item) + RTP_HEADER_SIZE + MAX_TRAILER;
     }
     if (reserve_scratch(room, packets) < 0)
         return PyErr_NoMemory();
@@ -590,7 +550,7 @@ sendpath_fan_out(PyObject *module, PyObject *args)
             PyErr_SetString(PyExc_TypeError, "viewers must be ViewerState");
             goto error;
         }
-        int result = send_to_viewer((ViewerState *)viewer, frames, count, padded_size);
+        int result = send_to_viewer((ViewerState *)viewer, &frame);
         if (result < 0 || (result > 0 && PyList_Append(failed, viewer) < 0))
             goto error;
     }
@@ -645,7 +605,6 @@ report_to_viewer(ViewerState *viewer)
         viewer->srtp_error = 1;
         return 1;
     }
-    viewer->lsr = (unsigned long)((viewer->ntp >> 16) & 0xFFFFFFFF);
     int sent = send_one(viewer->fd, packet, (size_t)length, (struct sockaddr *)&viewer->address,
                         viewer->address_size);
     if (sent < 0) {
@@ -688,7 +647,7 @@ static PyMethodDef sendpath_methods[] = {
     {"protect", sendpath_protect, METH_VARARGS, "SRTP-protect a frame's packets in place."},
     {"send", sendpath_send, METH_VARARGS, "Send datagrams laid end to end, segmented."},
     {"sockaddr", sendpath_sockaddr, METH_VARARGS, "The socket address of a numeric host."},
-    {"fan_out", sendpath_fan_out, METH_VARARGS, "Send shared frames to many viewers."},
+    {"fan_out", sendpath_fan_out, METH_VARARGS, "Send a shared frame to many viewers."},
     {"report", sendpath_report, METH_VARARGS, "Send every viewer its sender report."},
     {NULL, NULL, 0, NULL},
 };

@@ -1,10 +1,12 @@
 """The private parts of aiortc and aioice that the fan-out's send path uses, in one place.
 
 aiortc keeps signaling, ICE, DTLS, SRTP keys and RTCP; only its per-packet RTP loop is
-replaced. That needs a few of its internals: the sender's RTP task hooks and its sender
-report counters (name-mangled attributes), the DTLS transport's SRTP session and state,
-and the nominated ICE pair's datagram transport; and aiortc's H.264 packetizer
-(signaling/packetizer.py subclasses it). `SenderHooks` and `SecureDatagramPath` check
+replaced, and a viewer's receiver reports are dropped before they reach it
+(`ReportFilter`). That needs a few of its internals: the sender's RTP task hooks and
+its sender report counters (name-mangled attributes), the DTLS transport's SRTP
+sessions, state and RTCP handler, and the nominated ICE pair's datagram transport and
+protocol (aioice's); and aiortc's H.264 packetizer (signaling/packetizer.py subclasses
+it). `SenderHooks` and `SecureDatagramPath` check
 the attributes they use before using them, so an aiortc upgrade that moves them fails
 loudly (`AiortcIncompatible`, and tests/test_webrtc_fastpath.py fails) instead of
 quietly sending nothing.
@@ -12,10 +14,12 @@ quietly sending nothing.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pylibsrtp
 from aiortc import RTCDtlsTransport, RTCRtpCodecParameters, RTCRtpSender
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtp import (
@@ -24,6 +28,7 @@ from aiortc.rtp import (
     RtcpSenderInfo,
     RtcpSourceInfo,
     RtcpSrPacket,
+    is_rtcp,
 )
 
 from signaling import srtp_frames
@@ -41,8 +46,6 @@ SENDER_ATTRIBUTES = (
     "_RTCRtpSender__packet_count",
     "_RTCRtpSender__rtcp_started",
     "_RTCRtpSender__rtcp_exited",
-    "_RTCRtpSender__lsr",
-    "_RTCRtpSender__lsr_time",
     "_run_rtp",
     "_run_rtcp",
     "_send_rtcp",
@@ -53,9 +56,14 @@ SENDER_ATTRIBUTES = (
 DTLS_ATTRIBUTES = (
     "_state",
     "_tx_srtp",
+    "_rx_srtp",
+    "_handle_rtcp_data",
     "_RTCDtlsTransport__tx_bytes",
     "_RTCDtlsTransport__tx_packets",
+    "_RTCDtlsTransport__rx_bytes",
+    "_RTCDtlsTransport__rx_packets",
 )
+REPORT_PACKET_TYPES = frozenset((201, 202))  # RTCP receiver reports, source descriptions
 
 
 class AiortcIncompatible(RuntimeError):
@@ -127,18 +135,10 @@ class SenderHooks:
                 ),
             )
         ]
-        self.reported((ntp >> 16) & 0xFFFFFFFF)
         if cname is not None:
             item = RtcpSourceInfo(ssrc=sender._ssrc, items=[(1, cname.encode())])
             packets.append(RtcpSdesPacket(chunks=[item]))
         await sender._send_rtcp(packets)
-
-    def reported(self, lsr: int) -> None:
-        """A sender report went out: what aiortc matches receiver reports against for
-        the round-trip time."""
-        sender: Any = self.sender
-        sender._RTCRtpSender__lsr = lsr
-        sender._RTCRtpSender__lsr_time = time.time()
 
     async def send_bye(self) -> None:
         sender: Any = self.sender
@@ -174,6 +174,7 @@ class SecureDatagramPath:
         if pair is None:
             raise ConnectionError("ICE has no nominated pair")
         self.datagrams = DatagramSender(pair.protocol.transport, pair.remote_addr)
+        ReportFilter.install(dtls, pair.protocol)
 
     @property
     def connected(self) -> bool:
@@ -224,3 +225,57 @@ class SecureDatagramPath:
         """Keeps the transport's getStats() figures right."""
         self._dtls._RTCDtlsTransport__tx_packets += packets
         self._dtls._RTCDtlsTransport__tx_bytes += octets
+
+
+def only_reports(packet: bytes) -> bool:
+    """Whether a decrypted compound RTCP packet holds receiver reports and source
+    descriptions only (a malformed one is not: aiortc gets it, and says so)."""
+    at, end = 0, len(packet)
+    while at + 4 <= end:
+        if packet[at + 1] not in REPORT_PACKET_TYPES:
+            return False
+        at += 4 * (int.from_bytes(packet[at + 2 : at + 4], "big") + 1)
+    return 0 < at == end
+
+
+class ReportFilter:
+    """A viewer's RTCP taken off aiortc's path where it arrives: at the nominated ICE
+    pair's datagram protocol (aioice's), ahead of aiortc's queue.
+
+    aiortc queues each datagram, wakes its DTLS task, decrypts, parses the packets into
+    objects and routes them: tens of microseconds per receiver report, and a viewer
+    sends one or two a second for figures (loss, round-trip time) that nothing here
+    reads. Those are counted and dropped; other RTCP (NACK, PLI, BYE) is decrypted here
+    and handed to aiortc's handler at once. Everything else (DTLS, STUN) goes on as
+    before.
+    """
+
+    def __init__(self, dtls: Any, protocol: Any) -> None:
+        self._dtls = dtls
+        self._others: Callable[[bytes, Any], None] = protocol.datagram_received
+        self._handling: set[asyncio.Future[None]] = set()
+        protocol.datagram_received = self.datagram_received
+
+    @classmethod
+    def install(cls, dtls: Any, protocol: Any) -> None:
+        """Once per protocol: a viewer's audio and video senders share it."""
+        if not isinstance(getattr(protocol.datagram_received, "__self__", None), cls):
+            cls(dtls, protocol)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        dtls = self._dtls
+        session = dtls._rx_srtp
+        if session is None or not data or not 127 < data[0] < 192 or not is_rtcp(data):
+            self._others(data, addr)
+            return
+        dtls._RTCDtlsTransport__rx_bytes += len(data)
+        dtls._RTCDtlsTransport__rx_packets += 1
+        try:
+            packet = session.unprotect_rtcp(data)
+        except pylibsrtp.Error:
+            return  # as aiortc does: dropped
+        if only_reports(packet):
+            return
+        handling = asyncio.ensure_future(dtls._handle_rtcp_data(packet))
+        self._handling.add(handling)
+        handling.add_done_callback(self._handling.discard)

@@ -30,9 +30,7 @@ from signaling.rtp_sender import NACK_HISTORY_FRAMES, ViewerRtpSender
 log = logging.getLogger("streamcart.signaling")
 
 MAX_CACHED_FRAMES = 1024  # a longer GOP is not kept (memory); joiners wait for a keyframe
-AUDIO_FRAMES_PER_SEND = 2  # Opus frames are 20 ms: audio waits at most 20 ms for company
-SYNC_SECONDS = 0.25  # how often aiortc learns what the C path sent (for getStats)
-REPORT_EVERY = 4  # a sender report every 4 syncs: once a second, as aiortc sends them
+SYNC_SECONDS = 1.0  # sender reports once a second, as aiortc sends them; counts with them
 
 
 class NativeGroup:
@@ -72,9 +70,7 @@ class StreamFanout:
             kind: deque(maxlen=NACK_HISTORY_FRAMES) for kind in ("video", "audio")
         }
         self._serial = 0
-        self._syncs = 0
         self._gop: list[RtpFrame] = []
-        self._audio: list[RtpFrame] = []
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._run())
         self._sync_timer = loop.call_later(SYNC_SECONDS, self._sync_counts)
@@ -93,11 +89,10 @@ class StreamFanout:
         return True
 
     def attach(self, sender: ViewerRtpSender) -> None:
-        """Start sending to `sender`, beginning with the frames since the last keyframe
-        (audio still being gathered is sent with the next pair)."""
+        """Start sending to `sender`, beginning with the frames since the last keyframe."""
         for frame in self._gop:
-            if frame.kind == sender.kind and frame not in self._audio:
-                self._deliver(sender, [frame])
+            if frame.kind == sender.kind:
+                self._deliver(sender, frame)
         if not self._promote(sender):
             self._senders[sender.kind].append(sender)
 
@@ -128,26 +123,21 @@ class StreamFanout:
             frame.serial = self._serial
             self._sent[frame.kind].append(frame)
             self._remember(frame)
-            frames = self._gather(frame)
-            if frames:
-                self._send_natively(frame.kind, frames)  # first: promotions below wait
-                for sender in tuple(self._senders[frame.kind]):
-                    self._deliver(sender, frames)
-                    if self._promote(sender):
-                        self._senders[frame.kind].remove(sender)
+            self._send_natively(frame)  # first: promotions below wait
+            for sender in tuple(self._senders[frame.kind]):
+                self._deliver(sender, frame)
+                if self._promote(sender):
+                    self._senders[frame.kind].remove(sender)
 
-    def _send_natively(self, kind: str, frames: list[RtpFrame]) -> None:
-        native = srtp_frames.native
+    def _send_natively(self, frame: RtpFrame) -> None:
+        native, kind = srtp_frames.native, frame.kind
         for layout, group in tuple(self._native[kind].items()):
-            shared = [
-                (f.serial, f.ticks, f.keyframe, f.ntp, f.octets, f.bodies(layout)) for f in frames
-            ]
+            shared = (frame.serial, frame.ticks, frame.keyframe, frame.ntp, frame.octets,
+                      frame.bodies(layout))  # fmt: skip
             self._stop_failed(kind, group, native.fan_out(group.states, shared))
 
     def _report(self, kind: str, group: NativeGroup) -> None:
         failed = srtp_frames.native.report(group.states)
-        for sender in group.senders:
-            sender.reported()
         self._stop_failed(kind, group, failed)
 
     def _stop_failed(self, kind: str, group: NativeGroup, failed: list[Any]) -> None:
@@ -172,29 +162,14 @@ class StreamFanout:
         return True
 
     def _sync_counts(self) -> None:
-        """Counts to aiortc; and every REPORT_EVERY times, a sender report to every
-        viewer served from C, in one call per group instead of a task per viewer."""
-        self._syncs += 1
-        report = self._syncs % REPORT_EVERY == 0
+        """Counts to aiortc (for getStats) and a sender report to every viewer served
+        from C, in one call per group instead of a task per viewer."""
         for kind, groups in self._native.items():
             for group in tuple(groups.values()):
                 for sender in group.senders:
                     sender.sync_counts()
-                if report:
-                    self._report(kind, group)
+                self._report(kind, group)
         self._sync_timer = asyncio.get_running_loop().call_later(SYNC_SECONDS, self._sync_counts)
-
-    def _gather(self, frame: RtpFrame) -> list[RtpFrame]:
-        """The frames to send now: a video frame at once; audio frames in pairs, one
-        system call per viewer instead of two (an Opus packet is small, and a send
-        costs the same for any size). Nothing yet: []."""
-        if frame.kind == "video":
-            return [frame]
-        self._audio.append(frame)
-        if len(self._audio) < AUDIO_FRAMES_PER_SEND:
-            return []
-        frames, self._audio = self._audio, []
-        return frames
 
     def _remember(self, frame: RtpFrame) -> None:
         if frame.kind == "video" and frame.keyframe:
@@ -204,10 +179,10 @@ class StreamFanout:
         else:
             self._gop = []
 
-    def _deliver(self, sender: ViewerRtpSender, frames: list[RtpFrame]) -> None:
+    def _deliver(self, sender: ViewerRtpSender, frame: RtpFrame) -> None:
         """A viewer whose send fails gets nothing more of that kind; the rest go on."""
         try:
-            sender.send(frames)
+            sender.send(frame)
         except Exception:
             log.exception("sending to a WebRTC viewer failed; stopping its %s", sender.kind)
             sender.stop()

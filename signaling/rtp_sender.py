@@ -26,7 +26,6 @@ from aiortc.utils import random32
 
 from signaling.aiortc_hooks import SecureDatagramPath, SenderHooks
 from signaling.packetizer import MID_URI, ExtensionLayout, RtpFrame
-from signaling.srtp_frames import RTP_HEADER
 
 SEQUENCE_NUMBER = struct.Struct("!H")
 RTP_VERSION = 0x80
@@ -110,9 +109,8 @@ class ViewerRtpSender:
     def layout(self) -> ExtensionLayout:
         return self._layout
 
-    def send(self, frames: list[RtpFrame]) -> None:
-        """Send shared frames in one go (called by the fan-out, synchronously): a video
-        frame, or a few audio frames gathered so that they leave in one system call.
+    def send(self, frame: RtpFrame) -> None:
+        """Send a shared frame (called by the fan-out, synchronously).
 
         Once one send has succeeded, the fan-out hands the viewer to the C send path
         where it is built (`go_native`; signaling/_sendpath.c does what this does)."""
@@ -120,39 +118,24 @@ class ViewerRtpSender:
         if path is None or hooks is None or not path.connected:
             self.stop()
             return
-        if self._awaiting_keyframe and not frames[0].keyframe:
+        if self._awaiting_keyframe and not frame.keyframe:
             return
         offset = self._timestamp_offset
         if offset is None:
-            offset = self._offset(frames[0])
-        protect, layout, last = path.protector.protect, self._layout, frames[-1]
-        padded_size = self._padded_size(frames)
-        sent = []
-        packets = octets = timestamp = 0
-        for frame in frames:
-            timestamp = (frame.ticks + offset) & 0xFFFFFFFF
-            first = self._sequence
-            bodies = frame.bodies(layout)
-            self._sequence = (first + len(bodies)) & 0xFFFF
-            protect(
-                self._first_byte,
-                self._payload_type,
-                self._ssrc,
-                first,
-                timestamp,
-                bodies,
-                True,
-                0 if frame is last else padded_size,
-            )
-            sent.append((first, timestamp, frame))
-            packets += len(bodies)
-            octets += frame.octets
+            offset = self._offset(frame)
+        timestamp = (frame.ticks + offset) & 0xFFFFFFFF
+        first = self._sequence
+        bodies = frame.bodies(self._layout)
+        self._sequence = (first + len(bodies)) & 0xFFFF
+        path.protector.protect(
+            self._first_byte, self._payload_type, self._ssrc, first, timestamp, bodies, True
+        )
         if not self._flush(path):
             self._awaiting_keyframe = True  # its socket is full: the viewer is behind
             return
         self._awaiting_keyframe = False
-        self._history.extend(sent)
-        hooks.count_sent(packets, octets, last.ntp, timestamp)
+        self._history.append((first, timestamp, frame))
+        hooks.count_sent(len(bodies), frame.octets, frame.ntp, timestamp)
 
     def go_native(self) -> bool:
         """Hand this viewer to the C send path, where it is built, once a send from here
@@ -176,7 +159,7 @@ class ViewerRtpSender:
 
     def sync_counts(self) -> None:
         """Give aiortc what the C send path sent since the last call, for getStats()
-        (called every fraction of a second by the fan-out)."""
+        (called once a second by the fan-out)."""
         state, path, hooks = self.native_state, self._path, self._hooks
         if state is None or path is None or hooks is None:
             return
@@ -188,13 +171,6 @@ class ViewerRtpSender:
             )
             path.count_sent(counts[2] - before[2], counts[3] - before[3])
             self._synced = counts
-
-    def _padded_size(self, frames: list[RtpFrame]) -> int:
-        """Gathered single-packet frames (audio) are padded to the largest packet among
-        them, so that the kernel can cut one segmented send into them; 0: no padding."""
-        if len(frames) == 1:
-            return 0
-        return RTP_HEADER.size + max(len(frame.bodies(self._layout)[-1]) for frame in frames)
 
     def _flush(self, path: SecureDatagramPath) -> bool:
         """Send what was protected; False if the socket could not take it all."""
@@ -255,19 +231,15 @@ class ViewerRtpSender:
         assert hooks is not None
         hooks.rtcp_started()
         try:
-            while True:
+            while self.native_state is None:
                 await asyncio.sleep(0.5 + random.random())  # aiortc's interval
                 if self.native_state is None:
                     await hooks.send_report(self._cname)
+            await asyncio.get_running_loop().create_future()  # until aiortc cancels it
         except asyncio.CancelledError:
             pass
         await hooks.send_bye()  # aiortc's _send_rtcp ignores a closed connection
         hooks.rtcp_exited()
-
-    def reported(self) -> None:
-        """The fan-out sent this viewer's sender report from C."""
-        if self._hooks is not None and self.native_state is not None:
-            self._hooks.reported(self.native_state.lsr)
 
     async def _retransmit(self, sequence_number: int) -> None:
         """Answer a NACK over RTX; a viewer without RTX gets no retransmission."""

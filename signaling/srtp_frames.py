@@ -33,8 +33,6 @@ except ImportError:  # not built here: the Python loop below does the same
 
 RTP_HEADER = struct.Struct("!BBHII")
 MARKER_BIT = 0x80
-PADDING_BIT = 0x20
-MAX_PADDING = 255  # the padding length is one byte
 SRTP_OK = 0
 INITIAL_BUFFER = 4 << 10  # enough for audio; video grows it to its largest frame (a keyframe)
 PROTECT_SIGNATURE = ("struct srtp_ctx_t_ *", "void *", "int *")
@@ -71,7 +69,7 @@ class ProtectedPackets(NamedTuple):
 class FrameProtector:
     """The SRTP sending side of one viewer's session, a frame of packets at a time.
 
-    `protect` appends one frame's packets (several frames may be gathered for one send);
+    `protect` appends one frame's packets (a NACK's retransmissions gather for one send);
     `take` hands them over and starts afresh.
     """
 
@@ -114,21 +112,19 @@ class FrameProtector:
         timestamp: int,
         bodies: list[bytes],
         marker: bool,
-        padded_size: int = 0,
     ) -> None:
         """Each body behind its 12-byte RTP header (consecutive sequence numbers from
         `sequence`, the marker bit on the last packet if `marker`), protected, after
-        the packets already there. A packet shorter than `padded_size` gets RTP padding
-        up to it (at most 255 bytes), so that it can share a segmented send."""
+        the packets already there."""
         header = RTP_HEADER.size
-        room = sum(map(len, bodies)) + len(bodies) * (header + SRTP_MAX_TRAILER_LEN + MAX_PADDING)
+        room = sum(map(len, bodies)) + len(bodies) * (header + SRTP_MAX_TRAILER_LEN)
         if self._offset + room > len(self._buffer):
             self._grow(room)
         last = len(bodies) - 1 if marker else -1
         if self._native is not None:  # the same, in C
             offset = self._native.protect(
                 *self.addresses, self._buffer, self._offset, first_byte, payload_type, ssrc,
-                sequence, timestamp, bodies, last, padded_size, self._sizes,
+                sequence, timestamp, bodies, last, self._sizes,
             )  # fmt: skip
             if offset < 0:
                 self._fail(-offset)
@@ -140,14 +136,10 @@ class FrameProtector:
         for index, body in enumerate(bodies):
             end = offset + header + len(body)
             buffer[offset + header : end] = body
-            flags = first_byte
-            if padded_size > end - offset:
-                end = self._pad(end, min(padded_size - (end - offset), MAX_PADDING))
-                flags |= PADDING_BIT
             pack_into(
                 buffer,
                 offset,
-                flags,
+                first_byte,
                 payload_type | MARKER_BIT if index == last else payload_type,
                 (sequence + index) & 0xFFFF,
                 timestamp,
@@ -165,11 +157,6 @@ class FrameProtector:
     def _fail(self, status: int) -> NoReturn:
         self._offset, self._sizes = 0, []  # nothing half-done is sent later
         raise pylibsrtp.Error(f"srtp_protect failed ({status})")
-
-    def _pad(self, end: int, padding: int) -> int:
-        """RTP padding after a payload ending at `end`: zeros, then their count."""
-        self._buffer[end : end + padding] = bytes(padding - 1) + bytes((padding,))
-        return end + padding
 
     def take(self) -> ProtectedPackets:
         """The packets protected since the last `take`."""

@@ -15,7 +15,7 @@ from av.video.frame import PictureType
 from media.h264 import NAL_IDR, NAL_PPS, NAL_SPS, split_annexb
 from media.hub import StreamHub, Subscription
 from media.packets import AudioConfig, AudioFrame, OpusFrame, Packet, VideoFrame
-from media.transcode import OPUS_RATE, AacToOpus, CodecWorker
+from media.transcode import OPUS_FRAME_MS, OPUS_FRAME_SAMPLES, OPUS_RATE, AacToOpus, CodecWorker
 from tests.media_support import depacketize, publish, read_flv_tags, write_test_flv
 
 SECONDS = 3
@@ -94,7 +94,7 @@ async def test_aac_becomes_decodable_opus_of_the_same_duration(plain_flv: Path) 
     aac = [packet for packet in source if isinstance(packet, AudioFrame)]
     config = next(packet for packet in source if isinstance(packet, AudioConfig))
     aac_seconds = len(aac) * 1024 / config.sample_rate
-    expected_frames = int(aac_seconds * OPUS_RATE / 960) - 2
+    expected_frames = int(aac_seconds * OPUS_RATE / OPUS_FRAME_SAMPLES) - 2
     _, packets = await run_stream(plain_flv, lambda got: len(opus(got)) >= expected_frames)
 
     frames = opus(packets)
@@ -104,11 +104,11 @@ async def test_aac_becomes_decodable_opus_of_the_same_duration(plain_flv: Path) 
         for decoded in decoder.decode(av.Packet(frame.data)):
             assert decoded.sample_rate == OPUS_RATE
             samples += decoded.samples
-    assert samples == len(frames) * 960
-    assert abs(samples / OPUS_RATE - aac_seconds) < 0.1
+    assert samples == len(frames) * OPUS_FRAME_SAMPLES
+    assert abs(samples / OPUS_RATE - aac_seconds) < 3 * OPUS_FRAME_MS / 1000
     steps = [b.timestamp - a.timestamp for a, b in itertools.pairwise(frames)]
-    assert steps == [20] * len(steps)
-    assert abs(frames[0].timestamp - aac[0].timestamp) <= 20
+    assert steps == [OPUS_FRAME_MS] * len(steps)
+    assert abs(frames[0].timestamp - aac[0].timestamp) <= OPUS_FRAME_MS
 
 
 async def test_bframes_switch_webrtc_to_a_bframe_free_reencode(bframes_flv: Path) -> None:
@@ -158,9 +158,9 @@ def test_opus_timestamps_follow_a_jump_in_the_publishers_audio_clock(plain_flv: 
     transcode = AacToOpus(config)
     before = [frame for packet in shifted[:half] for frame in transcode(packet)]
     after = [frame for packet in shifted[half:] for frame in transcode(packet)]
-    continuing = before[-1].timestamp + 20
-    assert abs(after[0].timestamp - (continuing + jump)) <= 40
-    assert all(b.timestamp - a.timestamp == 20 for a, b in itertools.pairwise(after))
+    continuing = before[-1].timestamp + OPUS_FRAME_MS
+    assert abs(after[0].timestamp - (continuing + jump)) <= 2 * OPUS_FRAME_MS
+    assert all(b.timestamp - a.timestamp == OPUS_FRAME_MS for a, b in itertools.pairwise(after))
 
 
 async def test_a_worker_that_falls_behind_drops_input_up_to_the_next_sync_point() -> None:

@@ -98,29 +98,6 @@ def test_take_starts_afresh_and_no_marker_when_not_asked():
     assert bytes(packets.data) == reference.protect(header(2, 0) + b"b" * 60)
 
 
-def test_padding_makes_packets_equal_and_a_viewer_strips_it():
-    ours, _, receiver = pair(Policy.SRTP_PROFILE_AEAD_AES_256_GCM)
-    protector = FrameProtector(ours)
-    short, long = os.urandom(100), os.urandom(160)
-    protector.protect(0x80, PAYLOAD_TYPE, SSRC, 7, 960, [short], True, padded_size=12 + 160)
-    protector.protect(0x80, PAYLOAD_TYPE, SSRC, 8, 1920, [long], True)
-    packets = protector.take()
-    assert packets.sizes[0] == packets.sizes[1]
-    first, second = (
-        RtpPacket.parse(receiver.unprotect(p)) for p in split(packets.data, packets.sizes)
-    )
-    assert (first.payload, first.padding_size, first.timestamp) == (short, 60, 960)
-    assert (second.payload, second.padding_size) == (long, 0)
-
-
-def test_padding_is_at_most_255_bytes():
-    ours, _, receiver = pair(Policy.SRTP_PROFILE_AEAD_AES_256_GCM)
-    protector = FrameProtector(ours)
-    protector.protect(0x80, PAYLOAD_TYPE, SSRC, 1, 0, [b"x" * 10], True, padded_size=1000)
-    packet = RtpPacket.parse(receiver.unprotect(bytes(protector.take().data)))
-    assert (packet.payload, packet.padding_size) == (b"x" * 10, 255)
-
-
 def test_a_keyframe_larger_than_the_buffer_grows_it_and_earlier_views_survive():
     ours, reference, _ = pair(Policy.SRTP_PROFILE_AES128_CM_SHA1_80)
     protector = FrameProtector(ours)
