@@ -93,13 +93,14 @@ async (whepPath) => {
   window.viewer.location = response.headers.get("Location");
   setInterval(async () => {
     const report = { state: pc.connectionState, framesDecoded: 0, frameWidth: 0,
-      frameHeight: 0, audioPackets: 0, audioSamples: 0 };
+      frameHeight: 0, audioPackets: 0, audioSamples: 0, audioConcealed: 0 };
     (await pc.getStats()).forEach((stat) => {
       if (stat.type !== "inbound-rtp") return;
       if (stat.kind === "video") Object.assign(report, { framesDecoded: stat.framesDecoded ?? 0,
         frameWidth: stat.frameWidth ?? 0, frameHeight: stat.frameHeight ?? 0 });
       if (stat.kind === "audio") Object.assign(report, { audioPackets: stat.packetsReceived ?? 0,
-        audioSamples: stat.totalSamplesReceived ?? 0 });
+        audioSamples: stat.totalSamplesReceived ?? 0,
+        audioConcealed: stat.concealedSamples ?? 0 });
     });
     await window.reportViewerStats(report);
   }, 100);
@@ -258,6 +259,7 @@ class ViewerStats:
     frame_size: tuple[int, int] = (0, 0)
     audio_packets: int = 0
     audio_samples: int = 0
+    audio_concealed: int = 0
 
 
 class ChromiumViewer:
@@ -299,6 +301,7 @@ class ChromiumViewer:
             frame_size=(report["frameWidth"], report["frameHeight"]),
             audio_packets=report["audioPackets"],
             audio_samples=report["audioSamples"],
+            audio_concealed=report["audioConcealed"],
         )
         if self.stats.frames_decoded:
             self.decoding.set()
