@@ -6,10 +6,9 @@ replaced, and a viewer's receiver reports are dropped before they reach it
 its sender report counters (name-mangled attributes), the DTLS transport's SRTP
 sessions, state and RTCP handler, and the nominated ICE pair's datagram transport and
 protocol (aioice's); and aiortc's H.264 packetizer (signaling/packetizer.py subclasses
-it). `SenderHooks` and `SecureDatagramPath` check
-the attributes they use before using them, so an aiortc upgrade that moves them fails
-loudly (`AiortcIncompatible`, and tests/test_webrtc_fastpath.py fails) instead of
-quietly sending nothing.
+it). `SenderHooks` and `SecureDatagramPath` check the attributes they use before using
+them, so an aiortc upgrade that moves them fails loudly (`AiortcIncompatible`, and
+tests/test_webrtc_fastpath.py fails) instead of quietly sending nothing.
 """
 
 from __future__ import annotations

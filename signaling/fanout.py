@@ -132,8 +132,8 @@ class StreamFanout:
     def _send_natively(self, frame: RtpFrame) -> None:
         native, kind = srtp_frames.native, frame.kind
         for layout, group in tuple(self._native[kind].items()):
-            shared = (frame.serial, frame.ticks, frame.keyframe, frame.ntp, frame.octets,
-                      frame.bodies(layout))  # fmt: skip
+            bodies = frame.bodies(layout)
+            shared = (frame.serial, frame.ticks, frame.keyframe, frame.ntp, frame.octets, bodies)
             self._stop_failed(kind, group, native.fan_out(group.states, shared))
 
     def _report(self, kind: str, group: NativeGroup) -> None:
