@@ -14,6 +14,7 @@ tests/test_webrtc_fastpath.py fails) instead of quietly sending nothing.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,6 +32,7 @@ from aiortc.rtp import (
 )
 
 from signaling import srtp_frames
+from signaling.budget import Budget
 from signaling.datagrams import DatagramSender
 from signaling.srtp_frames import FrameProtector
 
@@ -63,6 +65,9 @@ DTLS_ATTRIBUTES = (
     "_RTCDtlsTransport__rx_packets",
 )
 REPORT_PACKET_TYPES = frozenset((201, 202))  # RTCP receiver reports, source descriptions
+RTCP_PER_SECOND = 100  # other RTCP packets (NACK, PLI) aiortc handles per viewer
+
+log = logging.getLogger("streamcart.signaling")
 
 
 class AiortcIncompatible(RuntimeError):
@@ -245,14 +250,16 @@ class ReportFilter:
     objects and routes them: tens of microseconds per receiver report, and a viewer
     sends one or two a second for figures (loss, round-trip time) that nothing here
     reads. Those are counted and dropped; other RTCP (NACK, PLI, BYE) is decrypted here
-    and handed to aiortc's handler at once. Everything else (DTLS, STUN) goes on as
-    before.
+    and handed to aiortc's handler at once, up to RTCP_PER_SECOND packets (one NACK
+    packet can ask for thousands of retransmissions, and aiortc parses it in Python).
+    Everything else (DTLS, STUN) goes on as before.
     """
 
     def __init__(self, dtls: Any, protocol: Any) -> None:
         self._dtls = dtls
         self._others: Callable[[bytes, Any], None] = protocol.datagram_received
         self._handling: set[asyncio.Future[None]] = set()
+        self._budget = Budget(RTCP_PER_SECOND)
         protocol.datagram_received = self.datagram_received
 
     @classmethod
@@ -274,6 +281,14 @@ class ReportFilter:
         except pylibsrtp.Error:
             return  # as aiortc does: dropped
         if only_reports(packet):
+            return
+        if not self._budget.take():
+            if self._budget.refused == 1:
+                log.warning(
+                    "a WebRTC viewer sends more than %d RTCP packets a second besides "
+                    "its reports; the rest are dropped",
+                    RTCP_PER_SECOND,
+                )
             return
         handling = asyncio.ensure_future(dtls._handle_rtcp_data(packet))
         self._handling.add(handling)

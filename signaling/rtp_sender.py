@@ -12,6 +12,7 @@ short per-viewer history of the frames sent.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import struct
 from collections import deque
@@ -25,12 +26,16 @@ from aiortc.rtcrtpsender import random_sequence_number
 from aiortc.utils import random32
 
 from signaling.aiortc_hooks import SecureDatagramPath, SenderHooks
+from signaling.budget import Budget
 from signaling.packetizer import MID_URI, ExtensionLayout, RtpFrame
 
 SEQUENCE_NUMBER = struct.Struct("!H")
 RTP_VERSION = 0x80
 EXTENSION_BIT = 0x10
 NACK_HISTORY_FRAMES = 64  # about a second of video and audio
+RETRANSMISSIONS_PER_SECOND = 300  # a 2 Mbps stream is about 200 packets a second
+
+log = logging.getLogger("streamcart.signaling")
 
 
 class ViewerClock:
@@ -85,6 +90,7 @@ class ViewerRtpSender:
         self._awaiting_keyframe = True
         self._history: deque[tuple[int, int, RtpFrame]] = deque(maxlen=NACK_HISTORY_FRAMES)
         self._retransmissions_pending = False
+        self._retransmissions = Budget(RETRANSMISSIONS_PER_SECOND)
         self._stopped = asyncio.get_running_loop().create_future()
         self.native_state: Any = None  # set once the C fan-out sends for this viewer
         self._synced = (0, 0, 0, 0)  # its counts already given to aiortc
@@ -242,9 +248,19 @@ class ViewerRtpSender:
         hooks.rtcp_exited()
 
     async def _retransmit(self, sequence_number: int) -> None:
-        """Answer a NACK over RTX; a viewer without RTX gets no retransmission."""
+        """Answer a NACK over RTX; a viewer without RTX gets no retransmission, and one
+        asking for more than RETRANSMISSIONS_PER_SECOND gets no more than that."""
         path, hooks = self._path, self._hooks
         if self._rtx_payload_type is None or path is None or hooks is None:
+            return
+        if not self._retransmissions.take():
+            if self._retransmissions.refused == 1:
+                log.warning(
+                    "a WebRTC viewer asks for more than %d %s retransmissions a second; "
+                    "the rest are not sent",
+                    RETRANSMISSIONS_PER_SECOND,
+                    self.kind,
+                )
             return
         for first, timestamp, frame in self._recent():
             index = (sequence_number - first) & 0xFFFF

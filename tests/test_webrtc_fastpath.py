@@ -18,7 +18,7 @@ from media.transcode import OPUS_FRAME_SAMPLES
 from signaling import datagrams, srtp_frames
 from signaling.aiortc_hooks import AiortcIncompatible, SenderHooks, only_reports
 from signaling.datagrams import DatagramSender
-from signaling.rtp_sender import ViewerRtpSender
+from signaling.rtp_sender import RETRANSMISSIONS_PER_SECOND, ViewerRtpSender
 from tests import test_whep
 from tests.media_support import publish
 from tests.test_whep import FPS, SPEED
@@ -206,6 +206,55 @@ async def test_lost_video_packets_come_back_over_rtx(make_server, stream_tags):
         assert send_times == {None}  # negotiated, never written: it only feeds REMB
     finally:
         await viewer.close()
+
+
+async def test_a_viewer_flooding_nacks_is_held_to_its_budget_and_the_others_play_on(
+    make_server, stream_tags, caplog
+):
+    """One NACK packet can ask for hundreds of retransmissions: a viewer sending 400 of
+    them a second, each for every packet it has had, gets at most RTCP_PER_SECOND of
+    them handled and RETRANSMISSIONS_PER_SECOND retransmissions; another viewer is not
+    held back."""
+    server = await make_server()
+    hub = server.open_stream()
+    flooder, healthy = DecodingViewer(audio=False), DecodingViewer()
+    try:
+        answer = await negotiate(server, flooder)
+        video = h264_payload_type(answer)
+        seen: list[tuple[int, int]] = []  # (SSRC, sequence number) of the originals
+        retransmitted = 0
+
+        def record(packet: RtpPacket) -> bool:
+            nonlocal retransmitted
+            if packet.payload_type == video:
+                seen.append((packet.ssrc, packet.sequence_number))
+            else:
+                retransmitted += 1  # video only: anything else is RTX
+            return True
+
+        tap(flooder, record)
+        await connect(flooder, answer)
+        await server.watch(healthy)
+        publisher = asyncio.create_task(publish(hub, stream_tags, speed=SPEED))
+        assert await eventually(lambda: len(seen) > 60)
+        receiver = flooder.peer.getTransceivers()[0].receiver
+        started = time.monotonic()
+        for _ in range(100):  # about 4 x 100 a second, for 1 s
+            lost = sorted({number for _, number in seen})
+            for _ in range(4):
+                await receiver._send_rtcp_nack(seen[-1][0], lost)
+            await asyncio.sleep(0.01)
+        await publisher
+        await settled(lambda: healthy.video_frames)
+        elapsed = time.monotonic() - started
+        assert healthy.video_frames >= 0.9 * PUBLISHED_FRAMES
+        assert 0 < retransmitted <= RETRANSMISSIONS_PER_SECOND * (elapsed + 1)
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any("RTCP packets a second" in message for message in warnings), warnings
+        assert any("retransmissions a second" in message for message in warnings), warnings
+    finally:
+        await flooder.close()
+        await healthy.close()
 
 
 async def test_a_burst_of_lost_packets_comes_back_in_one_send(
