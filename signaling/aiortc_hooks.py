@@ -292,4 +292,11 @@ class ReportFilter:
             return
         handling = asyncio.ensure_future(dtls._handle_rtcp_data(packet))
         self._handling.add(handling)
-        handling.add_done_callback(self._handling.discard)
+        handling.add_done_callback(self._handled)
+
+    def _handled(self, handling: asyncio.Future[None]) -> None:
+        """aiortc's own loop would have closed the transport on an error here; one
+        viewer's bad RTCP is logged instead, and it goes on being served."""
+        self._handling.discard(handling)
+        if not handling.cancelled() and handling.exception() is not None:
+            log.warning("handling a WebRTC viewer's RTCP failed", exc_info=handling.exception())

@@ -257,6 +257,31 @@ async def test_a_viewer_flooding_nacks_is_held_to_its_budget_and_the_others_play
         await healthy.close()
 
 
+async def test_a_failure_handling_a_viewers_nack_is_logged_and_the_viewer_plays_on(
+    make_server, stream_tags, monkeypatch, caplog
+):
+    async def failing(self: ViewerRtpSender, sequence_number: int) -> None:
+        raise RuntimeError("retransmission failed")
+
+    monkeypatch.setattr(ViewerRtpSender, "_retransmit", failing)
+    async with video_viewer(make_server) as (hub, viewer, answer, video):
+        originals = 0
+
+        def lose_one(packet: RtpPacket) -> bool:
+            nonlocal originals
+            originals += packet.payload_type == video
+            return originals != 20
+
+        tap(viewer, lose_one)
+        await connect(viewer, answer)
+        await publish(hub, stream_tags, speed=SPEED)
+        await settled(lambda: viewer.video_frames)
+        failures = [r for r in caplog.records if "RTCP failed" in r.getMessage()]
+        assert failures and "retransmission failed" in str(failures[0].exc_info[1])
+        assert viewer.connected
+        assert originals >= PUBLISHED_FRAMES  # still sent to after the failure
+
+
 async def test_a_burst_of_lost_packets_comes_back_in_one_send(
     make_server, stream_tags, monkeypatch
 ):
