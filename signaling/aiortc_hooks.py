@@ -259,7 +259,11 @@ class ReportFilter:
         self._dtls = dtls
         self._others: Callable[[bytes, Any], None] = protocol.datagram_received
         self._handling: set[asyncio.Future[None]] = set()
-        self._budget = Budget(RTCP_PER_SECOND)
+        self._budget = Budget(
+            RTCP_PER_SECOND,
+            f"a WebRTC viewer sends more than {RTCP_PER_SECOND} RTCP packets a second "
+            "besides its reports; the rest are dropped",
+        )
         protocol.datagram_received = self.datagram_received
 
     @classmethod
@@ -283,12 +287,6 @@ class ReportFilter:
         if only_reports(packet):
             return
         if not self._budget.take():
-            if self._budget.refused == 1:
-                log.warning(
-                    "a WebRTC viewer sends more than %d RTCP packets a second besides "
-                    "its reports; the rest are dropped",
-                    RTCP_PER_SECOND,
-                )
             return
         handling = asyncio.ensure_future(dtls._handle_rtcp_data(packet))
         self._handling.add(handling)

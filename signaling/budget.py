@@ -8,16 +8,23 @@ its own retransmissions.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
+log = logging.getLogger("streamcart.signaling")
+
 
 class Budget:
-    """At most `per_second` takes a second on average, and `per_second` at once."""
+    """At most `per_second` takes a second on average, and `per_second` at once; the
+    first refusal logs `warning` (the operator learns of a misbehaving viewer once)."""
 
-    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, per_second: float, warning: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._rate = per_second
         self._tokens = per_second
+        self._warning = warning
         self._clock = clock
         self._at = clock()
         self.refused = 0
@@ -31,4 +38,6 @@ class Budget:
             self._tokens -= 1
             return True
         self.refused += 1
+        if self.refused == 1:
+            log.warning(self._warning)
         return False

@@ -12,7 +12,6 @@ short per-viewer history of the frames sent.
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import struct
 from collections import deque
@@ -34,8 +33,6 @@ RTP_VERSION = 0x80
 EXTENSION_BIT = 0x10
 NACK_HISTORY_FRAMES = 64  # about a second of video and audio
 RETRANSMISSIONS_PER_SECOND = 300  # a 2 Mbps stream is about 200 packets a second
-
-log = logging.getLogger("streamcart.signaling")
 
 
 class ViewerClock:
@@ -90,7 +87,11 @@ class ViewerRtpSender:
         self._awaiting_keyframe = True
         self._history: deque[tuple[int, int, RtpFrame]] = deque(maxlen=NACK_HISTORY_FRAMES)
         self._retransmissions_pending = False
-        self._retransmissions = Budget(RETRANSMISSIONS_PER_SECOND)
+        self._retransmissions = Budget(
+            RETRANSMISSIONS_PER_SECOND,
+            f"a WebRTC viewer asks for more than {RETRANSMISSIONS_PER_SECOND} {kind} "
+            "retransmissions a second; the rest are not sent",
+        )
         self._stopped = asyncio.get_running_loop().create_future()
         self.native_state: Any = None  # set once the C fan-out sends for this viewer
         self._synced = (0, 0, 0, 0)  # its counts already given to aiortc
@@ -254,13 +255,6 @@ class ViewerRtpSender:
         if self._rtx_payload_type is None or path is None or hooks is None:
             return
         if not self._retransmissions.take():
-            if self._retransmissions.refused == 1:
-                log.warning(
-                    "a WebRTC viewer asks for more than %d %s retransmissions a second; "
-                    "the rest are not sent",
-                    RETRANSMISSIONS_PER_SECOND,
-                    self.kind,
-                )
             return
         for first, timestamp, frame in self._recent():
             index = (sequence_number - first) & 0xFFFF
