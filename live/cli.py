@@ -20,7 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the server (HTTP, Socket.IO, RTMP)")
     commands.add_parser("migrate", help="bring the database schema up to date")
-    commands.add_parser("demo", help="create demo accounts and print how to log in")
+    demo = commands.add_parser("demo", help="create demo accounts and print how to log in")
+    demo.add_argument(
+        "--reset", action="store_true", help="give existing demo accounts new passwords"
+    )
     commands.add_parser("config", help="print every setting with its default")
     args = parser.parse_args(argv)
 
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from live.demo import create_demo
 
-    asyncio.run(create_demo(settings))
+    asyncio.run(create_demo(settings, reset=args.reset))
     return 0
 
 

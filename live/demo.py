@@ -16,11 +16,13 @@ from live.app import backend_urls, build_accounts
 from live.settings import Settings
 from storage.backends import Backends
 
-SELLER = "seller@demo.streamcart.local"
+# example.com is reserved for examples (RFC 2606) and, unlike .local or .test, passes
+# the email validator that login uses.
+SELLER = "seller@demo.example.com"
 DEMO_ACCOUNTS = (
     (SELLER, "Demo Shop Owner", Role.SELLER),
-    ("buyer@demo.streamcart.local", "Demo Buyer", Role.BUYER),
-    ("admin@demo.streamcart.local", "Demo Admin", Role.ADMIN),
+    ("buyer@demo.example.com", "Demo Buyer", Role.BUYER),
+    ("admin@demo.example.com", "Demo Admin", Role.ADMIN),
 )
 DEMO_PRODUCTS = (
     {
@@ -38,12 +40,13 @@ DEMO_PRODUCTS = (
 )
 
 
-async def create_demo(settings: Settings) -> None:
+async def create_demo(settings: Settings, *, reset: bool = False) -> None:
+    """Create what is missing; with `reset`, give existing demo accounts new passwords."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     backends = Backends(backend_urls(settings))
     await backends.start()
     try:
-        lines, seller = await _accounts(settings, backends)
+        lines, seller = await _accounts(settings, backends, reset=reset)
         shop_line = "  (demo shop already created)"
         if seller is not None:
             shop_line = await _shop(settings, backends, seller)
@@ -57,17 +60,27 @@ async def create_demo(settings: Settings) -> None:
     print(f"OBS Server:  {settings.rtmp_url}")
 
 
-async def _accounts(settings: Settings, backends: Backends) -> tuple[list[str], User | None]:
-    """Create the accounts that do not exist yet; returns lines to print and a new seller."""
+async def _accounts(
+    settings: Settings, backends: Backends, *, reset: bool
+) -> tuple[list[str], User | None]:
+    """Create the accounts that do not exist yet (and, with `reset`, give the others new
+    passwords); returns lines to print and a new seller."""
     accounts = build_accounts(settings, backends)
     lines, new_seller = [], None
     for email, name, role in DEMO_ACCOUNTS:
         async with backends.sessions() as session:
             exists = await session.scalar(select(User.id).where(User.email == email))
-        if exists:
-            lines.append(f"  {role.value:<9} {email}  (already created; password unchanged)")
+        if exists and not reset:
+            lines.append(
+                f"  {role.value:<9} {email}  (already created; `streamcart demo --reset` "
+                "prints a new password)"
+            )
             continue
         password = secrets.token_urlsafe(12)
+        if exists:
+            await accounts.set_password(exists, password)
+            lines.append(f"  {role.value:<9} {email}  password: {password}  (reset)")
+            continue
         user = await accounts.create_user(email, password, name, role)
         lines.append(f"  {role.value:<9} {email}  password: {password}")
         if email == SELLER:

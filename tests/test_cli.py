@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import time
 
 import aiohttp
 
-from tests.server_process import STREAMCART, clean_env, free_port
+from tests.server_process import STREAMCART, ServerProcess, clean_env, free_port
 
 
 async def run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
@@ -60,17 +61,47 @@ async def test_serve_on_embedded_defaults_answers_and_shuts_down_gracefully(tmp_
     assert secret_file.read_text().strip() not in err.decode()
 
 
-async def test_migrate_then_demo_prints_logins(tmp_path):
+LOGIN_LINE = re.compile(r"^  (\w+)\s+(\S+@\S+)  password: (\S+)", re.MULTILINE)
+
+
+async def logins_work(env: dict[str, str], printed: str, tmp_path) -> dict[str, str]:
+    """Log in over HTTP with every login `printed`; each role and the role it got."""
+    logins = LOGIN_LINE.findall(printed)
+    assert logins, printed
+    server = ServerProcess(env, tmp_path / "demo-server.log")
+    roles = {}
+    try:
+        async with aiohttp.ClientSession() as http:
+            await server.wait_ready(http)
+            for role, email, password in logins:
+                async with http.post(
+                    server.make_url("/api/auth/login"),
+                    json={"email": email, "password": password},
+                ) as response:
+                    assert response.status == 200, (email, await response.text())
+                    roles[role] = (await response.json())["user"]["role"]
+    finally:
+        await server.stop()
+    return roles
+
+
+async def test_demo_logins_log_in_and_reset_prints_new_ones(tmp_path):
     env = clean_env(tmp_path, STREAMCART_RTMP_PORT="1935")  # only printed, never bound
     code, _, err = await run("migrate", env=env)
     assert code == 0, err
     code, out, err = await run("demo", env=env)
     assert code == 0, err
-    assert "seller@demo.streamcart.local  password: " in out
     assert "rtmp://localhost:1935/live" in out
     assert "Demo shop:   Demo Live Shop" in out and "with 3 products" in out
+    roles = await logins_work(env, out, tmp_path)
+    assert roles == {"seller": "seller", "buyer": "buyer", "admin": "admin"}
+
     code, again, _ = await run("demo", env=env)
-    assert code == 0 and "already created" in again
+    assert code == 0 and "already created" in again and not LOGIN_LINE.search(again)
+    code, reset, _ = await run("demo", "--reset", env=env)
+    assert code == 0 and reset.count("(reset)") == 3
+    assert set(LOGIN_LINE.findall(reset)).isdisjoint(LOGIN_LINE.findall(out))
+    assert await logins_work(env, reset, tmp_path) == roles
 
 
 async def test_bad_setting_is_a_clear_error(tmp_path):

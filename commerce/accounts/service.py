@@ -99,7 +99,7 @@ class AccountService:
             raise BAD_CREDENTIALS
         await self._throttle.succeeded(email)
         if self._passwords.needs_rehash(user.password_hash):
-            await self._rehash(user.id, password)
+            await self.set_password(user.id, password)
         pair = await self._issue(user, family_id=new_id())
         log.info("login", extra={"user_id": user.id})
         return user, pair
@@ -201,7 +201,8 @@ class AccountService:
             .values(revoked_at=now)
         )
 
-    async def _rehash(self, user_id: str, password: str) -> None:
+    async def set_password(self, user_id: str, password: str) -> None:
+        """Store a new hash of `password` (a stronger one at login, or a reset)."""
         new_hash = await self._passwords.hash(password)
         async with self._sessions.begin() as session:
             await session.execute(
