@@ -32,6 +32,38 @@ class Settings:
     webrtc_max_viewers: int = _setting(
         250, "WebRTC viewers one server process accepts before answering 503."
     )
+    webrtc_udp_port: int = _setting(
+        8189,
+        "UDP port all WebRTC peers of this process share (ICE, DTLS, SRTP); 0 = an "
+        "ephemeral port per peer, offered on interface addresses only.",
+    )
+    webrtc_tcp_port: int = _setting(
+        8189, "TCP port for ICE-TCP (passive candidates) where UDP is blocked; 0 = off."
+    )
+    webrtc_public_hosts: str = _setting(
+        "",
+        "Comma-separated IPs or host names (resolved at start) offered to viewers as host "
+        "candidates on the WebRTC ports.",
+    )
+    webrtc_interface_candidates: bool = _setting(
+        True,
+        "Also offer this machine's interface addresses (never loopback or link-local).",
+    )
+    webrtc_ice_servers: str = _setting(
+        "",
+        "Comma-separated stun:/turn:/turns: URLs handed to viewers (WHEP Link headers, "
+        "GET /api/webrtc/ice-servers).",
+    )
+    turn_secret: str = _setting(
+        "",
+        "Shared secret for time-limited TURN credentials (coturn use-auth-secret); "
+        "wins over the static ones.",
+    )
+    turn_username: str = _setting("", "Static TURN username handed out with turn: URLs.")
+    turn_credential: str = _setting("", "Static TURN password handed out with turn: URLs.")
+    turn_credential_ttl: int = _setting(
+        86400, "Seconds a time-limited TURN credential stays valid."
+    )
     record_streams: bool = _setting(True, "Record every live stream to MP4 in the data dir.")
     stream_health_interval: float = _setting(
         3.0, "Seconds between stream:health pushes to the seller."
