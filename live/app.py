@@ -13,7 +13,7 @@ import commerce.catalog.routes
 import commerce.orders.routes
 import commerce.payments.routes
 import commerce.shops.routes
-from commerce.accounts.auth import ACCOUNTS, bearer_guard
+from commerce.accounts.auth import ACCOUNTS, bearer_guard, signed_in_user_id
 from commerce.accounts.passwords import Passwords
 from commerce.accounts.service import AccountService
 from commerce.accounts.throttle import LoginThrottle
@@ -60,7 +60,9 @@ from media.registry import StreamRegistry
 from rtmp_ingest.server import RtmpServer
 from signaling import WhepService
 from signaling import routes as signaling_routes
-from signaling.routes import WHEP
+from signaling.ice_servers import IceServers
+from signaling.ice_setup import open_ice_port
+from signaling.routes import ICE_SERVERS, VIEWER_ID, WHEP
 from storage.backends import Backends, BackendUrls
 from storage.web.openapi import build_spec
 
@@ -159,6 +161,14 @@ def build_app(settings: Settings) -> web.Application:
     app[FLASH_ANNOUNCER] = FlashAnnouncer(backends.sessions)
     app[STREAMS] = StreamRegistry()
     app[WHEP] = WhepService(app[STREAMS].get, max_viewers=settings.webrtc_max_viewers)
+    app[ICE_SERVERS] = IceServers(
+        settings.webrtc_ice_servers,
+        secret=settings.turn_secret,
+        username=settings.turn_username,
+        credential=settings.turn_credential,
+        ttl_seconds=settings.turn_credential_ttl,
+    )
+    app[VIEWER_ID] = signed_in_user_id
     app[HUB] = build_hub(
         app,
         backends,
@@ -222,6 +232,15 @@ async def _run_backends(app: web.Application):
     await app[SWEEPER].start()
     await app[FLASH_ANNOUNCER].start()
     await app[HUB].start()
+    settings = app[SETTINGS]
+    app[WHEP].use_ice_port(
+        await open_ice_port(
+            settings.webrtc_udp_port,
+            settings.webrtc_tcp_port,
+            settings.webrtc_public_hosts,
+            settings.webrtc_interface_candidates,
+        )
+    )
     await app[RTMP_SERVER].start()
     app[INGEST].start()
     yield
@@ -229,6 +248,8 @@ async def _run_backends(app: web.Application):
     await app[INGEST].close()
     await app[STREAM_OUTPUTS].close()
     await app[WHEP].close_all()
+    if app[WHEP].ice_port is not None:
+        await app[WHEP].ice_port.close()
     await app[HUB].stop()
     await app[FLASH_ANNOUNCER].stop()
     await app[SWEEPER].stop()

@@ -36,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.configure(settings.log_level, settings.log_format)
     if args.command == "serve":
-        return _serve(settings)
+        try:
+            return _serve(settings)
+        except ValueError as exc:  # a setting only checked as the app is built or starts
+            print(f"configuration error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "migrate":
         asyncio.run(_migrate(settings))
         return 0

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pylibsrtp
-from aiortc import RTCDtlsTransport, RTCRtpCodecParameters, RTCRtpSender
+from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpCodecParameters, RTCRtpSender
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtp import (
     RtcpByePacket,
@@ -72,6 +72,14 @@ log = logging.getLogger("streamcart.signaling")
 
 class AiortcIncompatible(RuntimeError):
     """This aiortc lacks an internal the fast send path relies on."""
+
+
+def ice_connections(peer: RTCPeerConnection) -> list[Any]:
+    """The aioice connection under each ICE transport of `peer` (one when bundled)."""
+    gatherers = {t.sender.transport.transport.iceGatherer for t in peer.getTransceivers()}
+    for gatherer in gatherers:
+        _require(gatherer, ("_connection",))
+    return [gatherer._connection for gatherer in gatherers]
 
 
 def ntp_now() -> int:

@@ -17,14 +17,22 @@ import logging
 import secrets
 import weakref
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 
 from media.hub import StreamHub
+from signaling import aioice_hooks
+from signaling.aiortc_hooks import ice_connections
 from signaling.fanout import StreamFanout
+from signaling.ice_port import IcePort
 from signaling.offers import (
     ViewerOffer,
     check_offer,
@@ -75,7 +83,7 @@ class WhepService:
         max_viewers: int,
         retry_after_seconds: int = 30,
         connect_timeout_seconds: float = 30.0,
-        ice_servers: Sequence[RTCIceServer] = (),
+        ice_port: IcePort | None = None,
     ) -> None:
         if max_viewers < 1:
             raise ValueError("max_viewers must be at least 1")
@@ -83,12 +91,25 @@ class WhepService:
         self._find_stream = find_stream
         self._retry_after = retry_after_seconds
         self._connect_timeout = connect_timeout_seconds
-        self._configuration = RTCConfiguration(iceServers=list(ice_servers))
+        self.ice_port: IcePort | None = None
+        self._configuration = RTCConfiguration(iceServers=[])
+        self.use_ice_port(ice_port)
         self._viewers: dict[str, Viewer] = {}
         self._per_session: Counter[str] = Counter()
         self._watched_hubs: weakref.WeakSet[StreamHub] = weakref.WeakSet()
         self._fanouts: dict[StreamHub, StreamFanout] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def use_ice_port(self, port: IcePort | None) -> None:
+        """Peers made from now on gather on `port` (None: sockets of their own). On the
+        shared port a peer must be one ICE agent, found by its username fragment:
+        max-bundle gives it one whatever the offer (browsers bundle anyway). The server
+        needs no STUN or TURN of its own: viewers reach its host candidates."""
+        self.ice_port = port
+        self._configuration = RTCConfiguration(
+            iceServers=[],
+            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE if port else RTCBundlePolicy.BALANCED,
+        )
 
     def __len__(self) -> int:
         return len(self._viewers)
@@ -186,6 +207,9 @@ class WhepService:
             sender = ViewerRtpSender(kind, clock, fanout)
             sender.install(transceiver.sender)
             viewer.senders.append(sender)
+        if self.ice_port is not None:
+            for connection in ice_connections(viewer.peer):
+                aioice_hooks.gather_on(connection, self.ice_port)
         try:
             await viewer.peer.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
         except Exception as error:  # aiortc validates with asserts and assorted errors

@@ -70,6 +70,7 @@ async def sql_engine(sql_url):
 def settings_for(tmp_path):
     """Settings for an app on a given database URL, isolated in a temp data dir."""
     from live.settings import Settings
+    from tests.webrtc_support import loopback_webrtc_settings
 
     def build(database_url: str, **overrides) -> Settings:
         return Settings.from_env(
@@ -81,6 +82,7 @@ def settings_for(tmp_path):
                 "password_time_cost": 1,
                 "password_memory_kib": 1024,
                 "rtmp_port": 0,  # every test app gets its own RTMP port
+                **loopback_webrtc_settings(),  # and its own WebRTC port
                 **overrides,
             },
         )
@@ -120,3 +122,12 @@ def connect(api, opened):
         return await open_socket(api, token, opened)
 
     return open_
+
+
+@pytest.fixture(scope="module")
+def stream_tags(tmp_path_factory):
+    """A 3 s 320x240 30 fps test pattern with AAC, one keyframe a second, as FLV tags."""
+    from tests.media_support import read_flv_tags, write_test_flv
+
+    path = tmp_path_factory.mktemp("whep") / "pattern.flv"
+    return list(read_flv_tags(write_test_flv(path, seconds=3.0, fps=30, gop=30)))

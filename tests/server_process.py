@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from yarl import URL
 from commerce.accounts.auth import ACCOUNTS
 from commerce.accounts.models import Role
 from tests.test_auth import register
+from tests.webrtc_support import loopback_webrtc_settings
 
 HOST = "127.0.0.1"
 STREAMCART = [sys.executable, "-m", "live.cli"]
@@ -54,20 +55,34 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         STREAMCART_LOG_FORMAT="json",
         STREAMCART_RTMP_PORT="0",  # never the shared default 1935
     )
+    env.update(  # nor the shared default WebRTC port
+        {f"STREAMCART_{k.upper()}": str(v) for k, v in loopback_webrtc_settings().items()}
+    )
     env.update(extra)
     return env
 
 
 class ServerProcess:
-    """One `streamcart serve` on 127.0.0.1, its stdout and stderr in `log_path`."""
+    """One `streamcart serve` on 127.0.0.1, its stdout and stderr in `log_path`.
 
-    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
-        self.port = free_port()
+    Elsewhere too: `prefix` goes before the command (e.g. `ip netns exec NAME`), and it
+    listens on `host`:`port` (a free port of the host's loopback when 0)."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_path: Path,
+        *,
+        prefix: Sequence[str] = (),
+        host: str = HOST,
+        port: int = 0,
+    ) -> None:
+        self.port = port or free_port()
         self.log_path = log_path
-        served = {**env, "STREAMCART_HTTP_HOST": HOST, "STREAMCART_HTTP_PORT": str(self.port)}
+        served = {**env, "STREAMCART_HTTP_HOST": host, "STREAMCART_HTTP_PORT": str(self.port)}
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [*STREAMCART, "serve"],
+                [*prefix, *STREAMCART, "serve"],
                 env=served,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -19,7 +19,6 @@ from tests.media_support import write_test_flv
 from tests.rtmp_support import run_ffmpeg
 from tests.test_streaming import (
     WAIT_SECONDS,
-    api_settings,
     count_video,
     eventually,
     has_video,
@@ -29,7 +28,14 @@ from tests.test_streaming import (
 )
 from tests.webrtc_support import settled
 
-__all__ = ["api_settings", "show"]  # fixtures shared with the OBS end-to-end tests
+__all__ = ["show"]  # a fixture shared with the OBS end-to-end tests
+
+
+@pytest.fixture
+def api_settings():
+    """Peers with sockets of their own, which the test binds inside Chromium's namespace
+    (the shared port is watched by Chromium across a NAT in tests/test_webrtc_nat.py)."""
+    return {"stream_grace_period": 0.5, "stream_health_interval": 0.5, "webrtc_udp_port": 0}
 
 
 @pytest.fixture

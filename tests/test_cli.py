@@ -8,6 +8,7 @@ import signal
 import time
 
 import aiohttp
+import pytest
 
 from tests.server_process import STREAMCART, ServerProcess, clean_env, free_port
 
@@ -108,6 +109,21 @@ async def test_bad_setting_is_a_clear_error(tmp_path):
     code, _, err = await run("serve", env=clean_env(tmp_path, STREAMCART_HTTP_PORT="eighty"))
     assert code == 2
     assert "STREAMCART_HTTP_PORT" in err and "number" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("STREAMCART_WEBRTC_ICE_SERVERS", "http://turn.example", "STREAMCART_WEBRTC_ICE_SERVERS"),
+        ("STREAMCART_WEBRTC_PUBLIC_HOSTS", "not a host name", "STREAMCART_WEBRTC_PUBLIC_HOSTS"),
+    ],
+)
+async def test_bad_webrtc_setting_is_a_clear_error(tmp_path, name, value, said):
+    env = clean_env(tmp_path, STREAMCART_HTTP_PORT=str(free_port()), **{name: value})
+    code, _, err = await run("serve", env=env)
+    assert code == 2, err
+    assert err.splitlines()[-1].startswith(f"configuration error: {said}: "), err
+    assert "Traceback" not in err
 
 
 async def test_config_lists_every_variable(tmp_path):

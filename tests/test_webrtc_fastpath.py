@@ -26,7 +26,6 @@ from tests.webrtc_support import WAIT, DecodingViewer, eventually, settled
 
 loopback_only = test_whep.loopback_only  # the WHEP tests' fixtures, used here too
 make_server = test_whep.make_server
-stream_tags = test_whep.stream_tags
 
 SPS, PPS, IDR, STAP_A, FU_A = 7, 8, 5, 24, 28
 RTCP_RR, RTCP_RTPFB = 201, 205

@@ -21,9 +21,10 @@ from media.hub import StreamEnded, StreamHub, Subscription
 from media.packets import OpusFrame, VideoFrame
 from media.registry import StreamRegistry
 from signaling import WhepService
+from signaling.ice_port import IcePort
 from signaling.routes import WHEP, routes
 from storage.web import PROBLEM_JSON
-from tests.media_support import FlvTag, publish, read_flv_tags, write_test_flv
+from tests.media_support import publish
 from tests.webrtc_support import DecodingViewer, eventually, keep_ice_on_loopback, settled
 
 SESSION = "live-1"
@@ -35,12 +36,6 @@ SPEED = 2.0  # paced by the tags' timestamps, twice real time
 @pytest.fixture(autouse=True)
 def loopback_only(monkeypatch):
     keep_ice_on_loopback(monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def stream_tags(tmp_path_factory) -> list[FlvTag]:
-    path = tmp_path_factory.mktemp("whep") / "pattern.flv"
-    return list(read_flv_tags(write_test_flv(path, seconds=3.0, fps=FPS, gop=FPS)))
 
 
 class Server:
@@ -121,12 +116,19 @@ def attach_webrtc_events(app: web.Application, service: WhepService) -> None:
 
 @pytest.fixture
 async def make_server(aiohttp_client):
+    """A WHEP app; its peers share one IcePort on loopback (UDP and TCP) as in production,
+    or with `shared_port=False`, have sockets of their own."""
     services: list[WhepService] = []
     registries: list[StreamRegistry] = []
+    ports: list[IcePort] = []
 
-    async def make(**options) -> Server:
+    async def make(shared_port: bool = True, **options) -> Server:
         registry = StreamRegistry()
         options.setdefault("max_viewers", 10)
+        if shared_port:
+            ports.append(IcePort(0, 0, ["127.0.0.1"]))
+            await ports[-1].start()
+            options["ice_port"] = ports[-1]
         service = WhepService(registry.get, **options)
         app = web.Application(middlewares=make_middlewares(Metrics()))
         app[WHEP] = service
@@ -141,6 +143,8 @@ async def make_server(aiohttp_client):
         registry.close_all()
     for service in services:
         await service.close_all()
+    for port in ports:
+        await port.close()
 
 
 def count_frames(subscription: Subscription) -> Counter[type]:
@@ -151,8 +155,11 @@ def count_frames(subscription: Subscription) -> Counter[type]:
     return counts
 
 
-async def test_viewer_decodes_passed_through_h264_and_receives_opus(make_server, stream_tags):
-    server = await make_server()
+@pytest.mark.parametrize("shared_port", [True, False], ids=["shared-port", "own-sockets"])
+async def test_viewer_decodes_passed_through_h264_and_receives_opus(
+    make_server, stream_tags, shared_port
+):
+    server = await make_server(shared_port)
     hub = server.open_stream()
     reference = StreamHub.subscribe(hub, webrtc=True)  # counts what was sent; not a viewer
     viewer = DecodingViewer()

@@ -4,6 +4,7 @@ ICE kept on loopback."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
 
@@ -13,6 +14,31 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 WAIT = 10.0
+
+
+def free_webrtc_port() -> int:
+    """A port number free for both UDP and TCP on every address (the shared WebRTC port
+    listens on both, on 0.0.0.0)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("0.0.0.0", 0))  # noqa: S104 (as the server binds it)
+            number = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("0.0.0.0", number))  # noqa: S104
+                except OSError:
+                    continue
+                return number
+
+
+def loopback_webrtc_settings() -> dict[str, object]:
+    """Settings that keep a test app's WebRTC on one free port of 127.0.0.1."""
+    return {
+        "webrtc_udp_port": free_webrtc_port(),
+        "webrtc_tcp_port": 0,
+        "webrtc_public_hosts": "127.0.0.1",
+        "webrtc_interface_candidates": False,
+    }
 
 
 def keep_ice_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:

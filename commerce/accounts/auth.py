@@ -56,3 +56,15 @@ async def optional_principal(request: web.Request) -> Principal | None:
     the caller when a valid one is, and still 401 for an invalid one (not silently anonymous)."""
     token = bearer_token(request)
     return None if token is None else await authenticate(request.app[ACCOUNTS], token)
+
+
+async def signed_in_user_id(request: web.Request) -> str | None:
+    """For endpoints open to all that only personalise what they give: the caller's user
+    id with a valid token, None for a guest or a token that is not valid (never 401)."""
+    token = bearer_token(request)
+    if token is None:
+        return None
+    try:
+        return (await authenticate(request.app[ACCOUNTS], token)).user_id
+    except Problem:
+        return None

@@ -1,0 +1,81 @@
+"""What the process offers viewers for ICE, decided once at start: the addresses, and
+whether the shared port can be used with the aioice installed."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+import socket
+from collections.abc import Iterable
+
+import aioice.ice
+
+from signaling import aioice_hooks
+from signaling.ice_port import IcePort
+from signaling.ice_servers import split_list
+
+log = logging.getLogger("streamcart.signaling")
+LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST_NAME = re.compile(rf"(?=.{{1,253}}$){LABEL}(\.{LABEL})*\.?")  # checked before any lookup
+
+
+def remote_reachable(address: str) -> bool:
+    """Loopback and link-local addresses mean nothing to a viewer on another machine."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    return not (ip.is_loopback or ip.is_link_local or ip.is_unspecified)
+
+
+def interface_addresses() -> list[str]:
+    return [a for a in aioice.ice.get_host_addresses(True, True) if remote_reachable(a)]
+
+
+async def resolve(hosts: Iterable[str]) -> list[str]:
+    """Each host name's addresses (an IP stays as given); a name that does not resolve
+    is a configuration error, said at start."""
+    loop = asyncio.get_running_loop()
+    addresses: list[str] = []
+    for host in hosts:
+        try:
+            addresses.append(str(ipaddress.ip_address(host)))
+            continue
+        except ValueError:
+            pass
+        if not HOST_NAME.fullmatch(host):
+            raise ValueError(
+                f"STREAMCART_WEBRTC_PUBLIC_HOSTS: {host!r} is neither an IP address nor a host name"
+            )
+        try:
+            found = await loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+        except OSError as error:
+            raise ValueError(
+                f"STREAMCART_WEBRTC_PUBLIC_HOSTS: {host!r} does not resolve ({error})"
+            ) from None
+        addresses += [str(info[4][0]) for info in found]
+    return list(dict.fromkeys(addresses))
+
+
+async def open_ice_port(
+    udp_port: int, tcp_port: int, public_hosts: str, interface_candidates: bool
+) -> IcePort | None:
+    """The started port, or None for aioice's own sockets per peer: when the setting
+    says 0, or (logged as an error) when this aioice cannot be hooked."""
+    if not udp_port:
+        return None
+    try:
+        aioice_hooks.check()
+    except aioice_hooks.AioiceIncompatible as error:
+        log.error("WebRTC falls back to a UDP port per viewer: %s", error)
+        return None
+    hosts = await resolve(split_list(public_hosts))
+    if interface_candidates:
+        hosts += interface_addresses()
+    if not hosts:
+        raise ValueError(
+            "no address to offer WebRTC viewers: set STREAMCART_WEBRTC_PUBLIC_HOSTS or "
+            "STREAMCART_WEBRTC_INTERFACE_CANDIDATES=true"
+        )
+    port = IcePort(udp_port, tcp_port or None, hosts)
+    await port.start()
+    return port
