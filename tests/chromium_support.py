@@ -10,6 +10,8 @@ test process; two bridges reach it from inside the namespace, both on loopback o
   origin is the app's URL) and forwarding to the app on the host's loopback;
 - ICE: the app's aiortc peers bind their UDP sockets inside the namespace, so both ends
   of every connectivity check and every media packet are on the namespace's loopback.
+
+tests/netns_support.py builds on these pieces for a viewer behind NAT on another "host".
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import secrets
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +61,8 @@ WAIT = 15.0
 CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) ", re.MULTILINE)
 
 OFFER_JS = """
-async (gatherMs) => {
-  const pc = new RTCPeerConnection();
+async ({ gatherMs, config }) => {
+  const pc = config ? new RTCPeerConnection(config) : new RTCPeerConnection();
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addTransceiver("audio", { direction: "recvonly" });
   const stream = new MediaStream();
@@ -158,33 +160,34 @@ def _enter_namespace(path: str) -> None:
         os.close(fd)
 
 
-def _new_bound_socket(family: int, kind: int, address: tuple[str, int]) -> socket.socket:
+def _new_bound_socket(family: int, kind: int, address: tuple[str, int] | None) -> socket.socket:
     sock = socket.socket(family, kind)
     try:
-        sock.bind(address)
+        if address is not None:
+            sock.bind(address)
     except OSError:
         sock.close()
         raise
     return sock
 
 
-class ViewerNamespace:
-    """A network namespace whose only interface is its loopback.
+class NetworkNamespace:
+    """A network namespace of the test's own, at first with only its loopback (up).
 
     A socket belongs to the namespace of the thread that created it, whichever thread
     uses it later; one worker thread lives inside the namespace and creates sockets
     there for the test process's event loop.
     """
 
-    def __init__(self) -> None:
-        self.name = f"streamcart-viewer-{os.getpid()}-{secrets.token_hex(3)}"
+    def __init__(self, role: str = "viewer") -> None:
+        self.name = f"streamcart-{role}-{os.getpid()}-{secrets.token_hex(3)}"
         self._inside: ThreadPoolExecutor | None = None
 
     @classmethod
     @contextlib.contextmanager
-    def created(cls) -> Iterator[ViewerNamespace]:
+    def created(cls, role: str = "viewer") -> Iterator[NetworkNamespace]:
         """Add the namespace with its loopback up; always delete it on the way out."""
-        namespace = cls()
+        namespace = cls(role)
         subprocess.run(["ip", "netns", "add", namespace.name], check=True, timeout=10)
         try:
             subprocess.run(
@@ -201,13 +204,24 @@ class ViewerNamespace:
 
     def bound_socket(self, kind: int, address: tuple[str, int]) -> socket.socket:
         """A socket bound to `address` inside the namespace."""
-        assert self._inside is not None, "the namespace is not open"
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        return self._create(family, kind, address)
+
+    def socket(self, kind: int = socket.SOCK_STREAM, family: int = socket.AF_INET) -> socket.socket:
+        """An unbound socket of the namespace (to connect from it)."""
+        return self._create(family, kind, None)
+
+    def _create(self, family: int, kind: int, address: tuple[str, int] | None) -> socket.socket:
+        assert self._inside is not None, "the namespace is not open"
         return self._inside.submit(_new_bound_socket, family, kind, address).result(WAIT)
+
+    def command(self, *argv: str) -> list[str]:
+        """`argv` as a command line that runs inside the namespace."""
+        return ["ip", "netns", "exec", self.name, *argv]
 
     def launcher(self, directory: Path) -> Path:
         """An executable that starts Chromium inside the namespace, for Playwright."""
-        script = directory / "chromium-in-namespace"
+        script = directory / f"chromium-in-{self.name}"
         script.write_text(f'#!/bin/sh\nexec ip netns exec {self.name} {CHROMIUM} "$@"\n')
         script.chmod(0o755)
         return script
@@ -230,10 +244,13 @@ class ViewerNamespace:
         monkeypatch.setattr(loop, "create_datagram_endpoint", bound_inside)
 
 
+ViewerNamespace = NetworkNamespace  # the name it had when only the viewer had one
+
+
 class NamespaceProxy(TcpProxy):
     """Listens on `port` inside the namespace; forwards to the same port on the host."""
 
-    def __init__(self, namespace: ViewerNamespace, port: int) -> None:
+    def __init__(self, namespace: NetworkNamespace, port: int) -> None:
         super().__init__(HOST, port)
         self._namespace = namespace
         self._port = port
@@ -278,9 +295,10 @@ class ChromiumViewer:
         await page.goto(str(url))
         return viewer
 
-    async def offer(self) -> str:
-        """Build the peer (recvonly video and audio) and return its complete offer."""
-        return await self._run(OFFER_JS, WAIT * 1000 / 2)
+    async def offer(self, config: dict[str, Any] | None = None) -> str:
+        """Build the peer (recvonly video and audio) and return its complete offer;
+        `config` is the RTCConfiguration (`iceServers`, `iceTransportPolicy`, ...)."""
+        return await self._run(OFFER_JS, {"gatherMs": WAIT * 1000 / 2, "config": config})
 
     async def watch(self, whep_path: str) -> WhepReply:
         """POST the offer; on 201 apply the answer and start reporting stats."""
@@ -308,6 +326,33 @@ class ChromiumViewer:
 
 
 @contextlib.asynccontextmanager
+async def chromium_in(
+    namespace: NetworkNamespace,
+    origin: URL,
+    scratch: Path,
+    args: Sequence[str] = tuple(CHROMIUM_ARGS),
+    permissions: Sequence[str] = tuple(INTERFACE_PERMISSIONS),
+) -> AsyncIterator[ChromiumViewer]:
+    """Headless Chromium started inside `namespace`, on the page `origin`/healthz (so a
+    WHEP fetch is same-origin), with `permissions` (by default those that let it list
+    its interfaces; only a secure origin such as loopback can have them); closed on
+    the way out."""
+    origin = origin.origin()
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=namespace.launcher(scratch), args=list(args)
+        )
+        try:
+            context = await browser.new_context()
+            if permissions:
+                await context.grant_permissions(list(permissions), origin=str(origin))
+            page = await context.new_page()
+            yield await ChromiumViewer.opened(page, origin.with_path("/healthz"))
+        finally:
+            await browser.close()
+
+
+@contextlib.asynccontextmanager
 async def chromium_viewer(
     app_url: URL, scratch: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[ChromiumViewer]:
@@ -316,21 +361,12 @@ async def chromium_viewer(
     require_network_namespaces()
     keep_ice_on_loopback(monkeypatch)
     origin = app_url.origin()
-    with ViewerNamespace.created() as namespace:
+    with NetworkNamespace.created() as namespace:
         namespace.bind_ice_inside(monkeypatch)
         proxy = NamespaceProxy(namespace, origin.port or 80)
         await proxy.start()
         try:
-            async with async_playwright() as playwright:
-                browser = await playwright.chromium.launch(
-                    executable_path=namespace.launcher(scratch), args=CHROMIUM_ARGS
-                )
-                try:
-                    context = await browser.new_context()
-                    await context.grant_permissions(INTERFACE_PERMISSIONS, origin=str(origin))
-                    page = await context.new_page()
-                    yield await ChromiumViewer.opened(page, origin.with_path("/healthz"))
-                finally:
-                    await browser.close()
+            async with chromium_in(namespace, origin, scratch) as viewer:
+                yield viewer
         finally:
             await proxy.close()

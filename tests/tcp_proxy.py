@@ -55,7 +55,7 @@ class TcpProxy:
             writer.transport.abort()
             return
         try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+            upstream_reader, upstream_writer = await self._open_upstream()
         except OSError:
             writer.transport.abort()
             return
@@ -64,6 +64,11 @@ class TcpProxy:
             pump = asyncio.create_task(self._pump(source, sink))
             self._pumps.add(pump)
             pump.add_done_callback(self._pumps.discard)
+
+    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The connection to the target, for one accepted client (subclasses may make it
+        from elsewhere, e.g. from inside a network namespace)."""
+        return await asyncio.open_connection(*self._target)
 
     async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError):
