@@ -1,13 +1,19 @@
-"""The processes of the WebRTC fan-out benchmark: the two servers and the viewers.
+"""The processes of the WebRTC fan-out benchmark: the three servers and the viewers.
 
     python bench/webrtc_peers.py ours SOURCE.flv PORT MAX_VIEWERS
+    python bench/webrtc_peers.py port SOURCE.flv PORT MAX_VIEWERS
     python bench/webrtc_peers.py relay SOURCE.ts PORT
     python bench/webrtc_peers.py viewers CONFIG.json
 
-Each is its own OS process so that /proc gives each its own CPU time. Both servers run
-on uvloop (as `streamcart serve` does), answer `GET /healthz`, keep ICE on 127.0.0.1
-and stop on SIGTERM. The viewers print JSON lines on stdout for the driver
-(`webrtc_fanout.py`), which samples CPU when it reads "start" and "end".
+Each is its own OS process so that /proc gives each its own CPU time. "ours" and "port"
+are the same app, the project's WHEP service; "ours" leaves each peer its own UDP
+socket (aioice's default), "port" puts every peer on one shared `IcePort` on 127.0.0.1
+(a free UDP port, no ICE-TCP), as `streamcart serve` does by default. Every server runs
+on uvloop (as `streamcart serve` does), answers `GET /healthz`, keeps ICE on 127.0.0.1
+and stops on SIGTERM. Every process prints JSON lines on stdout for the driver
+(`webrtc_fanout.py`): the viewers their phases ("start" and "end", when it samples
+CPU) and result; the "port" server, as it stops, a "server" line with what the shared
+port dropped.
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ sys.path.append(str(ROOT))  # for the project's FLV reader in tests/media_suppor
 from live.http.metrics import Metrics  # noqa: E402
 from live.http.middleware import make_middlewares  # noqa: E402
 from media.registry import StreamRegistry  # noqa: E402
-from signaling import WhepService  # noqa: E402
+from signaling import WhepService, aioice_hooks  # noqa: E402
+from signaling.ice_port import IcePort  # noqa: E402
 from signaling.routes import WHEP, routes  # noqa: E402
 from tests.media_support import publish, read_flv_tags  # noqa: E402
 
@@ -61,6 +68,11 @@ VIEWER_RECEIVE_BUFFER = 4 << 20  # bytes per viewer socket (Linux default: ~208 
 def keep_ice_on_loopback() -> None:
     """aioice offers every host address but loopback; this benchmark uses loopback only."""
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [HOST]
+
+
+def report(phase: str, **fields: object) -> None:
+    """One JSON line on stdout for the driver."""
+    print(json.dumps({"phase": phase, **fields}), flush=True)
 
 
 # --- the servers ------------------------------------------------------------------------
@@ -90,14 +102,17 @@ def serve(app: web.Application, port: int) -> None:
         runner.run(main())
 
 
-def ours_app(source: Path, max_viewers: int) -> web.Application:
+def ours_app(source: Path, max_viewers: int, shared_port: bool = False) -> web.Application:
     """The project's WHEP routes and WhepService over a StreamRegistry whose one hub is
-    fed the FLV file's tags at real time, as the RTMP server would feed it."""
+    fed the FLV file's tags at real time, as the RTMP server would feed it. With
+    `shared_port` every peer is on one IcePort instead of a socket of its own."""
     registry = StreamRegistry()
     service = WhepService(registry.get, max_viewers=max_viewers)
     app = web.Application(middlewares=make_middlewares(Metrics()))
     app[WHEP] = service
     routes.add_to(app)
+    if shared_port:  # before `stream`: contexts unwind in reverse, the peers close first
+        app.cleanup_ctx.append(on_one_port(service))
 
     async def stream(app: web.Application) -> AsyncIterator[None]:
         hub = registry.open(LIVE_SESSION_ID)
@@ -109,6 +124,26 @@ def ours_app(source: Path, max_viewers: int) -> web.Application:
 
     app.cleanup_ctx.append(stream)
     return app
+
+
+def on_one_port(
+    service: WhepService,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context: the service's peers share one IcePort on 127.0.0.1 (a free
+    UDP port, no ICE-TCP) while the app runs. Once it is closed, a "server" line
+    reports what it dropped over its life, by reason (nothing, in a clean run)."""
+
+    async def ice_port(app: web.Application) -> AsyncIterator[None]:
+        aioice_hooks.check()  # fail at start, not in every viewer's answer
+        port = IcePort(0, None, [HOST])
+        await port.start()
+        service.use_ice_port(port)
+        yield
+        await port.close()
+        dropped = dict(port.dropped)
+        report("server", udp_port=port.udp_port, dropped=sum(dropped.values()), by_reason=dropped)
+
+    return ice_port
 
 
 class RelayReference:
@@ -235,10 +270,6 @@ class Viewer:
             await asyncio.sleep(0.05)
 
 
-def report(phase: str, **fields: object) -> None:
-    print(json.dumps({"phase": phase, **fields}), flush=True)
-
-
 async def join_all(viewers: list[Viewer], config: dict) -> int:
     """Join every viewer, `join_concurrency` at a time, within `join_timeout_s` in all.
     Returns how many failed; they stay in the count and deliver nothing."""
@@ -304,6 +335,7 @@ def run_viewers(config_path: Path) -> None:
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "ours": lambda args: serve(ours_app(Path(args[0]), int(args[2])), int(args[1])),
+    "port": lambda args: serve(ours_app(Path(args[0]), int(args[2]), True), int(args[1])),
     "relay": lambda args: serve(relay_app(Path(args[0])), int(args[1])),
     "viewers": lambda args: run_viewers(Path(args[0])),
 }
