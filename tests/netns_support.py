@@ -355,6 +355,16 @@ async def scheduled_session(api: ServerApi, email: str = "seller@example.com") -
     return {**seller, "live": live, "key": live["stream"]["stream_key"]}
 
 
+async def until_live(api: ServerApi, live_id: str, seconds: float = 20.0) -> None:
+    """Wait until the session's status is live (its publisher is in)."""
+    async with asyncio.timeout(seconds):
+        while True:
+            response = await api.get(f"/api/live-sessions/{live_id}")
+            if (await response.json())["status"] == "live":
+                return
+            await asyncio.sleep(0.1)
+
+
 async def _migrated(env: Mapping[str, str]) -> None:
     """What `streamcart migrate` does, in this process (no Python to start: 3 s less)."""
     settings = Settings.from_env(env)

@@ -33,6 +33,7 @@ from tests.netns_support import (
     scheduled_session,
     stun_binding,
     turn_allocation,
+    until_live,
 )
 
 PROBE_PORT = 9000
@@ -197,7 +198,7 @@ async def test_the_app_runs_in_the_server_namespace_ready_for_a_browser(tmp_path
             live_id = show["live"]["id"]
             publisher = asyncio.create_task(net.publish(show["key"], 2))
             try:
-                await _until_live(api, live_id)
+                await until_live(api, live_id)
                 async with net.chromium(tmp_path) as chromium:
                     origin = await chromium.page.evaluate("location.origin")
                     assert origin == f"http://{SERVER_IP}:{HTTP_PORT}"
@@ -212,12 +213,3 @@ async def test_the_app_runs_in_the_server_namespace_ready_for_a_browser(tmp_path
                 raise
             code, errors = await publisher
             assert code == 0, errors
-
-
-async def _until_live(api, live_id: str) -> None:
-    async with asyncio.timeout(20):
-        while True:
-            response = await api.get(f"/api/live-sessions/{live_id}")
-            if (await response.json())["status"] == "live":
-                return
-            await asyncio.sleep(0.1)
