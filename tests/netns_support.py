@@ -65,7 +65,7 @@ from tests.chromium_support import (
     chromium_in,
 )
 from tests.commerce_support import seller_with_shop
-from tests.rtmp_support import ffmpeg_publish_args
+from tests.rtmp_support import ffmpeg_publish_args, finished_within
 from tests.server_process import HOST, ServerApi, ServerProcess, clean_env
 from tests.tcp_proxy import TcpProxy
 from tests.test_auth import bearer
@@ -248,14 +248,9 @@ class NatTopology:
         )
         self._running.add(process)
         try:
-            async with asyncio.timeout(seconds):
-                out, err = await process.communicate()
+            return await finished_within(process, seconds)
         finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
             self._running.discard(process)
-        return process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
 
     def _stop_processes(self) -> None:
         for running in self._running:  # `run`'s, whose caller was not waiting (a task)

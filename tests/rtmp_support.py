@@ -294,11 +294,24 @@ async def run_ffmpeg(args: list[str], seconds: float = 60.0) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
+    code, _, stderr = await finished_within(process, seconds)
+    return code, stderr
+
+
+async def finished_within(
+    process: asyncio.subprocess.Process, seconds: float
+) -> tuple[int, str, str]:
+    """The process's exit code, stdout and stderr once it ends; killed after `seconds`
+    or when the caller is cancelled."""
     try:
         async with asyncio.timeout(seconds):
-            _, stderr = await process.communicate()
+            out, err = await process.communicate()
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
-    return process.returncode or 0, stderr.decode(errors="replace")
+    return (
+        process.returncode or 0,
+        (out or b"").decode(errors="replace"),
+        (err or b"").decode(errors="replace"),
+    )

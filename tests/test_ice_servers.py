@@ -592,23 +592,28 @@ async def test_endpoint_for_a_logged_in_user(api):
     assert body == expected_body(SECRET, expiry, "guest")
 
 
-async def test_whep_link_carries_the_logged_in_viewers_id(api):
-    login = await logged_in(api)
-    api.app[STREAMS].open("live-ice")
+async def whep_links_as(api, token: str, live_id: str = "live-ice") -> list[dict[str, str]]:
+    """The parameters of each Link header of a 201 answer to a viewer with `token`."""
+    api.app[STREAMS].open(live_id)
     viewer = DecodingViewer()
     try:
         response = await api.post(
-            "/api/live-sessions/live-ice/whep",
+            f"/api/live-sessions/{live_id}/whep",
             data=(await viewer.offer()).encode(),
-            headers={"Content-Type": "application/sdp", **bearer(login["access_token"])},
+            headers={"Content-Type": "application/sdp", **bearer(token)},
         )
         assert response.status == 201, await response.text()
-        turn = [parse_link(value)[1] for value in response.headers.getall("Link")][1]
-        assert turn["username"].split(":", 1)[1] == login["user"]["id"]
-        assert turn["credential"] == rest_credential(SECRET, turn["username"])
+        return [parse_link(value)[1] for value in response.headers.getall("Link")]
     finally:
         await viewer.close()
         api.app[STREAMS].close_all()
+
+
+async def test_whep_link_carries_the_logged_in_viewers_id(api):
+    login = await logged_in(api)
+    turn = (await whep_links_as(api, login["access_token"]))[1]
+    assert turn["username"].split(":", 1)[1] == login["user"]["id"]
+    assert turn["credential"] == rest_credential(SECRET, turn["username"])
 
 
 async def test_openapi_documents_the_endpoint(api):
@@ -652,21 +657,9 @@ def leaked(records: list[logging.LogRecord], secrets_: set[str]) -> list[str]:
 async def test_no_secret_or_credential_is_logged(api, caplog):
     caplog.set_level(logging.DEBUG)
     login = await logged_in(api)
-    api.app[STREAMS].open("live-logs")
-    viewer = DecodingViewer()
-    try:
-        response = await api.post(
-            "/api/live-sessions/live-logs/whep",
-            data=(await viewer.offer()).encode(),
-            headers={"Content-Type": "application/sdp", **bearer(login["access_token"])},
-        )
-        assert response.status == 201, await response.text()
-        links = [parse_link(value)[1] for value in response.headers.getall("Link")]
-        guest, _ = await get_ice_servers(api)
-        user, _ = await get_ice_servers(api, **bearer(login["access_token"]))
-    finally:
-        await viewer.close()
-        api.app[STREAMS].close_all()
+    links = await whep_links_as(api, login["access_token"], "live-logs")
+    guest, _ = await get_ice_servers(api)
+    user, _ = await get_ice_servers(api, **bearer(login["access_token"]))
     issued = {link["credential"] for link in links if "credential" in link}
     for body in (guest, user):
         issued |= {server["credential"] for server in body["ice_servers"] if "credential" in server}
