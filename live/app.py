@@ -55,6 +55,7 @@ from live.settings import Settings
 from live.streaming import routes as streaming_routes
 from live.streaming.ingest import StreamIngest
 from live.streaming.outputs import StreamOutputs
+from live.streaming.relay import RELAY_PATH, RelayEdge, RelayOrigin, relay_token
 from live.streaming.routes import STREAM_OUTPUTS
 from media.registry import StreamRegistry
 from rtmp_ingest.server import RtmpServer
@@ -74,6 +75,8 @@ ALLOCATIONS = web.AppKey("allocations", LiveSessionAllocations)
 STREAMS = web.AppKey("streams", StreamRegistry)
 INGEST = web.AppKey("ingest", StreamIngest)
 RTMP_SERVER = web.AppKey("rtmp_server", RtmpServer)
+RELAY_ORIGIN = web.AppKey("relay_origin", RelayOrigin)
+RELAY_EDGE = web.AppKey("relay_edge", RelayEdge)
 
 API_ROUTES = (
     system.routes,
@@ -160,7 +163,11 @@ def build_app(settings: Settings) -> web.Application:
     app[FLASH_SALES] = FlashSaleService(backends.sessions, app[CHECKOUT], app[LIVE_SESSIONS])
     app[FLASH_ANNOUNCER] = FlashAnnouncer(backends.sessions)
     app[STREAMS] = StreamRegistry()
-    app[WHEP] = WhepService(app[STREAMS].get, max_viewers=settings.webrtc_max_viewers)
+    app[WHEP] = WhepService(
+        app[STREAMS].get,
+        max_viewers=settings.webrtc_max_viewers,
+        find_relayed=lambda live_session_id: app[RELAY_EDGE].hub_for(live_session_id),
+    )
     app[ICE_SERVERS] = IceServers(
         settings.webrtc_ice_servers,
         secret=settings.turn_secret,
@@ -198,7 +205,12 @@ def build_app(settings: Settings) -> web.Application:
 
 
 def build_streaming(app: web.Application, settings: Settings, backends: Backends) -> None:
-    """RTMP publishers in, stream hubs per session, and what is made of each stream."""
+    """RTMP publishers in, stream hubs per session, what is made of each stream, and
+    the relay that serves a stream's viewers on every replica."""
+    token = relay_token(jwt_secret(settings.jwt_secret, settings.data_dir))
+    app[RELAY_ORIGIN] = RelayOrigin(app[STREAMS], token, backends.cache, app[WHEP].viewers)
+    app.router.add_get(RELAY_PATH, app[RELAY_ORIGIN].handle)
+    app.on_shutdown.append(app[RELAY_ORIGIN].close)
     app[STREAM_OUTPUTS] = StreamOutputs(
         settings.data_dir,
         backends.cache,
@@ -207,6 +219,7 @@ def build_streaming(app: web.Application, settings: Settings, backends: Backends
         record=settings.record_streams,
         health_interval=settings.stream_health_interval,
         staff_room=staff_room,
+        webrtc_viewers=app[RELAY_ORIGIN].viewers,
     )
     app[RTMP_SERVER] = RtmpServer(
         settings.rtmp_host, settings.rtmp_port, lambda name, key: app[INGEST].authorize(name, key)
@@ -218,6 +231,15 @@ def build_streaming(app: web.Application, settings: Settings, backends: Backends
         app[STREAM_OUTPUTS],
         settings.stream_grace_period,
         app[RTMP_SERVER].disconnect,
+        relay_url=settings.effective_replica_url,
+    )
+    app[RELAY_EDGE] = RelayEdge(
+        replica=app[INGEST].replica,
+        token=token,
+        cache=backends.cache,
+        find_origin=app[INGEST].origin_of,
+        viewers=app[WHEP].viewers,
+        idle_seconds=settings.relay_idle_seconds,
     )
 
 
@@ -241,10 +263,12 @@ async def _run_backends(app: web.Application):
             settings.webrtc_interface_candidates,
         )
     )
+    await app[RELAY_EDGE].start()
     await app[RTMP_SERVER].start()
     app[INGEST].start()
     yield
     await app[RTMP_SERVER].stop()
+    await app[RELAY_EDGE].close()
     await app[INGEST].close()
     await app[STREAM_OUTPUTS].close()
     await app[WHEP].close_all()

@@ -64,6 +64,14 @@ class Settings:
     turn_credential_ttl: int = _setting(
         86400, "Seconds a time-limited TURN credential stays valid."
     )
+    replica_url: str = _setting(
+        "",
+        "URL other replicas reach this one's HTTP port at, to pull the streams it ingests "
+        "for their viewers; empty = http://127.0.0.1:<http port>.",
+    )
+    relay_idle_seconds: float = _setting(
+        5.0, "Seconds a replica keeps pulling another's stream after its last viewer left."
+    )
     record_streams: bool = _setting(True, "Record every live stream to MP4 in the data dir.")
     stream_health_interval: float = _setting(
         3.0, "Seconds between stream:health pushes to the seller."
@@ -138,6 +146,10 @@ class Settings:
     @property
     def effective_public_url(self) -> str:
         return (self.public_url or f"http://localhost:{self.http_port}").rstrip("/")
+
+    @property
+    def effective_replica_url(self) -> str:
+        return (self.replica_url or f"http://127.0.0.1:{self.http_port}").rstrip("/")
 
     @property
     def rtmp_url(self) -> str:

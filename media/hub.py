@@ -198,8 +198,10 @@ class StreamHub:
     on the loop that will call it.
     """
 
-    def __init__(self, name: str = "stream") -> None:
+    def __init__(self, name: str = "stream", *, relayed: bool = False) -> None:
+        """`relayed`: an edge's copy of another process's stream, fed by `on_relayed`."""
         self.name = name
+        self._relayed_video: bool | None = False if relayed else None
         self.metadata: dict[str, Any] = {}
         self.bframes_detected = False
         self.malformed_packets = 0
@@ -261,6 +263,13 @@ class StreamHub:
             if self._audio_worker is not None:
                 self._audio_worker.submit(packet, sync=True)
 
+    def on_relayed(self, packet: VideoFrame | OpusFrame) -> None:
+        """A packet of the origin's WebRTC track, already what a browser plays. Until
+        the first video frame the stream counts as audio-only, as on the origin."""
+        if isinstance(packet, VideoFrame):
+            self._relayed_video = True
+        self._deliver_webrtc([packet])
+
     def close(self) -> None:
         """End the stream: readers drain what is left, workers stop. Never blocks."""
         if self.closed:
@@ -285,6 +294,8 @@ class StreamHub:
 
     @property
     def _audio_only(self) -> bool:
+        if self._relayed_video is not None:
+            return not self._relayed_video
         return self._depacketizer.video_config is None
 
     def _parse(

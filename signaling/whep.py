@@ -17,7 +17,7 @@ import logging
 import secrets
 import weakref
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -46,6 +46,7 @@ from storage.web import Problem
 log = logging.getLogger("streamcart.signaling")
 
 FindStream = Callable[[str], StreamHub | None]
+FindRelayed = Callable[[str], Awaitable[StreamHub | None]]
 ENDED_STATES = {"failed", "closed"}
 
 
@@ -72,8 +73,8 @@ class WhepService:
     """Every WebRTC viewer of this process.
 
     `find_stream` is injected by the composition root (this package cannot import the
-    live layer); `owner` ties a viewer to whatever opened it (a socket id) so it can be
-    closed with it.
+    live layer), `find_relayed` finds a stream another replica ingests, and `owner` ties
+    a viewer to whatever opened it (a socket id) so it can be closed with it.
     """
 
     def __init__(
@@ -84,11 +85,13 @@ class WhepService:
         retry_after_seconds: int = 30,
         connect_timeout_seconds: float = 30.0,
         ice_port: IcePort | None = None,
+        find_relayed: FindRelayed | None = None,
     ) -> None:
         if max_viewers < 1:
             raise ValueError("max_viewers must be at least 1")
         self.max_viewers = max_viewers
         self._find_stream = find_stream
+        self._find_relayed = find_relayed
         self._retry_after = retry_after_seconds
         self._connect_timeout = connect_timeout_seconds
         self.ice_port: IcePort | None = None
@@ -126,9 +129,14 @@ class WhepService:
         served, 503 `viewer-limit` when this process has as many viewers as it may take.
         """
         hub = self._find_stream(live_session_id)
+        pull = self._find_relayed if hub is None else None  # another replica may ingest it
+        if (hub is None and pull is None) or (hub is not None and hub.closed):
+            raise stream_not_live(live_session_id)
+        offer = check_offer(sdp_offer)  # before any pull from another replica starts
+        if pull is not None:
+            hub = await pull(live_session_id)
         if hub is None or hub.closed:
             raise stream_not_live(live_session_id)
-        offer = check_offer(sdp_offer)
         if len(self._viewers) >= self.max_viewers:
             raise Problem(
                 503,

@@ -3,7 +3,8 @@
 `authorize` is what the RTMP server asks before it accepts any media: the key must
 belong to a session that has not ended, and nobody may be publishing to it already,
 in this process (the stream registry) or in another (a lease in the shared cache,
-refreshed while the stream runs). An accepted publisher puts the session live.
+refreshed while the stream runs, which also says where other replicas pull the stream:
+live/streaming/relay.py). An accepted publisher puts the session live.
 
 When the publisher leaves, the session stays live for a grace period, so an OBS that
 reconnects after a network hiccup resumes the same session; past it, the session
@@ -26,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from live.sessions.models import LiveStatus
 from live.sessions.service import LiveSessionService
 from live.streaming.outputs import StreamOutputs
+from live.streaming.relay import lease_value, read_lease
 from media.hub import StreamHub
 from media.registry import AlreadyPublishing, StreamRegistry
 from rtmp_ingest.sink import PublishRefused
@@ -53,14 +55,17 @@ class StreamIngest:
         outputs: StreamOutputs,
         grace_period: float,
         disconnect: Callable[[StreamHub, str], object],
+        relay_url: str = "",
     ) -> None:
+        """`relay_url`: where other replicas pull this one's streams (the lease says it)."""
         self._live = live_sessions
         self._disconnect = disconnect
         self._registry = registry
         self._cache = cache
         self._outputs = outputs
         self._grace_period = grace_period
-        self._owner = uuid.uuid4().hex.encode()
+        self.replica = uuid.uuid4().hex
+        self._lease = lease_value(self.replica, relay_url)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         registry.on_stream_ended(self._stream_ended)
@@ -81,6 +86,10 @@ class StreamIngest:
                 ended.append(live_session_id)
         return ended
 
+    async def origin_of(self, live_session_id: str) -> tuple[str, str] | None:
+        """(replica, relay URL) of the process publishing the stream, if any does."""
+        return read_lease(await self._cache.get(lease_key(live_session_id)))
+
     async def authorize(self, app: str, key: str) -> StreamHub:
         """The RTMP server's question: may (app, key) publish? Answers the sink or refuses."""
         if app.strip("/") != RTMP_APP:
@@ -88,7 +97,7 @@ class StreamIngest:
         live = await self._live.by_stream_key(key.split("?", 1)[0])
         if live is None:
             raise PublishRefused(BAD_NAME, "Unknown stream key: copy the current key again.")
-        if not await self._cache.set_if_absent(lease_key(live.id), self._owner, ttl=LEASE_SECONDS):
+        if not await self._cache.set_if_absent(lease_key(live.id), self._lease, ttl=LEASE_SECONDS):
             raise PublishRefused(BAD_NAME, "This stream key is already publishing.")
         try:
             hub = self._registry.open(live.id)
@@ -130,8 +139,8 @@ class StreamIngest:
                 if live.status == LiveStatus.ENDED:
                     self._disconnect(hub, "the live session was ended")
                     break
-                if await self._cache.get(key) == self._owner:
-                    await self._cache.set(key, self._owner, ttl=LEASE_SECONDS)
+                if await self._cache.get(key) == self._lease:
+                    await self._cache.set(key, self._lease, ttl=LEASE_SECONDS)
                 await self._live.publisher_seen(live_session_id)
             except Exception:  # a database or cache outage must not end the stream
                 log.exception(

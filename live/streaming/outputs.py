@@ -70,7 +70,9 @@ class StreamOutputs:
         record: bool,
         health_interval: float,
         staff_room: Callable[[str], str],
+        webrtc_viewers: Callable[[str], Awaitable[int]] | None = None,
     ) -> None:
+        """`webrtc_viewers` counts a stream's WebRTC viewers on every replica."""
         self.recordings = data_dir / "recordings"
         self.thumbnails = data_dir / "thumbnails"
         self._cache = cache
@@ -79,6 +81,7 @@ class StreamOutputs:
         self._record = record
         self._interval = health_interval
         self._staff_room = staff_room
+        self._webrtc_viewers = webrtc_viewers
         self._streams: dict[str, _Stream] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -99,7 +102,7 @@ class StreamOutputs:
         """The latest health report of a stream live on any process, or None."""
         stream = self._streams.get(live_session_id)
         if stream is not None:
-            return self._report(stream)
+            return await self._report(live_session_id, stream)
         raw = await self._cache.get(health_key(live_session_id))
         return None if raw is None else json.loads(raw)
 
@@ -139,7 +142,7 @@ class StreamOutputs:
         while True:
             await asyncio.sleep(self._interval)
             try:
-                report = self._report(stream)
+                report = await self._report(live_session_id, stream)
                 await self._cache.set(health_key(live_session_id), json.dumps(report).encode(), ttl)
                 jpeg = await stream.thumbnails.jpeg(time.monotonic())
                 if jpeg is not None:
@@ -152,14 +155,17 @@ class StreamOutputs:
             except Exception:  # a cache outage must not stop the stream's outputs
                 log.exception("stream %s: could not publish its health", live_session_id)
 
-    def _report(self, stream: _Stream) -> dict[str, Any]:
+    async def _report(self, live_session_id: str, stream: _Stream) -> dict[str, Any]:
         hub = stream.hub
-        return stream.meter.report(
+        report = stream.meter.report(
             time.monotonic(),
             unsupported_video_codec=hub.unsupported_video_codec,
             unsupported_audio_codec=hub.unsupported_audio_codec,
             dropped_frames=None if stream.recorder is None else stream.recorder.dropped_frames,
         ).as_dict()
+        if self._webrtc_viewers is not None:
+            report["webrtc_viewers"] = await self._webrtc_viewers(live_session_id)
+        return report
 
     async def _finish(self, live_session_id: str, stream: _Stream) -> None:
         try:

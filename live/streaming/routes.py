@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from commerce.accounts.auth import require_principal
 from live.sessions.routes import LIVE_SESSIONS, TAGS
@@ -44,6 +44,9 @@ class StreamHealthOut(BaseModel):
     audio_channels: int | None
     audio_kbps: float | None
     dropped_frames: int | None
+    webrtc_viewers: int | None = Field(
+        None, description="WebRTC viewers of the stream on every replica (WHEP and Socket.IO)."
+    )
     warnings: list[HealthWarningOut]
 
 
