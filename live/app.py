@@ -42,6 +42,7 @@ from live.flash.service import FlashSaleService
 from live.http import system
 from live.http.metrics import METRICS, Metrics
 from live.http.middleware import make_middlewares
+from live.http.webrtc_metrics import WebrtcCollector
 from live.hub import HUB, build_hub
 from live.hub.context import staff_room
 from live.secrets_store import jwt_secret
@@ -189,6 +190,7 @@ def build_app(settings: Settings) -> web.Application:
         backends.sessions, backends.documents, app[LIVE_SESSIONS], app[HUB].context.presence
     )
     build_streaming(app, settings, backends)
+    metrics.registry.register(WebrtcCollector(app[WHEP], app[RELAY_ORIGIN], app[RELAY_EDGE]))
     app[RTMP_URL] = lambda: settings.rtmp_url_on(app[RTMP_SERVER].port)
     for routes in API_ROUTES:
         routes.add_to(app, authenticate=bearer_guard)

@@ -22,6 +22,7 @@ from aioice.utils import random_transaction_id
 from signaling import ice_port
 from signaling.aiortc_hooks import ice_connections
 from signaling.ice_setup import remote_reachable, resolve
+from signaling.routes import WHEP
 from tests import test_whep
 from tests.media_support import publish
 from tests.test_whep import SPEED
@@ -218,3 +219,19 @@ async def test_public_host_names_are_resolved_at_start(monkeypatch):
     monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", no_such_name)
     with pytest.raises(ValueError, match=r"STREAMCART_WEBRTC_PUBLIC_HOSTS: 'cdn\.example'"):
         await resolve(["cdn.example"])
+
+
+async def test_the_apps_port_counts_what_it_drops_in_metrics(api):
+    """The app on its settings' port: junk from a stranger shows up in /metrics."""
+    port = api.app[WHEP].ice_port
+    assert port is not None and port.hosts == [LOOPBACK]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+        for _ in range(5):
+            stranger.sendto(b"\x80\x60" + os.urandom(100), (LOOPBACK, port.udp_port))
+        stranger.sendto(binding_request("nobody:x", "password" * 3), (LOOPBACK, port.udp_port))
+    assert await eventually(lambda: port.dropped.total() == 6)
+    text = await (await api.get("/metrics")).text()
+    assert 'streamcart_webrtc_dropped_total{reason="unknown-sender"} 5.0' in text
+    assert 'streamcart_webrtc_dropped_total{reason="unknown-username"} 1.0' in text
+    assert "streamcart_webrtc_viewers 0.0" in text
+    assert "streamcart_relay_pulls 0.0" in text

@@ -84,8 +84,10 @@ class RelayOrigin:
         self._local_viewers = local_viewers
         self._edges: dict[str, dict[Subscription, str]] = {}
 
-    def edges(self, live_session_id: str) -> int:
-        return len(self._edges.get(live_session_id, ()))
+    @property
+    def pulls(self) -> int:
+        """Pulls of this replica's streams by edges, now."""
+        return sum(len(edges) for edges in self._edges.values())
 
     async def viewers(self, live_session_id: str) -> int:
         """This stream's WebRTC viewers here and on every edge that pulls it."""
@@ -167,8 +169,10 @@ class RelayEdge:
         self._opening: dict[str, asyncio.Future[StreamHub | None]] = {}
         self._http: aiohttp.ClientSession | None = None
 
-    def relaying(self, live_session_id: str) -> bool:
-        return live_session_id in self._relays
+    @property
+    def pulls(self) -> int:
+        """Streams this replica pulls, now."""
+        return len(self._relays)
 
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(
