@@ -5,6 +5,7 @@ plain aiortc `MediaRelay` fan-out of the same stream, in one run.
     .venv/bin/python bench/webrtc_fanout.py [--viewers 10 25 50 100] [--window 10]
     .venv/bin/python bench/webrtc_fanout.py --quick
     .venv/bin/python bench/webrtc_fanout.py --viewers 100 150 200 --pin   # one core each
+    .venv/bin/python bench/webrtc_fanout.py --viewers 100 --servers port --relay-edges 1 5 10 --pin
 
 A 720p30 ~2 Mbps H.264 (no B-frames, keyframe every 2 s) + AAC FLV file is encoded once
 with the ffmpeg CLI, and remuxed (video copied, audio to Opus) to MPEG-TS for the
@@ -16,6 +17,14 @@ aiortc's MediaPlayer (decode=False) relayed by MediaRelay. The order of the serv
 reversed at every other N. A separate viewers process joins N aiortc peers over HTTP
 and counts the video frames each one's jitter buffer completes. Server and viewers CPU
 come from /proc over the measured window. Prints a table, writes JSON.
+
+With `--relay-edges E ...` it then measures the relay between replicas: for each E, a
+fresh origin (the "port" server) and a pulls process opening E relay pulls of its
+stream, as E edges would, each decoded and counted: the origin's CPU above its idle per
+pull. Then one origin, one "edge" server (`RelayEdge` pulling from the origin) and N
+viewers (the first --viewers) on the edge: the edge's CPU per viewer and viewers per
+core beside the "port" server's at the same N, and the origin's CPU apart. A second
+table, and "relay" in the JSON.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ from pathlib import Path
 import harness
 from checkout import git_commit
 from socketio_fanout import raise_open_file_limit, render_columns
-from webrtc_peers import OURS_OFFER_PATH, RELAY_OFFER_PATH
+from webrtc_peers import OURS_OFFER_PATH, RELAY_OFFER_PATH, RELAY_PULL_PATH
 
 PEERS = Path(__file__).resolve().parent / "webrtc_peers.py"
 DEFAULT_JSON = harness.RESULTS / "webrtc_fanout.json"
@@ -52,6 +61,8 @@ IDLE_SECONDS = 3.0
 SERVER_CPU, VIEWERS_CPU = 0, 1  # with --pin
 SOURCE_MARGIN_SECONDS = 10.0
 ENCODE_TIMEOUT = 600.0
+ORIGIN, EDGE = "port", "edge"  # the relay's servers (webrtc_peers.py)
+MAX_RELAY_EDGES = 20
 
 
 # --- command line -----------------------------------------------------------------------
@@ -78,6 +89,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="server on CPU 0, viewers on CPU 1 (no migrations; needs 2 CPUs)",
     )
+    parser.add_argument(
+        "--relay-edges",
+        type=int,
+        nargs="+",
+        metavar="E",
+        help="then the relay: origin CPU per edge at E pulls, and edge CPU per viewer at the "
+        "first --viewers N beside the port server's (off)",
+    )
     parser.add_argument("--label", default="", help="a note stored in the JSON")
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 viewers, 5 s")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
@@ -91,6 +110,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         not 0 <= args.warmup <= 30 and "--warmup must be 0..30",
         not 1 <= args.join_concurrency <= 100 and "--join-concurrency must be 1..100",
         not 1 <= args.join_timeout <= 300 and "--join-timeout must be 1..300",
+        any(not 1 <= e <= MAX_RELAY_EDGES for e in args.relay_edges or ())
+        and f"--relay-edges must be 1..{MAX_RELAY_EDGES}",
         args.pin and not {0, 1} <= os.sched_getaffinity(0) and "--pin needs CPUs 0 and 1",
     ]
     for problem in problems:
@@ -141,12 +162,17 @@ class Plan:
     work: Path
 
 
-def start_server(plan: Plan, server: str) -> harness.Server:
-    """One fresh server process on a free port; its output goes to a log file."""
+def start_server(plan: Plan, server: str, origin: harness.Server | None = None) -> harness.Server:
+    """One fresh server process on a free port; its output goes to a log file. An edge
+    pulls the stream from `origin`."""
     port = harness.free_port()
-    source = plan.flv if server in PROJECT_SERVERS else plan.ts
-    command = [sys.executable, str(PEERS), server, str(source), str(port)]
-    if server in PROJECT_SERVERS:
+    if server == EDGE:
+        assert origin is not None
+        source = origin.url
+    else:
+        source = str(plan.flv if server in PROJECT_SERVERS else plan.ts)
+    command = [sys.executable, str(PEERS), server, source, str(port)]
+    if server in PROJECT_SERVERS or server == EDGE:
         command.append(str(max(plan.args.viewers) + 10))
     log_path = plan.work / f"{server}-{port}.log"
     with log_path.open("wb") as log:
@@ -158,26 +184,48 @@ def start_server(plan: Plan, server: str) -> harness.Server:
     return harness.Server(process, port, log_path)
 
 
-async def measure(plan: Plan, server: harness.Server, offer_path: str, viewers: int) -> dict:
-    """Idle CPU first (the stream, no viewers), then the viewers process's run."""
-    before = harness.cpu_sample([server.pid])
+async def idle_cpu(servers: list[harness.Server]) -> list[float]:
+    """Each server's CPU over IDLE_SECONDS, before any load."""
+    before = harness.cpu_sample([server.pid for server in servers])
     await asyncio.sleep(IDLE_SECONDS)
-    idle = harness.cpu_usage(before, harness.cpu_sample([server.pid]))["servers_pct"]
-    config = {
-        "offer_url": f"{server.url}{offer_path}",
+    after = harness.cpu_sample([server.pid for server in servers])
+    return harness.cpu_usage(before, after)["per_server_pct"]
+
+
+def viewers_config(plan: Plan, offer_url: str, viewers: int) -> dict:
+    return {
+        "offer_url": offer_url,
         "viewers": viewers,
         "join_concurrency": plan.args.join_concurrency,
         "join_timeout_s": plan.args.join_timeout,
         "warmup_s": plan.args.warmup,
         "window_s": plan.args.window,
     }
-    config_path = plan.work / f"viewers-{server.port}.json"
+
+
+async def measure(plan: Plan, server: harness.Server, offer_path: str, viewers: int) -> dict:
+    """Idle CPU first (the stream, no viewers), then the viewers process's run."""
+    (idle,) = await idle_cpu([server])
+    config = viewers_config(plan, f"{server.url}{offer_path}", viewers)
+    result = await run_load(plan, "viewers", config, [server])
+    (server_pct,) = result.pop("servers_pct")
+    viewers_pct = result.pop("load_process_pct")
+    return {"idle_server_pct": idle, **result, "server_pct": server_pct,
+            "viewers_process_pct": viewers_pct}  # fmt: skip
+
+
+async def run_load(plan: Plan, kind: str, config: dict, servers: list[harness.Server]) -> dict:
+    """One load process ("viewers" or "pulls", webrtc_peers.py) on VIEWERS_CPU with
+    --pin, followed to its result: that, each server's CPU over its window
+    (`servers_pct`, in the order given), its own and the machine's."""
+    tag = f"{kind}-{servers[-1].port}"
+    config_path = plan.work / f"{tag}.json"
     config_path.write_text(json.dumps(config))
-    with (plan.work / f"viewers-{server.port}.log").open("ab") as log:
+    with (plan.work / f"{tag}.log").open("ab") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             str(PEERS),
-            "viewers",
+            kind,
             str(config_path),
             cwd=harness.ROOT,
             stdin=subprocess.DEVNULL,
@@ -189,20 +237,43 @@ async def measure(plan: Plan, server: harness.Server, offer_path: str, viewers: 
     limit = plan.args.join_timeout + plan.args.warmup + plan.args.window + 60
     try:
         async with asyncio.timeout(limit):
-            result = await follow(process, server)
+            message, usage = await follow(process, [server.pid for server in servers], kind)
+        harness.check_alive(servers)
     finally:
         if process.returncode is None:
             process.kill()
         await process.wait()
-    return {"idle_server_pct": idle, **result}
-
-
-async def follow(process: asyncio.subprocess.Process, server: harness.Server) -> dict:
-    message, usage, _ = await harness.follow_load(process, server.pid, "viewers")
-    harness.check_alive([server])
-    server_pct, viewers_pct = usage["per_server_pct"]
-    return {**message, "server_pct": server_pct, "viewers_process_pct": viewers_pct,
+    *servers_pct, load_pct = usage["per_server_pct"]
+    return {**message, "servers_pct": servers_pct, "load_process_pct": load_pct,
             "machine_pct": usage["machine_pct"]}  # fmt: skip
+
+
+async def follow(
+    process: asyncio.subprocess.Process, server_pids: list[int], what: str
+) -> tuple[dict, dict]:
+    """`harness.follow_load` for any number of servers: the load process's result and
+    the CPU of each server and of the load process (last in `per_server_pct`) sampled
+    between its "start" and "end"."""
+    assert process.stdout is not None
+    pids = [*server_pids, process.pid]
+    before: harness.CpuSample | None = None
+    usage: dict = {}
+    while line := await process.stdout.readline():
+        message = json.loads(line)
+        phase = message.pop("phase")
+        if phase == "start":
+            before = harness.cpu_sample(pids)
+        elif phase == "end" and before is not None:
+            usage = harness.cpu_usage(before, harness.cpu_sample(pids))
+        elif phase == "joined":
+            print(f"  {message['viewers']:,} joined in {message['join_s']:.1f} s", flush=True)
+        elif phase == "error":
+            raise RuntimeError(f"{what} process failed: {message['message']}")
+        elif phase == "result":
+            if not usage:
+                raise RuntimeError(f"{what} process gave a result without a window")
+            return message, usage
+    raise RuntimeError(f"{what} process ended without a result ({await process.wait()})")
 
 
 def server_report(server: harness.Server) -> dict | None:
@@ -242,13 +313,160 @@ def server_order(servers: list[str], index: int) -> list[str]:
     return servers if index % 2 == 0 else servers[::-1]
 
 
-async def run(plan: Plan) -> list[dict]:
+async def run(plan: Plan) -> tuple[list[dict], dict | None]:
     runs = []
     for index, viewers in enumerate(plan.args.viewers):
         for server in server_order(plan.args.servers, index):
             print(f"{server}, {viewers} viewers", flush=True)
             runs.append(await run_one(plan, server, viewers))
-    return runs
+    relay = await run_relay(plan, runs) if plan.args.relay_edges else None
+    return runs, relay
+
+
+# --- the relay between replicas ---------------------------------------------------------
+
+
+async def run_relay(plan: Plan, runs: list[dict]) -> dict:
+    """Origin CPU per edge at each E, then edge CPU per viewer at the first N beside the
+    port server's at that N (this run's, or one more run if --servers left it out)."""
+    per_edge = []
+    for edges in plan.args.relay_edges:
+        print(f"relay: origin, {edges} edge pulls", flush=True)
+        per_edge.append(await run_origin(plan, edges))
+    viewers = plan.args.viewers[0]
+    print(f"relay: origin, one edge, {viewers} viewers on the edge", flush=True)
+    edge = await run_edge(plan, viewers)
+    port = next((r for r in runs if r["server"] == ORIGIN and r["viewers"] == viewers), None)
+    if port is None:
+        print(f"{ORIGIN}, {viewers} viewers (beside the edge)", flush=True)
+        port = await run_one(plan, ORIGIN, viewers)
+    ratio = None
+    if edge["viewers_per_core"] and port["viewers_per_core"]:
+        ratio = round(edge["viewers_per_core"] / port["viewers_per_core"], 2)
+    return {"origin_per_edge": per_edge, "edge": edge, "port": port, "edge_over_port": ratio}
+
+
+async def run_origin(plan: Plan, edges: int) -> dict:
+    """A fresh origin: its idle CPU (the stream, nobody pulling), then a pulls process's
+    `edges` relay pulls, the origin's CPU over their window."""
+    origin = start_server(plan, ORIGIN)
+    try:
+        await harness.wait_healthy([origin])
+        (idle,) = await idle_cpu([origin])
+        config = {
+            "relay_url": f"{origin.url}{RELAY_PULL_PATH}",
+            "pulls": edges,
+            "join_timeout_s": plan.args.join_timeout,
+            "warmup_s": plan.args.warmup,
+            "window_s": plan.args.window,
+        }
+        result = await run_load(plan, "pulls", config, [origin])
+    finally:
+        harness.stop_servers([origin])
+    return summarise_origin(idle, result)
+
+
+async def run_edge(plan: Plan, viewers: int) -> dict:
+    """A fresh origin and an edge pulling from it (from its start); both idle CPUs, then
+    the viewers process's N viewers on the edge, both servers' CPU over its window."""
+    origin = start_server(plan, ORIGIN)
+    servers = [origin]
+    try:
+        await harness.wait_healthy([origin])
+        edge = start_server(plan, EDGE, origin)
+        servers.append(edge)
+        await harness.wait_healthy([edge])
+        origin_idle, edge_idle = await idle_cpu(servers)
+        config = viewers_config(plan, f"{edge.url}{OURS_OFFER_PATH}", viewers)
+        result = await run_load(plan, "viewers", config, servers)
+    finally:
+        harness.stop_servers(servers[::-1])  # the edge first: its pull ends on its side
+    origin_pct, edge_pct = result.pop("servers_pct")
+    viewers_pct = result.pop("load_process_pct")
+    summary = summarise(EDGE, {**result, "server_pct": edge_pct, "idle_server_pct": edge_idle,
+                               "viewers_process_pct": viewers_pct})  # fmt: skip
+    summary |= {"origin_pct": origin_pct, "idle_origin_pct": origin_idle}
+    summary["ice_port"] = server_report(edge)
+    if summary["ice_port"] and summary["ice_port"]["dropped"]:
+        print(f"  the edge's shared port dropped {summary['ice_port']['by_reason']}", flush=True)
+    return summary
+
+
+def summarise_origin(idle: float, result: dict) -> dict:
+    """As `summarise`, per edge pull: delivery from the video frames each pull decoded,
+    the origin's CPU above its idle per pull, and pulls per core (what is left of a core
+    divided by it) when delivery held."""
+    edges, frames = result["viewers"], result["frames"]
+    expected = FPS * result["window_s"]
+    delivered = sum(frames) / (edges * expected)
+    origin_pct = result["servers_pct"][0]
+    per_edge = max(origin_pct - idle, 0.0) / edges
+    per_core = None
+    if delivered >= MIN_DELIVERED and per_edge > 0:
+        per_core = round((100 - idle) / per_edge)
+    mbps = [8 * size / result["window_s"] / 1e6 for size in result["received_bytes"]]
+    return {
+        "edges": edges,
+        "connected": edges - result["join_failures"],
+        "connected_at_end": result["connected_at_end"],
+        "window_s": round(result["window_s"], 2),
+        "frames_expected_per_edge": round(expected),
+        "delivered_pct": round(100 * delivered, 1),
+        "worst_edge_pct": round(100 * min(frames) / expected, 1),
+        "mbps_per_edge": round(sum(mbps) / edges, 2),
+        "origin_pct": origin_pct,
+        "idle_origin_pct": idle,
+        "origin_pct_per_edge": round(per_edge, 3),
+        "edges_per_core": per_core,
+        "pulls_process_pct": result["load_process_pct"],
+        "machine_pct": result["machine_pct"],
+    }
+
+
+def relay_table(relay: dict) -> str:
+    header = ("relay", "E / N", "delivered %", "worst %", "CPU %", "idle %", "CPU %/each",
+              "each/core", "origin %", "Mbps/edge", "load proc %", "machine %")  # fmt: skip
+
+    def per_core(value: int | None) -> str:
+        return f"{value:,}" if value else "-"
+
+    rows = [
+        (
+            "origin, per edge",
+            str(r["edges"]),
+            f"{r['delivered_pct']:.1f}",
+            f"{r['worst_edge_pct']:.1f}",
+            f"{r['origin_pct']:.1f}",
+            f"{r['idle_origin_pct']:.1f}",
+            f"{r['origin_pct_per_edge']:.3f}",
+            per_core(r["edges_per_core"]),
+            f"{r['origin_pct']:.1f}",
+            f"{r['mbps_per_edge']:.2f}",
+            f"{r['pulls_process_pct']:.0f}",
+            f"{r['machine_pct']:.0f}",
+        )
+        for r in relay["origin_per_edge"]
+    ]
+    for name, r in (("edge, per viewer", relay["edge"]), ("port, per viewer", relay["port"])):
+        rows.append(
+            (
+                name,
+                str(r["viewers"]),
+                f"{r['delivered_pct']:.1f}",
+                f"{r['worst_viewer_pct']:.1f}",
+                f"{r['server_pct']:.1f}",
+                f"{r['idle_server_pct']:.1f}",
+                f"{r['server_pct_per_viewer']:.3f}",
+                per_core(r["viewers_per_core"]),
+                f"{r['origin_pct']:.1f}" if "origin_pct" in r else "-",
+                "-",
+                f"{r['viewers_process_pct']:.0f}",
+                f"{r['machine_pct']:.0f}",
+            )
+        )
+    title = ("Relay between replicas: the origin's CPU per edge pull (E), the edge's per "
+             "viewer (N) beside the port server's (CPU in % of one core)")  # fmt: skip
+    return render_columns(title, header, rows)
 
 
 # --- the figures ----------------------------------------------------------------------
@@ -350,13 +568,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up on SIGTERM too
     raise_open_file_limit(2 * max(args.viewers))
     source_seconds = IDLE_SECONDS + args.join_timeout + args.warmup + args.window
+    if args.relay_edges:  # the origin streams while the edge starts too
+        source_seconds += harness.STARTUP_TIMEOUT
     with tempfile.TemporaryDirectory(prefix="streamcart-webrtc-") as tmp:
         work = Path(tmp)
         started = time.perf_counter()
         flv, ts = encode_sources(work, source_seconds + SOURCE_MARGIN_SECONDS)
         print(f"sources encoded in {time.perf_counter() - started:.1f} s", flush=True)
         try:
-            runs = asyncio.run(run(Plan(args, flv, ts, work)))
+            runs, relay = asyncio.run(run(Plan(args, flv, ts, work)))
         except KeyboardInterrupt:
             print("interrupted: servers and viewers stopped", file=sys.stderr)
             return 130
@@ -387,12 +607,19 @@ def main(argv: list[str] | None = None) -> int:
         "target_met": met.get("ours", False),
         "target_met_by_server": met,
     }
+    if relay is not None:
+        summary["relay"] = {"relay_edges": args.relay_edges, **relay}
     print(table(runs, ratios))
     print(f"viewers per core at >= {100 * MIN_DELIVERED:.0f}% delivered: {json.dumps(best)}")
     if ratios["per_n"]:
         print(f"port / ours viewers per core: {json.dumps(ratios)}")
     verdicts = ", ".join(f"{s} {'met' if ok else 'not met'}" for s, ok in met.items())
     print(f"target {TARGET_VIEWERS_PER_CORE:,} viewers per core: {verdicts or '-'}")
+    if relay is not None:
+        print(relay_table(relay))
+        per_edge = {r["edges"]: r["origin_pct_per_edge"] for r in relay["origin_per_edge"]}
+        print(f"origin CPU % per edge, by E: {json.dumps(per_edge)}")
+        print(f"edge / port viewers per core: {relay['edge_over_port'] or '-'}")
     harness.write_json(args.json, summary)
     print(f"JSON: {args.json}")
     return 0

@@ -1,19 +1,24 @@
-"""The processes of the WebRTC fan-out benchmark: the three servers and the viewers.
+"""The processes of the WebRTC fan-out benchmark: the servers, the viewers and the pulls.
 
     python bench/webrtc_peers.py ours SOURCE.flv PORT MAX_VIEWERS
     python bench/webrtc_peers.py port SOURCE.flv PORT MAX_VIEWERS
     python bench/webrtc_peers.py relay SOURCE.ts PORT
+    python bench/webrtc_peers.py edge ORIGIN_URL PORT MAX_VIEWERS
     python bench/webrtc_peers.py viewers CONFIG.json
+    python bench/webrtc_peers.py pulls CONFIG.json
 
 Each is its own OS process so that /proc gives each its own CPU time. "ours" and "port"
 are the same app, the project's WHEP service; "ours" leaves each peer its own UDP
 socket (aioice's default), "port" puts every peer on one shared `IcePort` on 127.0.0.1
-(a free UDP port, no ICE-TCP), as `streamcart serve` does by default. Every server runs
-on uvloop (as `streamcart serve` does), answers `GET /healthz`, keeps ICE on 127.0.0.1
-and stops on SIGTERM. Every process prints JSON lines on stdout for the driver
-(`webrtc_fanout.py`): the viewers their phases ("start" and "end", when it samples
-CPU) and result; the "port" server, as it stops, a "server" line with what the shared
-port dropped.
+(a free UDP port, no ICE-TCP), as `streamcart serve` does by default. Both also serve
+the internal relay route (`RelayOrigin`), so either can be the origin of an "edge": the
+"port" app on a replica that ingests nothing, its stream pulled from the origin at
+ORIGIN_URL by a `RelayEdge`. Every server runs on uvloop (as `streamcart serve` does),
+answers `GET /healthz`, keeps ICE on 127.0.0.1 and stops on SIGTERM. Every process
+prints JSON lines on stdout for the driver (`webrtc_fanout.py`): the viewers and the
+pulls (relay pulls of the stream, as edges make them) their phases ("start" and "end",
+when it samples CPU) and result; the "port" and "edge" servers, as they stop, a
+"server" line with what the shared port dropped.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ import sys
 import threading
 import time
 import types
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import aioice.ice
@@ -48,16 +55,31 @@ sys.path.append(str(ROOT))  # for the project's FLV reader in tests/media_suppor
 
 from live.http.metrics import Metrics  # noqa: E402
 from live.http.middleware import make_middlewares  # noqa: E402
+from live.streaming.relay import (  # noqa: E402
+    RELAY_PATH,
+    REPLICA_HEADER,
+    RelayEdge,
+    RelayOrigin,
+    relay_token,
+)
+from media.packets import VideoFrame  # noqa: E402
 from media.registry import StreamRegistry  # noqa: E402
+from media.relay_wire import RelayDecoder  # noqa: E402
 from signaling import WhepService, aioice_hooks  # noqa: E402
 from signaling.ice_port import IcePort  # noqa: E402
 from signaling.routes import WHEP, routes  # noqa: E402
+from storage.cache.memory import MemoryCache  # noqa: E402
 from tests.media_support import publish, read_flv_tags  # noqa: E402
 
 HOST = "127.0.0.1"
 LIVE_SESSION_ID = "bench"
 OURS_OFFER_PATH = f"/api/live-sessions/{LIVE_SESSION_ID}/whep"
 RELAY_OFFER_PATH = "/offer"
+RELAY_PULL_PATH = RELAY_PATH.format(live_session_id=LIVE_SESSION_ID)  # origin -> edge
+RELAY_SECRET = "stream-cart-bench-relay"  # noqa: S105 (every bench server's, loopback only)
+RELAY_TOKEN = relay_token(RELAY_SECRET)
+EDGE_REPLICA = "bench-edge"
+EDGE_IDLE_SECONDS = 900.0  # longer than any run: the edge never stops pulling by itself
 SDP = "application/sdp"
 NO_ICE_SERVERS = RTCConfiguration(iceServers=[])  # aiortc's default asks a public STUN server
 ENDED_STATES = {"failed", "closed"}
@@ -73,6 +95,13 @@ def keep_ice_on_loopback() -> None:
 def report(phase: str, **fields: object) -> None:
     """One JSON line on stdout for the driver."""
     print(json.dumps({"phase": phase, **fields}), flush=True)
+
+
+def require_loopback(url: str) -> str:
+    """The benchmark's processes only ever talk to 127.0.0.1."""
+    if urlsplit(url).hostname != HOST:
+        raise SystemExit(f"refusing {url}: only {HOST} is allowed")
+    return url
 
 
 # --- the servers ------------------------------------------------------------------------
@@ -105,12 +134,17 @@ def serve(app: web.Application, port: int) -> None:
 def ours_app(source: Path, max_viewers: int, shared_port: bool = False) -> web.Application:
     """The project's WHEP routes and WhepService over a StreamRegistry whose one hub is
     fed the FLV file's tags at real time, as the RTMP server would feed it. With
-    `shared_port` every peer is on one IcePort instead of a socket of its own."""
+    `shared_port` every peer is on one IcePort instead of a socket of its own. It is an
+    origin too: edges pull its stream on the internal relay route, as from a replica
+    that ingests it (`live/app.py`), with the bench's token."""
     registry = StreamRegistry()
     service = WhepService(registry.get, max_viewers=max_viewers)
+    origin = RelayOrigin(registry, RELAY_TOKEN, MemoryCache(), service.viewers)
     app = web.Application(middlewares=make_middlewares(Metrics()))
     app[WHEP] = service
     routes.add_to(app)
+    app.router.add_get(RELAY_PATH, origin.handle)
+    app.on_shutdown.append(origin.close)  # ends the pulls, so their handlers return
     if shared_port:  # before `stream`: contexts unwind in reverse, the peers close first
         app.cleanup_ctx.append(on_one_port(service))
 
@@ -123,6 +157,45 @@ def ours_app(source: Path, max_viewers: int, shared_port: bool = False) -> web.A
         await service.close_all()
 
     app.cleanup_ctx.append(stream)
+    return app
+
+
+def edge_app(origin_url: str, max_viewers: int) -> web.Application:
+    """The "port" app on a replica that ingests nothing: its WhepService finds the
+    stream through a RelayEdge that pulls it from the origin at `origin_url`, as
+    `live/app.py` wires it (the origin here fixed, not read from the stream's lease).
+    The pull opens as the app starts, not at the first viewer as in production, so the
+    idle CPU is the relay's own (the pull, its decoding and the hub) with nobody
+    watching, as the origin's is the stream's; the app fails to start without it."""
+    require_loopback(origin_url)
+
+    async def find_origin(live_session_id: str) -> tuple[str, str]:
+        return "bench-origin", origin_url
+
+    edge = RelayEdge(
+        replica=EDGE_REPLICA,
+        token=RELAY_TOKEN,
+        cache=MemoryCache(),
+        find_origin=find_origin,
+        viewers=lambda live_session_id: service.viewers(live_session_id),
+        idle_seconds=EDGE_IDLE_SECONDS,
+    )
+    service = WhepService(StreamRegistry().get, max_viewers=max_viewers, find_relayed=edge.hub_for)
+    app = web.Application(middlewares=make_middlewares(Metrics()))
+    app[WHEP] = service
+    routes.add_to(app)
+    app.cleanup_ctx.append(on_one_port(service))  # before `pull`: the peers close first
+
+    async def pull(app: web.Application) -> AsyncIterator[None]:
+        await edge.start()
+        if await edge.hub_for(LIVE_SESSION_ID) is None:
+            await edge.close()
+            raise RuntimeError(f"could not pull {LIVE_SESSION_ID} from {origin_url}")
+        yield
+        await edge.close()
+        await service.close_all()
+
+    app.cleanup_ctx.append(pull)
     return app
 
 
@@ -320,24 +393,100 @@ async def watch(config: dict) -> None:
         await asyncio.wait_for(closing, CLOSE_TIMEOUT)
 
 
+class Pull:
+    """One edge's pull of the stream from the origin, as RelayEdge opens it, its video
+    frames decoded from the relay wire and counted instead of fed to a hub."""
+
+    def __init__(self, index: int) -> None:
+        self.replica = f"bench-pull-{index}"
+        self.connected = False  # answered 200 and still reading
+        self.frames = 0
+        self.received = 0  # bytes
+
+    async def run(self, http: aiohttp.ClientSession, url: str) -> None:
+        headers = {"Authorization": f"Bearer {RELAY_TOKEN}", REPLICA_HEADER: self.replica}
+        async with http.get(url, headers=headers) as response:
+            if response.status != 200:
+                raise RuntimeError(f"pull answered {response.status}: {await response.text()}")
+            self.connected = True
+            decoder = RelayDecoder()
+            try:
+                async for chunk in response.content.iter_any():
+                    self.received += len(chunk)
+                    packets = decoder.feed(chunk)
+                    self.frames += sum(isinstance(packet, VideoFrame) for packet in packets)
+            finally:
+                self.connected = False
+
+
+async def pull_all(config: dict) -> None:
+    """Open the pulls, all within `join_timeout_s`, let them settle, then count video
+    frames and bytes over the window."""
+    url = require_loopback(config["relay_url"])
+    pulls = [Pull(index) for index in range(config["pulls"])]
+    timeout = aiohttp.ClientTimeout(total=None, connect=config["join_timeout_s"])
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        tasks = [asyncio.create_task(pull.run(http, url)) for pull in pulls]
+        try:
+            started = time.perf_counter()
+            deadline = started + config["join_timeout_s"]
+            while time.perf_counter() < deadline and not all(pull.connected for pull in pulls):
+                if all(task.done() for task in tasks):
+                    break
+                await asyncio.sleep(0.05)
+            failed = sum(not pull.connected for pull in pulls)
+            errors = [t.exception() for t in tasks if t.done() and t.exception() is not None]
+            if errors:
+                print(f"{len(errors)} pulls failed, the first: {errors[0]!r}", file=sys.stderr)
+            report("joined", viewers=len(pulls) - failed, join_s=time.perf_counter() - started)
+            await asyncio.sleep(config["warmup_s"])
+            before = [(pull.frames, pull.received) for pull in pulls]
+            report("start")
+            window_start = time.perf_counter()
+            await asyncio.sleep(config["window_s"])
+            after = [(pull.frames, pull.received) for pull in pulls]
+            window = time.perf_counter() - window_start
+            report("end")
+            report(
+                "result",
+                viewers=len(pulls),
+                join_failures=failed,
+                connected_at_end=sum(pull.connected for pull in pulls),
+                window_s=window,
+                frames=[a[0] - b[0] for a, b in zip(after, before, strict=True)],
+                received_bytes=[a[1] - b[1] for a, b in zip(after, before, strict=True)],
+            )
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run_load(run: Callable[[dict], Coroutine[Any, Any, None]], config_path: Path) -> None:
+    """Run a load process's coroutine on uvloop, reporting its failure to the driver."""
+    config = json.loads(config_path.read_text())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        try:
+            runner.run(run(config))
+        except Exception as error:
+            report("error", message=repr(error))
+            raise
+
+
 def run_viewers(config_path: Path) -> None:
     keep_ice_on_loopback()
     enlarge_receive_buffers()
     count_instead_of_decoding()
-    config = json.loads(config_path.read_text())
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        try:
-            runner.run(watch(config))
-        except Exception as error:
-            report("error", message=repr(error))
-            raise
+    run_load(watch, config_path)
 
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "ours": lambda args: serve(ours_app(Path(args[0]), int(args[2])), int(args[1])),
     "port": lambda args: serve(ours_app(Path(args[0]), int(args[2]), True), int(args[1])),
     "relay": lambda args: serve(relay_app(Path(args[0])), int(args[1])),
+    "edge": lambda args: serve(edge_app(args[0], int(args[2])), int(args[1])),
     "viewers": lambda args: run_viewers(Path(args[0])),
+    "pulls": lambda args: run_load(pull_all, Path(args[0])),
 }
 
 if __name__ == "__main__":
