@@ -213,6 +213,51 @@ def test_fan_out_sends_each_viewer_its_own_packets_and_remembers_them():
 
 
 @needs_native
+def test_fan_out_batches_viewers_of_one_socket_and_keeps_each_ones_packets():
+    """Viewers on one socket go out in one sendmmsg per batch (a batch holds 1,024
+    messages: 300 viewers of 4 unequal packets make two); viewers on another socket, and
+    one libsrtp refuses, in between, break a batch without losing anything."""
+    from aiortc.rtp import RtpPacket
+
+    from signaling.srtp_frames import FrameProtector
+
+    shared = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receivers, viewers, keep, refused = [], [], [], None
+    try:
+        for index in range(300):
+            receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            receiver.bind(("127.0.0.1", 0))
+            receiver.settimeout(WAIT)
+            outbound, inbound = srtp_pair()
+            sending = other if index % 50 == 49 else shared
+            first_byte = 0x90 if index == 150 else 0x80  # 0x90: refused by libsrtp
+            viewer = viewer_state(
+                FrameProtector(outbound), sending, receiver.getsockname(), first_byte,
+                ssrc=index, sequence=index,
+            )  # fmt: skip
+            keep.append(outbound)
+            receivers.append((receiver, inbound))
+            viewers.append(viewer)
+            refused = viewer if index == 150 else refused
+        bodies = [b"a" * 100, b"b" * 200, b"c" * 300, b"d" * 400]
+        assert native.fan_out(viewers, (7, 9000, True, 0, 1000, bodies)) == [refused]
+        for index, (receiver, inbound) in enumerate(receivers):
+            if index == 150:
+                continue
+            packets = [RtpPacket.parse(inbound.unprotect(receiver.recv(2048))) for _ in bodies]
+            assert [p.payload for p in packets] == bodies, index
+            assert [p.sequence_number for p in packets] == [index + i for i in range(4)]
+            assert {p.ssrc for p in packets} == {index}
+            assert viewers[index].history() == [(7, index)]
+            assert viewers[index].wire_packets == 4
+        assert refused.packets == 0 and refused.history() == []
+    finally:
+        for sock in (shared, other, *(r for r, _ in receivers)):
+            sock.close()
+
+
+@needs_native
 def test_fan_out_refuses_bad_frames_and_reports_a_viewer_libsrtp_refuses():
     from signaling.srtp_frames import FrameProtector
 
