@@ -365,6 +365,26 @@ async def join_all(viewers: list[Viewer], config: dict) -> int:
     return len(failures) + len(pending)
 
 
+async def measured_window(
+    config: dict, read: Callable[[], list[tuple[int, ...]]]
+) -> tuple[list[tuple[int, ...]], float]:
+    """After the warm-up, what each reader counted over the window (`read()` after
+    minus before, per figure) and the window's length; reports "start" and "end"."""
+    await asyncio.sleep(config["warmup_s"])
+    before = read()
+    report("start")
+    window_start = time.perf_counter()
+    await asyncio.sleep(config["window_s"])
+    after = read()
+    window = time.perf_counter() - window_start
+    report("end")
+    counted = [
+        tuple(a - b for a, b in zip(later, earlier, strict=True))
+        for later, earlier in zip(after, before, strict=True)
+    ]
+    return counted, window
+
+
 async def watch(config: dict) -> None:
     """Join N viewers, let them settle, then count video frames over the window."""
     viewers = [Viewer() for _ in range(config["viewers"])]
@@ -372,21 +392,16 @@ async def watch(config: dict) -> None:
         started = time.perf_counter()
         failed = await join_all(viewers, config)
         report("joined", viewers=len(viewers) - failed, join_s=time.perf_counter() - started)
-        await asyncio.sleep(config["warmup_s"])
-        before = [viewer.video_frames for viewer in viewers]
-        report("start")
-        window_start = time.perf_counter()
-        await asyncio.sleep(config["window_s"])
-        after = [viewer.video_frames for viewer in viewers]
-        window = time.perf_counter() - window_start
-        report("end")
+        counted, window = await measured_window(
+            config, lambda: [(viewer.video_frames,) for viewer in viewers]
+        )
         report(
             "result",
             viewers=len(viewers),
             join_failures=failed,
             connected_at_end=sum(viewer.connected for viewer in viewers),
             window_s=window,
-            frames=[a - b for a, b in zip(after, before, strict=True)],
+            frames=[frames for (frames,) in counted],
         )
     finally:
         closing = asyncio.gather(*(viewer.peer.close() for viewer in viewers))
@@ -439,22 +454,17 @@ async def pull_all(config: dict) -> None:
             if errors:
                 print(f"{len(errors)} pulls failed, the first: {errors[0]!r}", file=sys.stderr)
             report("joined", viewers=len(pulls) - failed, join_s=time.perf_counter() - started)
-            await asyncio.sleep(config["warmup_s"])
-            before = [(pull.frames, pull.received) for pull in pulls]
-            report("start")
-            window_start = time.perf_counter()
-            await asyncio.sleep(config["window_s"])
-            after = [(pull.frames, pull.received) for pull in pulls]
-            window = time.perf_counter() - window_start
-            report("end")
+            counted, window = await measured_window(
+                config, lambda: [(pull.frames, pull.received) for pull in pulls]
+            )
             report(
                 "result",
                 viewers=len(pulls),
                 join_failures=failed,
                 connected_at_end=sum(pull.connected for pull in pulls),
                 window_s=window,
-                frames=[a[0] - b[0] for a, b in zip(after, before, strict=True)],
-                received_bytes=[a[1] - b[1] for a, b in zip(after, before, strict=True)],
+                frames=[frames for frames, _ in counted],
+                received_bytes=[received for _, received in counted],
             )
         finally:
             for task in tasks:

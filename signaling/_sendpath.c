@@ -182,6 +182,22 @@ send_run(int fd, unsigned char *data, size_t size, uint16_t segment,
     return would_block(errno) ? SEND_FULL : -1;
 }
 
+/* Where the run of datagrams from `start` ends: with segmentation, the datagrams of the
+ * same size that follow (at most MAX_SEGMENTS, the last may be shorter); without, one. */
+static Py_ssize_t
+run_end(const size_t *lengths, Py_ssize_t start, Py_ssize_t count, int segmented)
+{
+    Py_ssize_t end = start + 1;
+    if (!segmented)
+        return end;
+    Py_ssize_t limit = count < start + MAX_SEGMENTS ? count : start + MAX_SEGMENTS;
+    while (end < limit && lengths[end] == lengths[start])
+        end++;
+    if (end < limit && lengths[end] < lengths[start])
+        end++;
+    return end;
+}
+
 /* The datagrams laid end to end at `base`, of `lengths`, in order: runs of equal size
  * (the last of a run may be shorter) in one segmented call each while *segmented.
  * Returns flags (SEND_FULL: the rest was dropped; SEND_UNSEGMENTED: the kernel refused
@@ -195,14 +211,7 @@ send_datagrams(int fd, const struct sockaddr *to, socklen_t to_size, unsigned ch
     int flags = 0, status = 0;
     while (start < count && status == 0) {
         size_t segment = lengths[start];
-        Py_ssize_t end = start + 1;
-        if (*segmented) {
-            Py_ssize_t limit = count < start + MAX_SEGMENTS ? count : start + MAX_SEGMENTS;
-            while (end < limit && lengths[end] == segment)
-                end++;
-            if (end < limit && lengths[end] < segment)
-                end++;
-        }
+        Py_ssize_t end = run_end(lengths, start, count, *segmented);
         size_t run = segment * (size_t)(end - start - 1) + lengths[end - 1];
         if (end - start == 1) {
             status = send_one(fd, base + offset, run, to, to_size);
@@ -525,14 +534,7 @@ add_messages(Batch *batch, Py_ssize_t owner, int segmented, size_t offset,
     Py_ssize_t start = 0;
     while (start < count) {
         size_t segment = lengths[start];
-        Py_ssize_t end = start + 1;
-        if (segmented) {
-            Py_ssize_t limit = count < start + MAX_SEGMENTS ? count : start + MAX_SEGMENTS;
-            while (end < limit && lengths[end] == segment)
-                end++;
-            if (end < limit && lengths[end] < segment)
-                end++;
-        }
+        Py_ssize_t end = run_end(lengths, start, count, segmented);
         size_t run = segment * (size_t)(end - start - 1) + lengths[end - 1];
         Py_ssize_t index = batch->messages++;
         message_offset[index] = offset;
