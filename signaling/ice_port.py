@@ -49,6 +49,7 @@ TRANSACTION_SECONDS = 40.0  # longer than any STUN transaction aioice runs
 TCP_FRAME = struct.Struct("!H")
 TCP_FIRST_MESSAGE_SECONDS = 10.0
 TCP_FIRST_MESSAGE_BYTES = 1024  # a binding request is a few hundred bytes
+TCP_MAX_UNBOUND = 256  # connections waiting for their first message, at most
 TCP_MAX_BUFFERED = 1024 * 1024  # a viewer's TCP stream this far behind loses packets
 UFRAG_BYTES = 8
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # linux/socket.h; Python does not name them
@@ -135,6 +136,9 @@ class TcpStream(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.peer = normal(transport.get_extra_info("peername"))
+        if not self._port.admit_unbound(self):
+            transport.close()  # a flood of silent connections holds no more than this
+            return
         self._first_message = asyncio.get_running_loop().call_later(
             TCP_FIRST_MESSAGE_SECONDS, self._too_slow
         )
@@ -157,6 +161,7 @@ class TcpStream(asyncio.Protocol):
             if self._first_message is not None:
                 self._first_message.cancel()
                 self._first_message = None
+                self._port.bound(self)
 
     def send(self, data: bytes) -> None:
         transport = self.transport
@@ -174,6 +179,7 @@ class TcpStream(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._first_message is not None:
             self._first_message.cancel()
+            self._port.bound(self)  # no longer waiting, whatever became of it
         self._port.tcp_lost(self)
 
     def _too_slow(self) -> None:
@@ -205,6 +211,7 @@ class IcePort:
         self._udp: dict[int, asyncio.DatagramTransport] = {}
         self._tcp_servers: list[asyncio.Server] = []
         self._protocol_routes: dict[Any, Route] = {}
+        self._unbound: set[TcpStream] = set()
 
     @property
     def families(self) -> set[int]:
@@ -350,6 +357,17 @@ class IcePort:
             return False
         protocol.datagram_received(data, addr)
         return True
+
+    def admit_unbound(self, stream: TcpStream) -> bool:
+        """Whether a new ICE-TCP connection may wait for its first message."""
+        if len(self._unbound) >= TCP_MAX_UNBOUND:
+            self.dropped["tcp-too-many"] += 1
+            return False
+        self._unbound.add(stream)
+        return True
+
+    def bound(self, stream: TcpStream) -> None:
+        self._unbound.discard(stream)
 
     def tcp_lost(self, stream: TcpStream) -> None:
         if stream.peer is not None and self._streams.get(stream.peer) is stream:

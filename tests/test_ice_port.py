@@ -8,6 +8,7 @@ and the viewers play on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -195,6 +196,21 @@ async def test_ice_tcp_closes_a_silent_connection(shared, monkeypatch):
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
     assert port.dropped == {"tcp-silent": 1}
+
+
+async def test_ice_tcp_holds_only_so_many_connections_waiting_to_speak(shared, monkeypatch):
+    monkeypatch.setattr(ice_port, "TCP_MAX_UNBOUND", 3)
+    port = shared.service.ice_port
+    waiting = [await asyncio.open_connection(LOOPBACK, port.tcp_port) for _ in range(5)]
+    refused = 0
+    for reader, _ in waiting:
+        with contextlib.suppress(TimeoutError):  # else still waiting for its first message
+            refused += await asyncio.wait_for(reader.read(), 0.5) == b""
+    assert refused == 2
+    assert port.dropped == {"tcp-too-many": 2}
+    for _, writer in waiting:
+        writer.close()
+    assert await eventually(lambda: not port._unbound)
 
 
 def test_loopback_and_link_local_are_never_offered_to_remote_viewers():
