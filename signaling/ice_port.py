@@ -294,8 +294,11 @@ class IcePort:
     def extra_info(self, kind: str, name: str, default: Any) -> Any:
         if kind == "tcp":
             return default  # no socket of ours to send a viewer's media on directly
-        transport = self._udp.get(socket.AF_INET6 if kind == "udp6" else socket.AF_INET)
+        transport = self._udp_for(kind)
         return default if transport is None else transport.get_extra_info(name, default)
+
+    def _udp_for(self, kind: str) -> asyncio.DatagramTransport | None:
+        return self._udp.get(socket.AF_INET6 if kind == "udp6" else socket.AF_INET)
 
     # -- sending -----------------------------------------------------------------------
 
@@ -307,7 +310,7 @@ class IcePort:
             if stream is not None and stream.protocol is protocol:
                 stream.send(data)
             return
-        transport = self._udp.get(socket.AF_INET6 if kind == "udp6" else socket.AF_INET)
+        transport = self._udp_for(kind)
         if transport is not None:
             transport.sendto(data, addr)
 

@@ -39,7 +39,7 @@ TRANSPORTS = frozenset({"udp", "tcp"})
 GUEST = "guest"
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")  # ASCII, RFC 1123
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 
 
@@ -124,7 +124,7 @@ def _split_host_port(hostport: str) -> tuple[str, str | None]:
     host, colon, port = hostport.partition(":")
     if not host:
         raise ValueError("the host is missing")
-    if not host.isascii() or _HOST_NAME.fullmatch(host) is None or len(host) > 253:
+    if HOST_NAME.fullmatch(host) is None:
         raise ValueError(f"{host!r} is not a host name or IPv4 address")
     if all(label.isdigit() for label in host.rstrip(".").split(".")):
         try:

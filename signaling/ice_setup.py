@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import re
 import socket
 from collections.abc import Iterable
 
@@ -14,11 +13,9 @@ import aioice.ice
 
 from signaling import aioice_hooks
 from signaling.ice_port import IcePort
-from signaling.ice_servers import split_list
+from signaling.ice_servers import HOST_NAME, split_list
 
 log = logging.getLogger("streamcart.signaling")
-LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-HOST_NAME = re.compile(rf"(?=.{{1,253}}$){LABEL}(\.{LABEL})*\.?")  # checked before any lookup
 
 
 def remote_reachable(address: str) -> bool:

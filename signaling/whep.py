@@ -94,8 +94,6 @@ class WhepService:
         self._find_relayed = find_relayed
         self._retry_after = retry_after_seconds
         self._connect_timeout = connect_timeout_seconds
-        self.ice_port: IcePort | None = None
-        self._configuration = RTCConfiguration(iceServers=[])
         self.use_ice_port(ice_port)
         self._viewers: dict[str, Viewer] = {}
         self._per_session: Counter[str] = Counter()
@@ -133,18 +131,12 @@ class WhepService:
         if (hub is None and pull is None) or (hub is not None and hub.closed):
             raise stream_not_live(live_session_id)
         offer = check_offer(sdp_offer)  # before any pull from another replica starts
+        self._refuse_when_full()
         if pull is not None:
             hub = await pull(live_session_id)
+            self._refuse_when_full()  # others may have joined while it started
         if hub is None or hub.closed:
             raise stream_not_live(live_session_id)
-        if len(self._viewers) >= self.max_viewers:
-            raise Problem(
-                503,
-                "viewer-limit",
-                f"This server is already sending video to {self.max_viewers} viewers, its "
-                "limit; try again shortly.",
-                headers={"Retry-After": str(self._retry_after)},
-            )
         viewer = self._open(live_session_id, hub, owner)
         try:
             sdp_answer = await self._negotiate(viewer, offer)
@@ -157,6 +149,16 @@ class WhepService:
         if viewer.resource_id not in self._viewers:
             raise stream_not_live(live_session_id)
         return WhepAnswer(viewer.resource_id, sdp_answer)
+
+    def _refuse_when_full(self) -> None:
+        if len(self._viewers) >= self.max_viewers:
+            raise Problem(
+                503,
+                "viewer-limit",
+                f"This server is already sending video to {self.max_viewers} viewers, its "
+                "limit; try again shortly.",
+                headers={"Retry-After": str(self._retry_after)},
+            )
 
     async def delete(
         self,

@@ -120,7 +120,7 @@ class RelayOrigin:
                 if isinstance(packet, VideoFrame | OpusFrame):
                     await response.write(encode(packet))
             await response.write_eof()
-        except (ConnectionError, aiohttp.ClientConnectionResetError):
+        except ConnectionError:  # the edge went away (aiohttp's reset error is one)
             log.info("a replica stopped pulling %s", live_session_id)
         finally:
             subscription.close()
