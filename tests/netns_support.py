@@ -215,14 +215,7 @@ class NatTopology:
     ) -> subprocess.Popen[bytes]:
         """`argv` started inside `namespace`, its output in `log_path`; stopped (SIGTERM,
         then SIGKILL) when the topology closes, if it has not exited by then."""
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                namespace.command(*argv),
-                env=None if env is None else dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        process = start_logged(namespace.command(*argv), log_path, env)
         self._processes.append(process)
         return process
 
@@ -407,11 +400,26 @@ class HostToNamespaceProxy(TcpProxy):
         return await asyncio.open_connection(sock=await connected(self._namespace, self._target))
 
 
+def start_logged(
+    argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`argv` started with its output (stdout and stderr) in `log_path`."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            argv,
+            env=None if env is None else dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
 async def connected(
-    namespace: NetworkNamespace, address: tuple[str, int], kind: int = socket.SOCK_STREAM
+    namespace: NetworkNamespace | None, address: tuple[str, int], kind: int = socket.SOCK_STREAM
 ) -> socket.socket:
-    """A non-blocking socket of `namespace`, connected to `address` from there."""
-    sock = namespace.socket(kind)
+    """A non-blocking socket of `namespace` (None: this process's own network), connected
+    to `address` from there."""
+    sock = socket.socket(socket.AF_INET, kind) if namespace is None else namespace.socket(kind)
     sock.setblocking(False)
     try:
         await asyncio.get_running_loop().sock_connect(sock, address)
@@ -427,16 +435,21 @@ async def connected(
 class Coturn:
     """Debian's turnserver in the server namespace on 198.18.1.1:3478 (UDP and TCP, no
     TLS or DTLS), with time-limited credentials from `secret` (use-auth-secret, as the
-    app's STREAMCART_TURN_SECRET) and relaying to 198.18.1.1; config and log in
+    app's STREAMCART_TURN_SECRET) and relaying to its own address; config and log in
     `directory`. `async with Coturn(net, tmp_path) as turn:` waits until it answers
-    STUN, and stops it on the way out."""
+    STUN, and stops it on the way out. With no topology it runs in this process's
+    network on `address` (a loopback one)."""
 
     def __init__(
-        self, topology: NatTopology, directory: Path, secret: str = "streamcart-turn-secret"
+        self,
+        topology: NatTopology | None,
+        directory: Path,
+        secret: str = "streamcart-turn-secret",
+        address: tuple[str, int] = (SERVER_IP, TURN_PORT),
     ) -> None:
         self.topology = topology
         self.secret = secret
-        self.address = (SERVER_IP, TURN_PORT)
+        self.address = address
         self.config_path = directory / "turnserver.conf"
         self.log_path = directory / "turnserver.log"
         self._output = directory / "turnserver.out"
@@ -444,10 +457,11 @@ class Coturn:
         self.process: subprocess.Popen[bytes] | None = None
 
     def config(self) -> str:
+        ip, port = self.address
         lines = [
-            f"listening-ip={SERVER_IP}",
-            f"relay-ip={SERVER_IP}",
-            f"listening-port={TURN_PORT}",
+            f"listening-ip={ip}",
+            f"relay-ip={ip}",
+            f"listening-port={port}",
             "min-port=49152",
             "max-port=65535",
             "use-auth-secret",
@@ -457,7 +471,7 @@ class Coturn:
             "no-tls",
             "no-dtls",
             "no-cli",
-            f"allowed-peer-ip={SERVER_IP}",  # the app; coturn may refuse some ranges
+            f"allowed-peer-ip={ip}",  # the app; coturn may refuse some ranges
             f"userdb={self._directory / 'turndb'}",
             f"pidfile={self._directory / 'turnserver.pid'}",
             f"log-file={self.log_path}",
@@ -468,10 +482,11 @@ class Coturn:
 
     async def __aenter__(self) -> Coturn:
         self.config_path.write_text(self.config())
-        self.process = self.topology.spawn(
-            self.topology.server, "turnserver", "-c", str(self.config_path),
-            log_path=self._output,
-        )  # fmt: skip
+        argv = ("turnserver", "-c", str(self.config_path))
+        if self.topology is None:
+            self.process = start_logged(argv, self._output)
+        else:
+            self.process = self.topology.spawn(self.topology.server, *argv, log_path=self._output)
         try:
             await self._wait_answering()
         except BaseException:
@@ -487,7 +502,8 @@ class Coturn:
         deadline = time.monotonic() + ANSWER_WITHIN
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.explain("exited while starting")
-            if await stun_binding(self.topology.server, self.address, seconds=0.2):
+            namespace = None if self.topology is None else self.topology.server
+            if await stun_binding(namespace, self.address, seconds=0.2):
                 return
             await asyncio.sleep(0.05)  # refused at once while it is not listening yet
         raise AssertionError(self.explain(f"no STUN answer within {ANSWER_WITHIN:.0f} s"))
@@ -532,7 +548,7 @@ class Coturn:
 
 
 async def stun_binding(
-    namespace: NetworkNamespace,
+    namespace: NetworkNamespace | None,
     server: tuple[str, int] = (SERVER_IP, TURN_PORT),
     *,
     transport: str = "udp",

@@ -11,8 +11,6 @@ import hmac
 import logging
 import re
 import shutil
-import socket
-import subprocess
 import time
 from datetime import UTC, datetime
 
@@ -35,9 +33,10 @@ from signaling.ice_servers import (
 )
 from signaling.routes import ICE_SERVERS, WHEP, routes
 from tests.backends import IN_CI
+from tests.netns_support import Coturn
 from tests.test_auth import bearer, logged_in
 from tests.test_whep import SESSION, Server
-from tests.webrtc_support import DecodingViewer, keep_ice_on_loopback
+from tests.webrtc_support import DecodingViewer, free_webrtc_port, keep_ice_on_loopback
 
 SECRET = "ice-test-secret-7f3a9c2e"  # distinctive, so a leak into the logs is found
 TTL = 3600
@@ -273,73 +272,17 @@ def test_no_repr_shows_a_credential():
             assert secret not in shown
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def answers_stun(address: tuple[str, int], seconds: float = 5.0) -> bool:
-    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
-    deadline = time.monotonic() + seconds
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-        client.settimeout(0.2)
-        while time.monotonic() < deadline:
-            client.sendto(bytes(request), address)
-            try:
-                return bool(client.recvfrom(2048))
-            except OSError:
-                continue
-    return False
-
-
 @pytest.fixture
-def coturn(tmp_path):
+async def coturn(tmp_path):
     """Debian's turnserver on loopback, checking time-limited credentials against SECRET
     (the configuration docs/webrtc.md gives): its address."""
     if shutil.which("turnserver") is None:
         if IN_CI:
             pytest.fail("turnserver (Debian coturn) is not installed (required under CI=true)")
         pytest.skip("turnserver (Debian coturn) is not installed")
-    address = ("127.0.0.1", free_udp_port())
-    config = tmp_path / "turnserver.conf"
-    config.write_text(
-        "\n".join(
-            [
-                "listening-ip=127.0.0.1",
-                "relay-ip=127.0.0.1",
-                f"listening-port={address[1]}",
-                "use-auth-secret",
-                f"static-auth-secret={SECRET}",
-                "realm=streamcart.test",
-                "fingerprint",
-                "no-tls",
-                "no-dtls",
-                "no-cli",
-                f"userdb={tmp_path / 'turndb'}",
-                f"pidfile={tmp_path / 'turnserver.pid'}",
-                f"log-file={tmp_path / 'turnserver.log'}",
-                "simple-log",
-                "no-stdout-log",
-            ]
-        )
-        + "\n"
-    )
-    process = subprocess.Popen(
-        ["turnserver", "-c", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        assert answers_stun(address), "turnserver did not answer STUN within 5 s"
-        yield address
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    address = ("127.0.0.1", free_webrtc_port())
+    async with Coturn(None, tmp_path, SECRET, address) as server:
+        yield server.address
 
 
 async def allocates(address: tuple[str, int], server: IceServer) -> bool:
