@@ -30,6 +30,7 @@ from commerce.orders.sweeper import ExpirySweeper
 from commerce.payments.routes import BANK, SEPAY
 from commerce.payments.sepay import SepayWebhooks
 from commerce.payments.vietqr import BankAccount
+from commerce.shops.access import ShopTeams
 from commerce.shops.routes import SHOPS
 from commerce.shops.service import ShopService
 from live.analytics import routes as analytics_routes
@@ -37,6 +38,7 @@ from live.analytics.routes import LIVE_STATS
 from live.analytics.service import LiveStatsService
 from live.flash import routes as flash_routes
 from live.flash.announcer import FlashAnnouncer
+from live.flash.gatekeeper import FlashGatekeeper
 from live.flash.routes import FLASH_SALES
 from live.flash.service import FlashSaleService
 from live.http import system
@@ -72,6 +74,7 @@ log = logging.getLogger("streamcart")
 SETTINGS = web.AppKey("settings", Settings)
 SWEEPER = web.AppKey("sweeper", ExpirySweeper)
 FLASH_ANNOUNCER = web.AppKey("flash_announcer", FlashAnnouncer)
+FLASH_GATEKEEPER = web.AppKey("flash_gatekeeper", FlashGatekeeper)
 ALLOCATIONS = web.AppKey("allocations", LiveSessionAllocations)
 STREAMS = web.AppKey("streams", StreamRegistry)
 INGEST = web.AppKey("ingest", StreamIngest)
@@ -140,7 +143,10 @@ def build_app(settings: Settings) -> web.Application:
     app[SHOPS] = ShopService(backends.sessions, settings.shop_approval_required)
     app[CATALOG] = CatalogService(backends.sessions)
     live_prices = LiveSessionPrices()
-    app[ALLOCATIONS] = LiveSessionAllocations(backends.sessions)
+    app[FLASH_GATEKEEPER] = FlashGatekeeper(
+        backends.sessions, backends.gate, settings.flash_pending_seconds
+    )
+    app[ALLOCATIONS] = LiveSessionAllocations(backends.sessions, app[FLASH_GATEKEEPER].resync)
     app[CARTS] = CartService(backends.sessions, live_prices)
     payment_window = timedelta(seconds=settings.payment_window)
     express = None
@@ -161,8 +167,14 @@ def build_app(settings: Settings) -> web.Application:
     app[SEPAY] = SepayWebhooks(backends.sessions, settings.sepay_api_key)
     app[SWEEPER] = ExpirySweeper(backends.sessions, settings.sweep_interval)
     app[LIVE_SESSIONS] = LiveSessionService(backends.sessions)
-    app[FLASH_SALES] = FlashSaleService(backends.sessions, app[CHECKOUT], app[LIVE_SESSIONS])
-    app[FLASH_ANNOUNCER] = FlashAnnouncer(backends.sessions)
+    app[FLASH_SALES] = FlashSaleService(
+        backends.sessions,
+        app[CHECKOUT],
+        app[LIVE_SESSIONS],
+        app[FLASH_GATEKEEPER],
+        ShopTeams(backends.sessions),
+    )
+    app[FLASH_ANNOUNCER] = FlashAnnouncer(backends.sessions, on_ended=app[FLASH_GATEKEEPER].resync)
     app[STREAMS] = StreamRegistry()
     app[WHEP] = WhepService(
         app[STREAMS].get,
@@ -255,6 +267,7 @@ async def _run_backends(app: web.Application):
     )
     await app[SWEEPER].start()
     await app[FLASH_ANNOUNCER].start()
+    await app[FLASH_GATEKEEPER].start()
     await app[HUB].start()
     settings = app[SETTINGS]
     app[WHEP].use_ice_port(
@@ -277,6 +290,7 @@ async def _run_backends(app: web.Application):
     if app[WHEP].ice_port is not None:
         await app[WHEP].ice_port.close()
     await app[HUB].stop()
+    await app[FLASH_GATEKEEPER].stop()
     await app[FLASH_ANNOUNCER].stop()
     await app[SWEEPER].stop()
     await backends.close()

@@ -120,6 +120,11 @@ class Settings:
         900, "Seconds a bank-transfer order waits for payment before it expires."
     )
     sweep_interval: float = _setting(5.0, "Seconds between sweeps for expired unpaid orders.")
+    flash_pending_seconds: float = _setting(
+        30.0,
+        "Seconds after which a flash-sale claim won but never written (its process died)"
+        " goes back to the sale.",
+    )
     public_url: str = _setting(
         "", "Public base URL (e.g. https://shop.example); empty = http://localhost:<port>."
     )

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from storage.bus import SqlProcessedStore, make_bus
 from storage.cache import make_cache
 from storage.documents import make_documents
+from storage.gate import make_gate
 from storage.outbox import OutboxRelay
 from storage.sql import make_engine, ping, session_factory
 from storage.sql.driver_pool import DriverPool
@@ -45,6 +46,7 @@ class Backends:
         if self.engine.dialect.name == "postgresql":
             self.driver_pool = DriverPool(urls.database, urls.database_pool_size)
         self.cache = make_cache(urls.redis, prefix=urls.redis_prefix)
+        self.gate = make_gate(urls.redis, prefix=urls.redis_prefix)
         self.bus = make_bus(urls.amqp, SqlProcessedStore(self.sessions, self.driver_pool))
         self.documents = make_documents(urls.mongo, self.sessions, urls.mongo_database)
         self.relay = OutboxRelay(self.sessions, self.bus)
@@ -67,7 +69,8 @@ class Backends:
 
     async def close(self) -> None:
         await self.relay.stop()
-        for closing in (self.bus.close(), self.cache.close(), self.documents.close()):
+        closings = (self.bus.close(), self.cache.close(), self.gate.close(), self.documents.close())
+        for closing in closings:
             try:
                 await closing
             except Exception:

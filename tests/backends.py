@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import cache
 from urllib.parse import urlsplit
 
 import pytest
+import redis.asyncio as redis
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -53,3 +57,20 @@ def require_mongo() -> str:
     if not reachable(MONGO_URL):
         pytest.fail(f"STREAMCART_TEST_MONGO_URL is set but {MONGO_URL} does not answer")
     return MONGO_URL
+
+
+@asynccontextmanager
+async def fresh_redis_prefix() -> AsyncIterator[str]:
+    """A key prefix nobody else uses on the test Redis, its keys deleted afterwards."""
+    url = require(REDIS_URL, "Redis")
+    prefix = f"streamcart-test:{uuid.uuid4().hex}:"
+    try:
+        yield prefix
+    finally:
+        client = redis.from_url(url)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()

@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from live.schema import metadata
 from storage.sql import make_engine
 from storage.sql.migrate import upgrade
-from tests.backends import POSTGRES_URL, require
+from tests.backends import POSTGRES_URL, fresh_redis_prefix, require
 
 SQL_BACKENDS = ["sqlite", "postgresql"]
 
@@ -131,3 +131,10 @@ def stream_tags(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("whep") / "pattern.flv"
     return list(read_flv_tags(write_test_flv(path, seconds=3.0, fps=30, gop=30)))
+
+
+@pytest.fixture
+async def redis_prefix():
+    """A Redis key prefix of this test's own (required: fails under CI without Redis)."""
+    async with fresh_redis_prefix() as prefix:
+        yield prefix

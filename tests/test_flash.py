@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 
 from commerce.catalog.models import Variant
 from commerce.orders.models import Order
-from live.app import build_app
+from live.app import FLASH_GATEKEEPER, build_app
 from live.flash.announcer import FlashAnnouncer
 from live.flash.service import active_flash
 from live.http.system import BACKENDS
@@ -101,7 +101,8 @@ async def events(api, type_: str) -> list[dict]:
 
 
 async def move_window(api, flash_id: str, **times: timedelta) -> None:
-    """Shift `starts_at` / `ends_at` relative to now, instead of waiting for the clock."""
+    """Shift `starts_at` / `ends_at` relative to now, instead of waiting for the clock
+    (which the app never does itself: its gate learns of it by a resync)."""
     now = datetime.now(UTC)
     async with api.app[BACKENDS].sessions.begin() as session:
         await session.execute(
@@ -109,6 +110,7 @@ async def move_window(api, flash_id: str, **times: timedelta) -> None:
             .where(FlashSale.id == flash_id)
             .values({name: now + delta for name, delta in times.items()})
         )
+    await api.app[FLASH_GATEKEEPER].resync(flash_id)
 
 
 async def flash_row(api, flash_id: str) -> FlashSale:

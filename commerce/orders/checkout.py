@@ -165,21 +165,27 @@ class CheckoutService:
         *,
         shipping_address: str = "",
         note: str = "",
+        order_id: str | None = None,
     ) -> list[PlacedOrder]:
         """Place the orders inside the caller's transaction, for callers whose own writes
-        must commit or roll back with the orders (a flash-sale claim and its order)."""
+        must commit or roll back with the orders (a flash-sale claim and its order).
+        `order_id`, for lines of one shop: the id the caller chose (to find it later)."""
         from_cart = lines is None
         priced = await self._price(session, buyer_id, lines)
         holds, by_shop = arrange(priced)
         by_variant = {unit.variant.id: unit for unit in priced}
         if fits_one_statement(session, holds):
             statement = OneStatement(holds)
-            staged = self._stage_all(session, buyer_id, by_shop, method, shipping_address, note)
+            staged = self._stage_all(
+                session, buyer_id, by_shop, method, shipping_address, note, order_id
+            )
             short = await statement.reserve_and_insert_new(session, rows_of(staged))
             raise_if_short(short, by_variant)
         else:
             raise_if_short(await reserve_each(session, holds), by_variant)
-            staged = self._stage_all(session, buyer_id, by_shop, method, shipping_address, note)
+            staged = self._stage_all(
+                session, buyer_id, by_shop, method, shipping_address, note, order_id
+            )
             await insert_new(session, rows_of(staged))  # every new row in one round trip
         placed = [s.placed for s in staged]
         if method is PaymentMethod.COD:  # sold at once: the held units are committed
@@ -195,10 +201,10 @@ class CheckoutService:
         return placed
 
     def _stage_all(
-        self, session, buyer_id, by_shop, method, shipping_address, note
+        self, session, buyer_id, by_shop, method, shipping_address, note, order_id=None
     ) -> list[StagedOrder]:
         staged = stage_orders(
-            buyer_id, by_shop, method, self._payment_window, shipping_address, note
+            buyer_id, by_shop, method, self._payment_window, shipping_address, note, order_id
         )
         for order in staged:
             stage_event(session, order.event)
@@ -306,8 +312,11 @@ def stage_orders(
     payment_window: timedelta,
     shipping_address: str,
     note: str,
+    order_id: str | None = None,
 ) -> list[StagedOrder]:
-    """One staged order per shop, all created now."""
+    """One staged order per shop, all created now; `order_id` names the only one."""
+    if order_id is not None and len(by_shop) != 1:
+        raise ValueError("an order id can only be given for the lines of one shop")
     now = datetime.now(UTC)
     return [
         stage_order(
@@ -319,6 +328,7 @@ def stage_orders(
             payment_window,
             shipping_address=shipping_address,
             note=note,
+            order_id=order_id,
         )
         for shop_id, units in by_shop.items()
     ]
@@ -334,6 +344,7 @@ def stage_order(
     *,
     shipping_address: str,
     note: str,
+    order_id: str | None = None,
 ) -> StagedOrder:
     """One shop's order as new rows: the order, its lines, reservations, payment (bank
     transfer) and first history entry, and its `order.created` event. Nothing is written."""
@@ -342,7 +353,7 @@ def stage_order(
     live_ids = {u.live_session_id for u in units if u.live_session_id}
     subtotal = sum(u.unit_price * u.quantity for u in units)
     order = Record(
-        id=new_id(),
+        id=order_id or new_id(),
         code=order_code(now),
         buyer_id=buyer_id,
         shop_id=shop_id,

@@ -12,6 +12,7 @@ sale whose whole window passed meanwhile is announced as ended only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import or_, select, update
@@ -26,8 +27,14 @@ log = logging.getLogger("streamcart.flash")
 
 
 class FlashAnnouncer:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        interval: float = 0.25,
+        on_ended: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self._sessions = sessions
+        self._on_ended = on_ended
         self._periodic = Periodic("flash-announcer", interval, self.tick)
 
     async def start(self) -> None:
@@ -55,9 +62,13 @@ class FlashAnnouncer:
             ).all()
         announced = 0
         for flash in due:
+            after = phase(flash, now)
             async with self._sessions.begin() as session:
-                if await _announce(session, flash.id, flash.announced, phase(flash, now), now):
-                    announced += 1
+                if not await _announce(session, flash.id, flash.announced, after, now):
+                    continue
+            announced += 1
+            if after is FlashPhase.ENDED and self._on_ended is not None:
+                await self._on_ended(flash.id)  # e.g. close the claims gate early
         return announced
 
 

@@ -1,30 +1,31 @@
 """Flash sales: the seller starts one for a product on show; buyers claim units from it.
 
-Claims are decided by the database, never by one process's memory, so they hold
-across every replica. One transaction per claim:
+A claim is decided in two steps (the gatekeeper module says how they stay in step):
 
-1. a conditional UPDATE takes the units: `sold = sold + q` only while
-   `sold + q <= quantity` and the window is open. On PostgreSQL the UPDATE keeps
-   the flash sale's row locked until commit, so concurrent claims queue on it and
-   each re-checks `sold` against the committed value (no oversell, no lost update);
-   SQLite serialises writers with `BEGIN IMMEDIATE`;
-2. an upsert on `flash_claims` adds `q` to the buyer's count only while it stays
-   within the per-buyer limit (`ON CONFLICT DO UPDATE ... WHERE`, so two claims by
-   one buyer cannot both pass a read-then-write check);
-3. the order is placed at the flash price through commerce, in the same transaction.
+1. the stock gate (`storage.gate`: a Redis script shared by every process, or memory
+   when embedded) takes the units in one atomic step, or refuses: not started, ended,
+   sold out, over the buyer's limit. Staff are told apart by a cached shop team, and
+   the sale's fixed terms are cached, so a refusal never touches the database;
+2. a winner writes, in one transaction: a conditional UPDATE takes the units in the
+   database too (`sold = sold + q` only while `sold + q <= quantity`, the window is
+   open and the gate's decision is fresh; on PostgreSQL the row stays locked until
+   commit, so concurrent writers re-check the committed `sold`), an upsert on
+   `flash_claims` counts the buyer's units within the limit (`ON CONFLICT DO UPDATE
+   ... WHERE`), and the order is placed at the flash price through commerce. A
+   refusal at any step rolls everything back and gives the units back to the gate.
 
-A refusal at any step rolls everything back, so a claim without its order (or an
-order without its claim) cannot exist. A Redis counter would take units faster, but
-it would be a second source of truth that can disagree with the orders after a crash.
+So the database never sells past the stock whatever the gate says, and the gate only
+spares the database the losers.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, DateTime, false, func, literal, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -34,14 +35,20 @@ from commerce.catalog.sellable import sellable_units
 from commerce.orders.checkout import CheckoutService, Line, PlacedOrder, retrying_transaction
 from commerce.orders.models import PaymentMethod
 from commerce.pricing import regular_price
+from commerce.shops.access import ShopTeams
+from live.flash.gatekeeper import FlashGatekeeper, SaleTerms
 from live.sessions.allocations import link_flash_sale
 from live.sessions.models import FlashClaim, FlashSale, LiveProduct, LiveStatus
 from live.sessions.service import LiveSessionService
+from storage.gate import Verdict
 from storage.ids import new_id
 from storage.outbox import add_event
+from storage.sql import UtcDateTime
 from storage.web import Problem
 from storage.web.pagination import PageQuery, keyset_page
 
+# A winner the database refused for these: the gate believed otherwise, so it is reset.
+DATABASE_DISAGREES = frozenset({"flash-sold-out", "flash-ended", "flash-not-started"})
 MIN_DURATION_SECONDS = 10
 MAX_DURATION_SECONDS = 3600
 MAX_COUNTDOWN_SECONDS = 3600
@@ -128,10 +135,14 @@ class FlashSaleService:
         sessions: async_sessionmaker[AsyncSession],
         checkout: CheckoutService,
         live_sessions: LiveSessionService,
+        gatekeeper: FlashGatekeeper,
+        teams: ShopTeams,
     ) -> None:
         self._sessions = sessions
         self._checkout = checkout
         self._live = live_sessions
+        self._gatekeeper = gatekeeper
+        self._teams = teams
 
     async def start(
         self,
@@ -194,6 +205,7 @@ class FlashSaleService:
             add_event(session, "flash.scheduled", data)
             if not countdown_seconds:
                 add_event(session, "flash.started", data)
+        await self._gatekeeper.load(data["id"])  # ready before the first claim
         return data
 
     async def claim(
@@ -208,15 +220,31 @@ class FlashSaleService:
 
         The shop's own team (owner, moderators, admins) may not claim: flash stock is
         for viewers, and staff claims would look like demand that is not there."""
-        live = await self._live.get(live_session_id)
-        if await self._live.role(principal, live) is not None:
+        terms = await self._gatekeeper.terms(flash_id)
+        if terms is None or terms.live_session_id != live_session_id:
+            raise Problem(404, "flash-sale-not-found", "No such flash sale in this live session.")
+        if await self._teams.role(principal, terms.shop_id) is not None:
             raise Problem(403, "staff-cannot-claim", "The shop's team cannot claim flash sales.")
-        return await retrying_transaction(
-            self._sessions,
-            lambda session: self._claim_in(
-                session, principal.user_id, live.id, flash_id, quantity, method
-            ),
+        decided_at = datetime.now(UTC)
+        attempt = new_id()  # the order's id, if it is written
+        decision = await self._gatekeeper.take(
+            flash_id, principal.user_id, quantity, attempt, decided_at
         )
+        if decision.verdict is not Verdict.WON:
+            raise refusal(decision.verdict, decision.left, quantity, terms)
+        try:
+            placed = await retrying_transaction(
+                self._sessions,
+                lambda session: self._claim_in(
+                    session, principal.user_id, terms, quantity, method, attempt, decided_at
+                ),
+            )
+        except BaseException as exc:
+            disagreed = isinstance(exc, Problem) and exc.code in DATABASE_DISAGREES
+            await asyncio.shield(self._gatekeeper.not_written(flash_id, attempt, resync=disagreed))
+            raise
+        await self._gatekeeper.written(flash_id, attempt)
+        return placed
 
     async def list(
         self, live_session_id: str, page: PageQuery
@@ -237,22 +265,23 @@ class FlashSaleService:
         self,
         session: AsyncSession,
         buyer_id: str,
-        live_session_id: str,
-        flash_id: str,
+        terms: SaleTerms,
         quantity: int,
         method: PaymentMethod,
+        order_id: str,
+        decided_at: datetime,
     ) -> PlacedOrder:
         now = datetime.now(UTC)
         taken = (
             await session.execute(
                 update(FlashSale)
                 .where(
-                    FlashSale.id == flash_id,
-                    FlashSale.live_session_id == live_session_id,
+                    FlashSale.id == terms.id,
                     FlashSale.sold + quantity <= FlashSale.quantity,
                     FlashSale.starts_at <= now,
                     FlashSale.ends_at > now,
                     FlashSale.cancelled_at.is_(None),
+                    _fresh(session, decided_at, now, self._gatekeeper.fresh_for),
                 )
                 .values(sold=FlashSale.sold + quantity)
                 .returning(
@@ -267,25 +296,22 @@ class FlashSaleService:
             )
         ).one_or_none()
         if taken is None:
-            raise await _why_not_taken(session, live_session_id, flash_id, quantity, now)
-        if not await _count_for_buyer(session, flash_id, buyer_id, quantity, taken.per_buyer_limit):
-            raise Problem(
-                409,
-                "flash-limit-reached",
-                f"At most {taken.per_buyer_limit} per buyer in this flash sale.",
-                per_buyer_limit=taken.per_buyer_limit,
-            )
+            raise await _why_not_taken(session, terms, quantity, now)
+        if not await _count_for_buyer(session, terms.id, buyer_id, quantity, taken.per_buyer_limit):
+            raise refusal(Verdict.OVER_LIMIT, taken.quantity - taken.sold, quantity, terms)
         line = Line(
-            taken.product_id, quantity, taken.variant_id, live_session_id, taken.flash_price
+            taken.product_id, quantity, taken.variant_id, terms.live_session_id, taken.flash_price
         )
-        (placed,) = await self._checkout.place_in(session, buyer_id, method, [line])
-        await link_flash_sale(session, placed.order.id, flash_id)
+        (placed,) = await self._checkout.place_in(
+            session, buyer_id, method, [line], order_id=order_id
+        )
+        await link_flash_sale(session, placed.order.id, terms.id)
         add_event(
             session,
             "flash.claimed",
             {
-                "id": flash_id,
-                "live_session_id": live_session_id,
+                "id": terms.id,
+                "live_session_id": terms.live_session_id,
                 "sold": taken.sold,
                 "quantity": taken.quantity,
                 "remaining": taken.quantity - taken.sold,
@@ -349,27 +375,61 @@ async def _count_for_buyer(
     return counted.scalar() is not None
 
 
+def _fresh(
+    session: AsyncSession, decided_at: datetime, now: datetime, fresh_for: timedelta
+) -> ColumnElement[bool]:
+    """The gate decided recently enough for its units to be written now: judged by
+    PostgreSQL's clock at the moment the UPDATE runs (after any wait for the row lock),
+    elsewhere (one process, no one else to give its units back) by ours."""
+    if session.get_bind().dialect.name == "postgresql":
+        clock = func.clock_timestamp(type_=DateTime(timezone=True))
+        return literal(decided_at, UtcDateTime()) > clock - fresh_for
+    return true() if now - decided_at < fresh_for else false()
+
+
+def refusal(verdict: Verdict, remaining: int, quantity: int, terms: SaleTerms) -> Problem:
+    """The answer to a refused claim, whether the gate or the database refused it."""
+    match verdict:
+        case Verdict.CLOSED:
+            return Problem(409, "flash-ended", "This flash sale has ended.")
+        case Verdict.NOT_OPEN:
+            return Problem(
+                409,
+                "flash-not-started",
+                "This flash sale has not started yet.",
+                starts_at=terms.starts_at.isoformat(),
+            )
+        case Verdict.OVER_LIMIT:
+            return Problem(
+                409,
+                "flash-limit-reached",
+                f"At most {terms.per_buyer_limit} per buyer in this flash sale.",
+                per_buyer_limit=terms.per_buyer_limit,
+            )
+        case Verdict.SOLD_OUT:
+            remaining = max(remaining, 0)
+            detail = "Sold out." if remaining == 0 else f"Only {remaining} left."
+            return Problem(409, "flash-sold-out", detail, remaining=remaining, requested=quantity)
+    raise AssertionError(f"no refusal for {verdict}")
+
+
 async def _why_not_taken(
-    session: AsyncSession, live_session_id: str, flash_id: str, quantity: int, now: datetime
+    session: AsyncSession, terms: SaleTerms, quantity: int, now: datetime
 ) -> Problem:
     """The conditional UPDATE took nothing: say why, judged at the same instant."""
-    flash = await session.scalar(
-        select(FlashSale).where(
-            FlashSale.id == flash_id, FlashSale.live_session_id == live_session_id
-        )
-    )
-    if flash is None:
-        return Problem(404, "flash-sale-not-found", "No such flash sale in this live session.")
-    current = phase(flash, now)
-    if current is FlashPhase.ENDED:
-        return Problem(409, "flash-ended", "This flash sale has ended.")
-    if current is FlashPhase.SCHEDULED:
-        return Problem(
-            409,
-            "flash-not-started",
-            "This flash sale has not started yet.",
-            starts_at=flash.starts_at.isoformat(),
-        )
+    flash = await session.get(FlashSale, terms.id)
+    assert flash is not None  # flash sales are never deleted while their session lives
     remaining = flash.quantity - flash.sold
-    detail = "Sold out." if remaining == 0 else f"Only {remaining} left."
-    return Problem(409, "flash-sold-out", detail, remaining=remaining, requested=quantity)
+    match phase(flash, now):
+        case FlashPhase.ENDED:
+            return refusal(Verdict.CLOSED, remaining, quantity, terms)
+        case FlashPhase.SCHEDULED:
+            return refusal(Verdict.NOT_OPEN, remaining, quantity, terms)
+    if remaining >= quantity:
+        return Problem(
+            503,
+            "flash-claim-timed-out",
+            "The claim took too long to be written; try again.",
+            headers={"Retry-After": "1"},
+        )
+    return refusal(Verdict.SOLD_OUT, remaining, quantity, terms)

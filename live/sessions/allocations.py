@@ -14,9 +14,10 @@ still running can sell them again; viewers hear of it as `flash.returned`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, text, update
+from sqlalchemy import Row, and_, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from live.sessions.models import (
@@ -58,8 +59,13 @@ _RECORD = text(
 class LiveSessionAllocations:
     """Implements `commerce.pricing.LiveAllocations`; plugged in by the composition root."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        on_flash_returned: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self._sessions = sessions
+        self._on_flash_returned = on_flash_returned
 
     async def take(
         self,
@@ -83,9 +89,13 @@ class LiveSessionAllocations:
 
     async def on_order_closed(self, event: Event) -> None:
         """Bus handler for `order.cancelled` / `order.expired`."""
-        if event.data.get("live_session_id"):
-            async with self._sessions.begin() as session:
-                await give_back(session, event.data["order_id"])
+        if not event.data.get("live_session_id"):
+            return
+        async with self._sessions.begin() as session:
+            returned = await give_back(session, event.data["order_id"])
+        if self._on_flash_returned is not None:  # after commit: the gate reads the database
+            for flash_sale_id in {r.flash_sale_id for r in returned if r.flash_sale_id}:
+                await self._on_flash_returned(flash_sale_id)
 
 
 async def link_flash_sale(session: AsyncSession, order_id: str, flash_sale_id: str) -> None:
@@ -99,8 +109,9 @@ async def link_flash_sale(session: AsyncSession, order_id: str, flash_sale_id: s
     )
 
 
-async def give_back(session: AsyncSession, order_id: str) -> int:
-    """Return the order's units to the session (and flash sale) once; returns how many."""
+async def give_back(session: AsyncSession, order_id: str) -> list[Row]:
+    """Return the order's units to the session (and flash sale) once; returns what went
+    back (live session, product, buyer, quantity, flash sale), nothing the second time."""
     returned = (
         await session.execute(
             update(LiveAllocation)
@@ -127,7 +138,7 @@ async def give_back(session: AsyncSession, order_id: str) -> int:
         )
         if row.flash_sale_id is not None:
             await _return_to_flash_sale(session, row.flash_sale_id, row.buyer_id, row.quantity)
-    return sum(row.quantity for row in returned)
+    return list(returned)
 
 
 async def _return_to_flash_sale(

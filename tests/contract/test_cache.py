@@ -8,44 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 
 import pytest
 import redis.asyncio as redis
 
 from storage.cache import Cache, MemoryCache, RedisCache, make_cache
-from tests.backends import REDIS_URL, require
+from tests.backends import REDIS_URL, fresh_redis_prefix
 
 SHORT = 0.2  # a TTL short enough to wait out, long enough to observe
-
-
-async def _delete_prefixed(url: str, prefix: str) -> None:
-    client = redis.from_url(url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
-@asynccontextmanager
-async def _fresh_prefix() -> AsyncIterator[str]:
-    """A key prefix nobody else uses on the test Redis, emptied afterwards."""
-    url = require(REDIS_URL, "Redis")
-    prefix = f"streamcart-test:{uuid.uuid4().hex}:"
-    try:
-        yield prefix
-    finally:
-        await _delete_prefixed(url, prefix)
-
-
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    async with _fresh_prefix() as prefix:
-        yield prefix
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
@@ -55,7 +27,7 @@ async def cache(request) -> AsyncIterator[Cache]:
         if request.param == "memory":
             adapter = MemoryCache()
         else:
-            prefix = await stack.enter_async_context(_fresh_prefix())
+            prefix = await stack.enter_async_context(fresh_redis_prefix())
             adapter = RedisCache(REDIS_URL, prefix=prefix)
         stack.push_async_callback(adapter.close)
         yield adapter
