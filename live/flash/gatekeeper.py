@@ -12,8 +12,9 @@ stays the source of truth; this module mends the gate wherever the two can disag
 - **A process that died between deciding and writing** leaves a pending attempt. A
   pending attempt older than `pending_seconds` whose order does not exist is dropped
   and its units counted as left again; the claim's own write refuses to take units for
-  a decision older than a third of that (`fresh_for`), so a late write cannot sell a
-  unit the gatekeeper has given back.
+  a decision older than half that (`fresh_for`, judged when it holds the row lock), so
+  a late write cannot sell a unit the gatekeeper has given back. The other half is the
+  margin for clocks that differ between processes.
 - **Units returned** by a cancelled or expired order: the gate is resynchronised.
 
 A resynchronisation reads the sale under its row lock (`SELECT ... FOR UPDATE`), so
@@ -78,7 +79,7 @@ class FlashGatekeeper:
         self._sessions = sessions
         self._gate = gate
         self.pending_ms = int(pending_seconds * 1000)
-        self.fresh_for = timedelta(seconds=pending_seconds / 3)
+        self.fresh_for = timedelta(seconds=pending_seconds / 2)
         self._terms: dict[str, SaleTerms] = {}
         self._loads: SingleFlight[Any] = SingleFlight()
         self._periodic = Periodic("flash-gatekeeper", interval, self.tick)
