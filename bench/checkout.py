@@ -131,7 +131,7 @@ class Fixture:
     hot_variant_id: str
 
 
-def _product(shop_id: str, name: str, stock: int, now: datetime) -> tuple[Product, Variant]:
+def seed_product(shop_id: str, name: str, stock: int, now: datetime) -> tuple[Product, Variant]:
     """An active product sold as one default variant with `stock` units."""
     product = Product(
         id=new_id(),
@@ -158,7 +158,7 @@ def _product(shop_id: str, name: str, stock: int, now: datetime) -> tuple[Produc
     return product, variant
 
 
-def _user(email: str, role: Role, password_hash: str, now: datetime) -> User:
+def seed_user(email: str, role: Role, password_hash: str, now: datetime) -> User:
     """An active account; every account shares one precomputed password hash."""
     return User(
         id=new_id(),
@@ -177,28 +177,34 @@ def _checkout_body(product_id: str) -> bytes:
     return json.dumps({"payment_method": "bank_transfer", "items": items}).encode()
 
 
+def seed_people(buyers: int, now: datetime) -> tuple[User, list[User], Shop]:
+    """A seller with an active shop and `buyers` buyers, as rows not yet added."""
+    password_hash = PasswordHasher().hash("bench password, never used to log in")
+    seller = seed_user("seller@bench.invalid", Role.SELLER, password_hash, now)
+    users = [
+        seed_user(f"buyer{i}@bench.invalid", Role.BUYER, password_hash, now) for i in range(buyers)
+    ]
+    shop = Shop(
+        id=new_id(),
+        owner_id=seller.id,
+        name="Bench shop",
+        slug="bench-shop",
+        description="",
+        status=ShopStatus.ACTIVE,
+        created_at=now,
+    )
+    return seller, users, shop
+
+
 async def seed(database_url: str, buyers: int, products: int, jwt_secret: str) -> Fixture:
     """Migrate, insert the seller, shop, buyers and products, and mint buyer tokens."""
     engine = make_engine(database_url)
     try:
         await upgrade(engine)
         now = datetime.now(UTC)
-        password_hash = PasswordHasher().hash("bench password, never used to log in")
-        seller = _user("seller@bench.invalid", Role.SELLER, password_hash, now)
-        users = [
-            _user(f"buyer{i}@bench.invalid", Role.BUYER, password_hash, now) for i in range(buyers)
-        ]
-        shop = Shop(
-            id=new_id(),
-            owner_id=seller.id,
-            name="Bench shop",
-            slug="bench-shop",
-            description="",
-            status=ShopStatus.ACTIVE,
-            created_at=now,
-        )
-        big = [_product(shop.id, f"Product {i}", BIG_STOCK, now) for i in range(products)]
-        hot = _product(shop.id, "Hot product", HOT_STOCK, now)
+        seller, users, shop = seed_people(buyers, now)
+        big = [seed_product(shop.id, f"Product {i}", BIG_STOCK, now) for i in range(products)]
+        hot = seed_product(shop.id, "Hot product", HOT_STOCK, now)
         rows = [*big, hot]
         async with session_factory(engine).begin() as session:
             for stage in ([seller, *users], [shop], [p for p, _ in rows], [v for _, v in rows]):
@@ -385,6 +391,9 @@ def server_settings(
         # RTMP ingest idle on any free loopback port: processes must not share 1935
         "STREAMCART_RTMP_HOST": harness.HOST,
         "STREAMCART_RTMP_PORT": "0",
+        # no WebRTC here either, and processes must not share its default port (8189)
+        "STREAMCART_WEBRTC_UDP_PORT": "0",
+        "STREAMCART_WEBRTC_TCP_PORT": "0",
     }
     if pool_size is not None:
         settings["STREAMCART_DATABASE_POOL_SIZE"] = str(pool_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import timedelta
 
@@ -258,42 +259,40 @@ def build_streaming(app: web.Application, settings: Settings, backends: Backends
 
 
 async def _run_backends(app: web.Application):
-    backends = app[system.BACKENDS]
-    await backends.start()
-    if not app[SETTINGS].sepay_api_key:
-        log.warning("STREAMCART_SEPAY_API_KEY is not set: every Sepay webhook will get 401")
-    await backends.bus.subscribe(
-        allocations.CONSUMER, allocations.PATTERNS, app[ALLOCATIONS].on_order_closed
-    )
-    await app[SWEEPER].start()
-    await app[FLASH_ANNOUNCER].start()
-    await app[FLASH_GATEKEEPER].start()
-    await app[HUB].start()
+    """Start everything in order and stop it in reverse. A start that fails (a port
+    taken, say) stops what had started, so the process exits with the error instead of
+    hanging on tasks nobody stops."""
     settings = app[SETTINGS]
-    app[WHEP].use_ice_port(
-        await open_ice_port(
+    backends = app[system.BACKENDS]
+    async with contextlib.AsyncExitStack() as running:
+        running.push_async_callback(backends.close)
+        await backends.start()
+        if not settings.sepay_api_key:
+            log.warning("STREAMCART_SEPAY_API_KEY is not set: every Sepay webhook will get 401")
+        await backends.bus.subscribe(
+            allocations.CONSUMER, allocations.PATTERNS, app[ALLOCATIONS].on_order_closed
+        )
+        for job in (app[SWEEPER], app[FLASH_ANNOUNCER], app[FLASH_GATEKEEPER], app[HUB]):
+            await job.start()
+            running.push_async_callback(job.stop)
+        ice_port = await open_ice_port(
             settings.webrtc_udp_port,
             settings.webrtc_tcp_port,
             settings.webrtc_public_hosts,
             settings.webrtc_interface_candidates,
         )
-    )
-    await app[RELAY_EDGE].start()
-    await app[RTMP_SERVER].start()
-    app[INGEST].start()
-    yield
-    await app[RTMP_SERVER].stop()
-    await app[RELAY_EDGE].close()
-    await app[INGEST].close()
-    await app[STREAM_OUTPUTS].close()
-    await app[WHEP].close_all()
-    if app[WHEP].ice_port is not None:
-        await app[WHEP].ice_port.close()
-    await app[HUB].stop()
-    await app[FLASH_GATEKEEPER].stop()
-    await app[FLASH_ANNOUNCER].stop()
-    await app[SWEEPER].stop()
-    await backends.close()
+        if ice_port is not None:
+            running.push_async_callback(ice_port.close)
+        app[WHEP].use_ice_port(ice_port)
+        running.push_async_callback(app[WHEP].close_all)
+        running.push_async_callback(app[STREAM_OUTPUTS].close)
+        running.push_async_callback(app[INGEST].close)
+        await app[RELAY_EDGE].start()
+        running.push_async_callback(app[RELAY_EDGE].close)
+        await app[RTMP_SERVER].start()
+        running.push_async_callback(app[RTMP_SERVER].stop)
+        app[INGEST].start()
+        yield
 
 
 async def _forwarded_client_ip(request: web.Request, handler):

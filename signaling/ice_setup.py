@@ -74,5 +74,12 @@ async def open_ice_port(
             "STREAMCART_WEBRTC_INTERFACE_CANDIDATES=true"
         )
     port = IcePort(udp_port, tcp_port or None, hosts)
-    await port.start()
+    try:
+        await port.start()
+    except OSError as error:
+        raise ValueError(
+            f"the WebRTC port {udp_port} (UDP) or {tcp_port} (TCP) cannot be opened:"
+            f" {error.strerror}; another server may hold it: give each server on a machine"
+            " its own STREAMCART_WEBRTC_UDP_PORT and STREAMCART_WEBRTC_TCP_PORT"
+        ) from None
     return port

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import socket
 import time
 
 import aiohttp
 import pytest
 
+from tests.backends import REDIS_URL
 from tests.server_process import STREAMCART, ServerProcess, clean_env, free_port
 
 
@@ -148,3 +150,26 @@ def test_readme_documents_every_setting():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     missing = [name for name, _, _ in Settings.documented() if f"`{name}`" not in readme]
     assert missing == []
+
+
+@pytest.mark.parametrize("sql_url", ["postgresql"], indirect=True)
+async def test_serve_exits_with_a_clear_error_when_its_webrtc_port_is_taken(
+    tmp_path, sql_engine, sql_url, redis_prefix
+):
+    """A second server on one machine with the same WebRTC port: it must say so and exit,
+    not hang with its hub, sweepers and bus started (as it did with Redis configured)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("0.0.0.0", 0))  # noqa: S104 (as the server binds it)
+        port = taken.getsockname()[1]
+        env = clean_env(
+            tmp_path,
+            STREAMCART_DATABASE_URL=sql_url,
+            STREAMCART_REDIS_URL=REDIS_URL,
+            STREAMCART_REDIS_PREFIX=redis_prefix,
+            STREAMCART_WEBRTC_UDP_PORT=str(port),
+            STREAMCART_WEBRTC_TCP_PORT=str(port),
+        )
+        code, _, err = await run("serve", env=env)
+    assert code == 2, err
+    assert f"the WebRTC port {port} (UDP)" in err
+    assert "STREAMCART_WEBRTC_UDP_PORT" in err
