@@ -38,7 +38,15 @@ from pathlib import Path
 import aiohttp
 import harness
 import uvloop
-from checkout import REDIS_URL, TOKEN_TTL, git_commit, seed_people, seed_product, server_settings
+from checkout import (
+    REDIS_URL,
+    TOKEN_TTL,
+    git_commit,
+    print_sample,
+    seed_people,
+    seed_product,
+    server_settings,
+)
 from sqlalchemy import text
 
 from commerce.accounts.models import Role
@@ -105,6 +113,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-pin", action="store_true", help="do not pin each load generator to its own CPU"
+    )
+    parser.add_argument(
+        "--sample",
+        type=Path,
+        help="run the first server under bench/stack_sampler.py for the sold-out phase,"
+        " report to this file",
     )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
     args = parser.parse_args(argv)
@@ -699,6 +713,8 @@ async def load(
     if race["first_send"] is not None:  # how close to the start the first attempt went
         race["first_send_after_start_ms"] = round(1000 * (race["first_send"] - starts_at), 2)
     settled = await settle(servers)
+    if args.sample is not None:
+        os.kill(servers[0].pid, signal.SIGUSR1)  # the sampler forgets all before this phase
     at = time.time() + PHASE_LEAD
     refusals = await run_phase("refusals", path, at, servers, generators, args.timeout)
     print(f"refusals: {refusals['answered']:,} answered in {refusals['elapsed_s']:.2f} s")
@@ -730,7 +746,10 @@ async def run(args: argparse.Namespace) -> dict:
                 for index in range(args.workers):
                     servers.append(
                         harness.start_server(
-                            settings, Path(work_dir), index, harness.serve_command()
+                            settings,
+                            Path(work_dir),
+                            index,
+                            harness.serve_command(sample=None if index else args.sample),
                         )
                     )
                 await harness.wait_healthy(servers)
@@ -960,6 +979,9 @@ def main(argv: list[str] | None = None) -> int:
     print(harness.render_table(title, table_rows(summary)))
     harness.write_json(args.json, summary)
     print(f"JSON: {args.json}")
+    if args.sample is not None:
+        print(f"stack sampler report (first server, sold-out phase): {args.sample}")
+        print_sample(args.sample)
     for error in summary["errors"]:
         print(f"ERROR: {error}", file=sys.stderr)
     for phase in ("race", "refusals"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -9,7 +10,9 @@ import time
 import jwt
 import pytest
 
-from live.app import SETTINGS
+from commerce.accounts.service import DENY_LIST_RECHECK_SECONDS
+from live.app import SETTINGS, build_app
+from tests.backends import REDIS_URL
 
 PASSWORD = "correct horse battery staple"
 
@@ -176,3 +179,26 @@ async def test_failed_logins_are_throttled_per_ip(
     await assert_problem(
         await login(api, email="other@example.com"), 429, "too-many-login-attempts"
     )
+
+
+async def test_a_logout_holds_on_every_process_within_the_recheck_time(
+    aiohttp_client, sql_engine, sql_url, settings_for, redis_prefix
+):
+    """Two processes sharing Redis: the one that logged out refuses the token at once,
+    the other once its memo of the deny-list check (one second) runs out."""
+    settings = settings_for(sql_url, redis_url=REDIS_URL, redis_prefix=redis_prefix)
+    here = await aiohttp_client(build_app(settings))
+    there = await aiohttp_client(build_app(settings))
+    token = (await logged_in(here))["access_token"]
+    assert (await there.get("/api/auth/me", headers=bearer(token))).status == 200  # remembered
+    response = await here.post("/api/auth/logout", headers=bearer(token))
+    assert response.status == 204
+    assert (await here.get("/api/auth/me", headers=bearer(token))).status == 401
+    refused_at = None
+    deadline = time.monotonic() + DENY_LIST_RECHECK_SECONDS + 2
+    while refused_at is None and time.monotonic() < deadline:
+        if (await there.get("/api/auth/me", headers=bearer(token))).status == 401:
+            refused_at = time.monotonic()
+        else:
+            await asyncio.sleep(0.05)
+    assert refused_at is not None, "the other process still accepts a revoked token"

@@ -14,6 +14,7 @@ from sqlalchemy import event, select, update
 
 from commerce.catalog.models import Variant
 from live.app import FLASH_GATEKEEPER, build_app
+from live.flash import gatekeeper
 from live.flash.gatekeeper import FlashGatekeeper, epoch_ms
 from live.http.system import BACKENDS
 from live.sessions.models import FlashSale
@@ -197,3 +198,20 @@ async def set_stock(api, variant_id: str, on_hand: int) -> None:
         await session.execute(
             update(Variant).where(Variant.id == variant_id).values(on_hand=on_hand)
         )
+
+
+async def test_a_sold_out_answer_is_remembered_briefly(api, monkeypatch):
+    """Once the gate said sold out, the process answers so itself for a moment: a unit
+    another process gives back meanwhile is sold after that moment, not lost."""
+    monkeypatch.setattr(gatekeeper, "SOLD_OUT_HINT_SECONDS", 0.5)
+    shop = await shop_on(api)
+    ann, bob = await buyer(api, "ann@example.com"), await buyer(api, "bob@example.com")
+    flash = await started(api, shop, quantity=2, per_buyer_limit=1)
+    assert (await claim(api, ann["token"], flash)).status == 201
+    gate, now = api.app[BACKENDS].gate, epoch_ms(datetime.now(UTC))
+    assert (await gate.take(flash["id"], "elsewhere", 1, "other", now)).verdict is Verdict.WON
+    await refused(api, bob["token"], flash, 409, "flash-sold-out")
+    assert await gate.give_back(flash["id"], "other")  # as another process would
+    await refused(api, bob["token"], flash, 409, "flash-sold-out")  # remembered
+    await asyncio.sleep(0.6)
+    assert (await claim(api, bob["token"], flash)).status == 201

@@ -27,6 +27,7 @@ database; any number of processes may do so, each under the lock.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +43,7 @@ from storage.single_flight import SingleFlight
 
 log = logging.getLogger("streamcart.flash")
 MAX_CACHED_TERMS = 10_000
+SOLD_OUT_HINT_SECONDS = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,7 @@ class FlashGatekeeper:
         self.pending_ms = int(pending_seconds * 1000)
         self.fresh_for = timedelta(seconds=pending_seconds / 2)
         self._terms: dict[str, SaleTerms] = {}
+        self._sold_out: dict[str, tuple[float, int]] = {}  # until (monotonic), units left
         self._loads: SingleFlight[Any] = SingleFlight()
         self._periodic = Periodic("flash-gatekeeper", interval, self.tick)
 
@@ -120,11 +123,18 @@ class FlashGatekeeper:
     async def take(
         self, flash_id: str, buyer_id: str, quantity: int, attempt: str, now: datetime
     ) -> Decision:
-        """The gate's decision; the sale is loaded into the gate on first use."""
+        """The gate's decision; the sale is loaded into the gate on first use. Once the
+        gate said sold out, this process says so itself for SOLD_OUT_HINT_SECONDS: a
+        refusal that was true a moment ago, without a round trip to Redis each."""
+        hint = self._sold_out.get(flash_id)
+        if hint is not None and hint[1] < quantity and hint[0] > time.monotonic():
+            return Decision(Verdict.SOLD_OUT, hint[1], 0)
         decision = await self._gate.take(flash_id, buyer_id, quantity, attempt, epoch_ms(now))
         if decision.verdict is Verdict.UNKNOWN:
             await self.load(flash_id)
             decision = await self._gate.take(flash_id, buyer_id, quantity, attempt, epoch_ms(now))
+        if decision.verdict is Verdict.SOLD_OUT:
+            self._sold_out[flash_id] = (time.monotonic() + SOLD_OUT_HINT_SECONDS, decision.left)
         return decision
 
     async def load(self, flash_id: str) -> None:
@@ -141,11 +151,13 @@ class FlashGatekeeper:
         """The winner's write failed: its units go back; `resync` when the database
         disagreed with the gate (sold out or ended there)."""
         await self._gate.give_back(flash_id, attempt)
+        self._sold_out.pop(flash_id, None)
         if resync:
             await self.resync(flash_id)
 
     async def resync(self, flash_id: str, *, only_if_absent: bool = False) -> None:
         """Set the gate from the database, under the sale's row lock (see the module)."""
+        self._sold_out.pop(flash_id, None)
         async with self._sessions.begin() as session:
             flash = await session.scalar(
                 select(FlashSale).where(FlashSale.id == flash_id).with_for_update()

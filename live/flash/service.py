@@ -6,7 +6,9 @@ A claim is decided in two steps (the gatekeeper module says how they stay in ste
    when embedded) takes the units in one atomic step, or refuses: not started, ended,
    sold out, over the buyer's limit. Staff are told apart by a cached shop team, and
    the sale's fixed terms are cached, so a refusal never touches the database;
-2. a winner writes, in one transaction: a conditional UPDATE takes the units in the
+2. a winner writes, in a savepoint of a transaction shared with the winners queued at
+   the same moment (`storage.sql.group_commit`: the hot rows are locked once per batch,
+   not once per winner): a conditional UPDATE takes the units in the
    database too (`sold = sold + q` only while `sold + q <= quantity`, the window is
    open and the gate's decision is fresh; on PostgreSQL the row stays locked until
    commit, so concurrent writers re-check the committed `sold`), an upsert on
@@ -32,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from commerce.accounts.tokens import Principal
 from commerce.catalog.models import Product, Variant
 from commerce.catalog.sellable import sellable_units
-from commerce.orders.checkout import CheckoutService, Line, PlacedOrder, retrying_transaction
+from commerce.orders.checkout import CheckoutService, Line, PlacedOrder, retrying
 from commerce.orders.models import PaymentMethod
 from commerce.pricing import regular_price
 from commerce.shops.access import ShopTeams
@@ -44,6 +46,7 @@ from storage.gate import Verdict
 from storage.ids import new_id
 from storage.outbox import add_event
 from storage.sql import UtcDateTime
+from storage.sql.group_commit import GroupCommit
 from storage.web import Problem
 from storage.web.pagination import PageQuery, keyset_page
 
@@ -143,6 +146,7 @@ class FlashSaleService:
         self._live = live_sessions
         self._gatekeeper = gatekeeper
         self._teams = teams
+        self._writes = GroupCommit(sessions, retry=retrying)  # winners, a batch at a time
 
     async def start(
         self,
@@ -233,11 +237,12 @@ class FlashSaleService:
         if decision.verdict is not Verdict.WON:
             raise refusal(decision.verdict, decision.left, quantity, terms)
         try:
-            placed = await retrying_transaction(
-                self._sessions,
-                lambda session: self._claim_in(
-                    session, principal.user_id, terms, quantity, method, attempt, decided_at
-                ),
+            placed = await retrying(
+                lambda: self._writes.run(
+                    lambda session: self._claim_in(
+                        session, principal.user_id, terms, quantity, method, attempt, decided_at
+                    )
+                )
             )
         except BaseException as exc:
             disagreed = isinstance(exc, Problem) and exc.code in DATABASE_DISAGREES

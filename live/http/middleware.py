@@ -43,8 +43,7 @@ def make_middlewares(metrics: Metrics) -> list:
             elapsed = time.perf_counter() - started
             route = route_template(request)
             metrics.in_flight.dec()
-            metrics.requests.labels(request.method, route, str(status)).inc()
-            metrics.latency.labels(request.method, route).observe(elapsed)
+            metrics.observe(request.method, route, status, elapsed)
             log.info(
                 "%s %s %d",
                 request.method,

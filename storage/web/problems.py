@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 PROBLEM_JSON = "application/problem+json"
@@ -54,7 +54,7 @@ class Problem(Exception):
     def response(self, instance: str | None = None) -> web.Response:
         return web.Response(
             status=self.status,
-            body=json.dumps(self.document(instance), ensure_ascii=False).encode(),
+            body=orjson.dumps(self.document(instance)),
             content_type=PROBLEM_JSON,
             headers=self.headers,
         )
