@@ -103,7 +103,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--per-buyer-limit", type=int, default=1, help="units per buyer (1)")
     parser.add_argument("--clients", type=int, default=2, help="load generator processes (2)")
     parser.add_argument(
-        "--concurrency", type=int, default=128, help="connections in flight per client (128)"
+        "--concurrency", type=int, default=32, help="connections in flight per client (32)"
     )
     parser.add_argument(
         "--countdown", type=int, default=2, help="seconds from starting the sale to its start (2)"
