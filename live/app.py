@@ -174,6 +174,7 @@ def build_app(settings: Settings) -> web.Application:
         app[LIVE_SESSIONS],
         app[FLASH_GATEKEEPER],
         ShopTeams(backends.sessions),
+        express,
     )
     app[FLASH_ANNOUNCER] = FlashAnnouncer(backends.sessions, on_ended=app[FLASH_GATEKEEPER].resync)
     app[STREAMS] = StreamRegistry()

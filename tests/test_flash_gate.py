@@ -55,8 +55,9 @@ async def api(aiohttp_client, sql_engine, sql_url, settings_for, api_settings):
 
 
 @pytest.fixture
-def statements(api):
-    """SQL statements sent while serving requests, as they are sent."""
+def statements(api, monkeypatch):
+    """SQL statements sent through SQLAlchemy while serving requests, and the asyncpg
+    connections taken then (the express checkout's), as they happen."""
     seen: list[str] = []
 
     def record(conn, cursor, statement, *args) -> None:
@@ -65,6 +66,16 @@ def statements(api):
 
     engine = api.app[BACKENDS].engine.sync_engine
     event.listen(engine, "before_cursor_execute", record)
+    pool = api.app[BACKENDS].driver_pool
+    if pool is not None:
+        acquire = pool.acquire
+
+        def recording_acquire(*args, **kwargs):
+            if SERVING.get():
+                seen.append("an asyncpg connection")
+            return acquire(*args, **kwargs)
+
+        monkeypatch.setattr(pool, "acquire", recording_acquire)
     yield seen
     event.remove(engine, "before_cursor_execute", record)
 

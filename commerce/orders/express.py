@@ -24,9 +24,10 @@ path.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager, nullcontext
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.engine import Dialect
 
@@ -34,6 +35,7 @@ from commerce.catalog.sellable import resolve_units
 from commerce.orders.checkout import (
     Line,
     PlacedOrder,
+    PricedUnit,
     Record,
     arrange,
     merge_lines,
@@ -46,6 +48,7 @@ from commerce.orders.checkout import (
 from commerce.orders.models import PaymentMethod
 from commerce.orders.one_statement import OneStatement, holds_each_variant_once
 from commerce.pricing import LiveAllocations, LivePrices, current_price
+from storage.bus.port import Event
 from storage.outbox import OutboxRow, outbox_values
 from storage.sql.bulk import new_row
 from storage.sql.driver_pool import DriverPool
@@ -79,7 +82,7 @@ class ExpressCheckout:
         self._live_prices = live_prices
         self._live_allocations = live_allocations
         self._payment_window = payment_window
-        self._events_committed = events_committed
+        self.events_committed = events_committed  # wakes the outbox relay
 
     def takes(self, method: PaymentMethod, lines: Sequence[Line] | None) -> bool:
         """Named lines at their current (regular or live) prices, paid by bank transfer;
@@ -102,16 +105,8 @@ class ExpressCheckout:
         """The orders placed, or None when these lines hold a variant twice (see
         `holds_each_variant_once`): the general path places those."""
         async with self._pool.acquire() as connection:
-            db = OnDriver(connection)
-            products = list({line.product_id for line in lines})
-            units = resolve_units(lines, _units(await connection.fetch(_UNITS, products)))
-            priced = merge_lines(lines, units)
-            for unit in priced:
-                unit.unit_price = await current_price(
-                    db, self._live_prices, unit.product, unit.variant, unit.live_session_id
-                )
-            holds, by_shop = arrange(priced)
-            if not holds_each_variant_once(holds):
+            priced = await self._priced(connection, lines)
+            if not holds_each_variant_once(arrange(priced)[0]):
                 return None
             # Lines bought from a live session are also counted against its allocation,
             # which must commit or roll back with the orders: a transaction then.
@@ -119,22 +114,76 @@ class ExpressCheckout:
 
             async def attempt() -> list[PlacedOrder]:
                 async with connection.transaction() if live else nullcontext():
-                    statement = OneStatement(holds)  # first: its events come first
-                    staged = stage_orders(
-                        buyer_id, by_shop, method, self._payment_window, shipping_address, note
+                    return await self._write(
+                        connection, buyer_id, method, priced, shipping_address, note
                     )
-                    events = (new_row(OUTBOX, outbox_values(order.event)) for order in staged)
-                    rows = [*rows_of(staged), *events]
-                    short = await statement.reserve_and_insert(connection, self._dialect, rows)
-                    raise_if_short(short, {unit.variant.id: unit for unit in priced})
-                    placed = [order.placed for order in staged]
-                    await take_live_allocations(
-                        self._live_allocations, db, buyer_id, placed, by_shop.values()
-                    )
-                    return placed
 
             placed = await retrying(attempt)
-        self._events_committed()
+        self.events_committed()
+        return placed
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        """A connection of the pool inside a transaction, for `place_within`."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            yield connection
+
+    async def place_within(
+        self,
+        connection: Any,
+        buyer_id: str,
+        method: PaymentMethod,
+        lines: list[Line],
+        *,
+        order_id: str | None = None,
+        events: Sequence[Event] = (),
+    ) -> list[PlacedOrder]:
+        """The same inside the caller's transaction on `connection`, for writers whose own
+        statements must commit with the orders (a flash-sale claim), with `events` of
+        theirs written in the same statement; lines at a given `unit_price` keep it.
+        The caller commits, then calls `events_committed`."""
+        priced = await self._priced(connection, lines)
+        return await self._write(
+            connection, buyer_id, method, priced, "", "", order_id=order_id, events=events
+        )
+
+    async def _priced(self, connection: Any, lines: list[Line]) -> list[PricedUnit]:
+        db = OnDriver(connection)
+        products = list({line.product_id for line in lines})
+        units = resolve_units(lines, _units(await connection.fetch(_UNITS, products)))
+        priced = merge_lines(lines, units)
+        for unit in priced:
+            if unit.unit_price is None:
+                unit.unit_price = await current_price(
+                    db, self._live_prices, unit.product, unit.variant, unit.live_session_id
+                )
+        return priced
+
+    async def _write(
+        self,
+        connection: Any,
+        buyer_id: str,
+        method: PaymentMethod,
+        priced: list[PricedUnit],
+        shipping_address: str,
+        note: str,
+        *,
+        order_id: str | None = None,
+        events: Sequence[Event] = (),
+    ) -> list[PlacedOrder]:
+        holds, by_shop = arrange(priced)
+        statement = OneStatement(holds)  # first: its events come first
+        staged = stage_orders(
+            buyer_id, by_shop, method, self._payment_window, shipping_address, note, order_id
+        )
+        outbox = [*(order.event for order in staged), *events]
+        rows = [*rows_of(staged), *(new_row(OUTBOX, outbox_values(e)) for e in outbox)]
+        short = await statement.reserve_and_insert(connection, self._dialect, rows)
+        raise_if_short(short, {unit.variant.id: unit for unit in priced})
+        placed = [order.placed for order in staged]
+        await take_live_allocations(
+            self._live_allocations, OnDriver(connection), buyer_id, placed, by_shop.values()
+        )
         return placed
 
 

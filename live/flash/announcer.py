@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from live.flash.service import FlashPhase, describe, phase
+from live.flash.phases import FlashPhase, phase
+from live.flash.service import describe
 from live.sessions.models import FlashSale
 from storage.outbox import add_event
 from storage.periodic import Periodic

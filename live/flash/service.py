@@ -6,15 +6,10 @@ A claim is decided in two steps (the gatekeeper module says how they stay in ste
    when embedded) takes the units in one atomic step, or refuses: not started, ended,
    sold out, over the buyer's limit. Staff are told apart by a cached shop team, and
    the sale's fixed terms are cached, so a refusal never touches the database;
-2. a winner writes, in a savepoint of a transaction shared with the winners queued at
-   the same moment (`storage.sql.group_commit`: the hot rows are locked once per batch,
-   not once per winner): a conditional UPDATE takes the units in the
-   database too (`sold = sold + q` only while `sold + q <= quantity`, the window is
-   open and the gate's decision is fresh; on PostgreSQL the row stays locked until
-   commit, so concurrent writers re-check the committed `sold`), an upsert on
-   `flash_claims` counts the buyer's units within the limit (`ON CONFLICT DO UPDATE
-   ... WHERE`), and the order is placed at the flash price through commerce. A
-   refusal at any step rolls everything back and gives the units back to the gate.
+2. only a winner writes (`live/flash/claim_writer.py`): the database takes the units
+   again by a conditional UPDATE, counts the buyer's within the limit and places the
+   order at the flash price, all or nothing, in batches with the winners of the same
+   moment. A refusal there gives the units back to the gate.
 
 So the database never sells past the stock whatever the gate says, and the gate only
 spares the database the losers.
@@ -24,29 +19,27 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, DateTime, false, func, literal, select, true, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from commerce.accounts.tokens import Principal
 from commerce.catalog.models import Product, Variant
 from commerce.catalog.sellable import sellable_units
-from commerce.orders.checkout import CheckoutService, Line, PlacedOrder, retrying
+from commerce.orders.checkout import CheckoutService, Line, PlacedOrder
+from commerce.orders.express import ExpressCheckout
 from commerce.orders.models import PaymentMethod
 from commerce.pricing import regular_price
 from commerce.shops.access import ShopTeams
-from live.flash.gatekeeper import FlashGatekeeper, SaleTerms
-from live.sessions.allocations import link_flash_sale
-from live.sessions.models import FlashClaim, FlashSale, LiveProduct, LiveStatus
+from live.flash.claim_writer import Claim, ClaimWriter, refusal
+from live.flash.gatekeeper import FlashGatekeeper
+from live.flash.phases import FlashPhase, phase
+from live.sessions.models import FlashSale, LiveProduct, LiveStatus
 from live.sessions.service import LiveSessionService
 from storage.gate import Verdict
 from storage.ids import new_id
 from storage.outbox import add_event
-from storage.sql import UtcDateTime
-from storage.sql.group_commit import GroupCommit
 from storage.web import Problem
 from storage.web.pagination import PageQuery, keyset_page
 
@@ -55,20 +48,6 @@ DATABASE_DISAGREES = frozenset({"flash-sold-out", "flash-ended", "flash-not-star
 MIN_DURATION_SECONDS = 10
 MAX_DURATION_SECONDS = 3600
 MAX_COUNTDOWN_SECONDS = 3600
-
-
-class FlashPhase(StrEnum):
-    """Where a flash sale stands; also the values of `FlashSale.announced`."""
-
-    SCHEDULED = "scheduled"
-    STARTED = "started"
-    ENDED = "ended"
-
-
-def phase(flash: FlashSale, now: datetime) -> FlashPhase:
-    if flash.cancelled_at is not None or flash.ends_at <= now:
-        return FlashPhase.ENDED
-    return FlashPhase.STARTED if flash.starts_at <= now else FlashPhase.SCHEDULED
 
 
 def flash_data(flash: FlashSale, regular: int, now: datetime) -> dict[str, Any]:
@@ -140,13 +119,13 @@ class FlashSaleService:
         live_sessions: LiveSessionService,
         gatekeeper: FlashGatekeeper,
         teams: ShopTeams,
+        express: ExpressCheckout | None = None,
     ) -> None:
         self._sessions = sessions
-        self._checkout = checkout
         self._live = live_sessions
         self._gatekeeper = gatekeeper
         self._teams = teams
-        self._writes = GroupCommit(sessions, retry=retrying)  # winners, a batch at a time
+        self._writer = ClaimWriter(sessions, checkout, express, gatekeeper.fresh_for)
 
     async def start(
         self,
@@ -236,14 +215,9 @@ class FlashSaleService:
         )
         if decision.verdict is not Verdict.WON:
             raise refusal(decision.verdict, decision.left, quantity, terms)
+        claim = Claim(principal.user_id, terms, quantity, method, attempt, decided_at)
         try:
-            placed = await retrying(
-                lambda: self._writes.run(
-                    lambda session: self._claim_in(
-                        session, principal.user_id, terms, quantity, method, attempt, decided_at
-                    )
-                )
-            )
+            placed = await self._writer.write(claim)
         except BaseException as exc:
             disagreed = isinstance(exc, Problem) and exc.code in DATABASE_DISAGREES
             await asyncio.shield(self._gatekeeper.not_written(flash_id, attempt, resync=disagreed))
@@ -265,64 +239,6 @@ class FlashSaleService:
                 page,
             )
             return await describe(session, flashes, now), cursor
-
-    async def _claim_in(
-        self,
-        session: AsyncSession,
-        buyer_id: str,
-        terms: SaleTerms,
-        quantity: int,
-        method: PaymentMethod,
-        order_id: str,
-        decided_at: datetime,
-    ) -> PlacedOrder:
-        now = datetime.now(UTC)
-        taken = (
-            await session.execute(
-                update(FlashSale)
-                .where(
-                    FlashSale.id == terms.id,
-                    FlashSale.sold + quantity <= FlashSale.quantity,
-                    FlashSale.starts_at <= now,
-                    FlashSale.ends_at > now,
-                    FlashSale.cancelled_at.is_(None),
-                    _fresh(session, decided_at, now, self._gatekeeper.fresh_for),
-                )
-                .values(sold=FlashSale.sold + quantity)
-                .returning(
-                    FlashSale.product_id,
-                    FlashSale.variant_id,
-                    FlashSale.flash_price,
-                    FlashSale.quantity,
-                    FlashSale.sold,
-                    FlashSale.per_buyer_limit,
-                )
-                .execution_options(synchronize_session=False)
-            )
-        ).one_or_none()
-        if taken is None:
-            raise await _why_not_taken(session, terms, quantity, now)
-        if not await _count_for_buyer(session, terms.id, buyer_id, quantity, taken.per_buyer_limit):
-            raise refusal(Verdict.OVER_LIMIT, taken.quantity - taken.sold, quantity, terms)
-        line = Line(
-            taken.product_id, quantity, taken.variant_id, terms.live_session_id, taken.flash_price
-        )
-        (placed,) = await self._checkout.place_in(
-            session, buyer_id, method, [line], order_id=order_id
-        )
-        await link_flash_sale(session, placed.order.id, terms.id)
-        add_event(
-            session,
-            "flash.claimed",
-            {
-                "id": terms.id,
-                "live_session_id": terms.live_session_id,
-                "sold": taken.sold,
-                "quantity": taken.quantity,
-                "remaining": taken.quantity - taken.sold,
-            },
-        )
-        return placed
 
 
 async def _lock_product_on_show(
@@ -358,83 +274,3 @@ async def _refuse_a_second_flash(
             "This product already has a flash sale that has not ended.",
             flash_sale_id=running,
         )
-
-
-async def _count_for_buyer(
-    session: AsyncSession, flash_id: str, buyer_id: str, quantity: int, limit: int
-) -> bool:
-    """Add `quantity` to the buyer's claimed units unless that would pass `limit`."""
-    if quantity > limit:
-        return False
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(FlashClaim).values(
-        flash_sale_id=flash_id, buyer_id=buyer_id, quantity=quantity
-    )
-    counted = await session.execute(
-        insert.on_conflict_do_update(
-            index_elements=[FlashClaim.flash_sale_id, FlashClaim.buyer_id],
-            set_={"quantity": FlashClaim.quantity + insert.excluded.quantity},
-            where=FlashClaim.quantity + insert.excluded.quantity <= limit,
-        ).returning(FlashClaim.quantity)
-    )
-    return counted.scalar() is not None
-
-
-def _fresh(
-    session: AsyncSession, decided_at: datetime, now: datetime, fresh_for: timedelta
-) -> ColumnElement[bool]:
-    """The gate decided recently enough for its units to be written now: judged by
-    PostgreSQL's clock at the moment the UPDATE runs (after any wait for the row lock),
-    elsewhere (one process, no one else to give its units back) by ours."""
-    if session.get_bind().dialect.name == "postgresql":
-        clock = func.clock_timestamp(type_=DateTime(timezone=True))
-        return literal(decided_at, UtcDateTime()) > clock - fresh_for
-    return true() if now - decided_at < fresh_for else false()
-
-
-def refusal(verdict: Verdict, remaining: int, quantity: int, terms: SaleTerms) -> Problem:
-    """The answer to a refused claim, whether the gate or the database refused it."""
-    match verdict:
-        case Verdict.CLOSED:
-            return Problem(409, "flash-ended", "This flash sale has ended.")
-        case Verdict.NOT_OPEN:
-            return Problem(
-                409,
-                "flash-not-started",
-                "This flash sale has not started yet.",
-                starts_at=terms.starts_at.isoformat(),
-            )
-        case Verdict.OVER_LIMIT:
-            return Problem(
-                409,
-                "flash-limit-reached",
-                f"At most {terms.per_buyer_limit} per buyer in this flash sale.",
-                per_buyer_limit=terms.per_buyer_limit,
-            )
-        case Verdict.SOLD_OUT:
-            remaining = max(remaining, 0)
-            detail = "Sold out." if remaining == 0 else f"Only {remaining} left."
-            return Problem(409, "flash-sold-out", detail, remaining=remaining, requested=quantity)
-    raise AssertionError(f"no refusal for {verdict}")
-
-
-async def _why_not_taken(
-    session: AsyncSession, terms: SaleTerms, quantity: int, now: datetime
-) -> Problem:
-    """The conditional UPDATE took nothing: say why, judged at the same instant."""
-    flash = await session.get(FlashSale, terms.id)
-    assert flash is not None  # flash sales are never deleted while their session lives
-    remaining = flash.quantity - flash.sold
-    match phase(flash, now):
-        case FlashPhase.ENDED:
-            return refusal(Verdict.CLOSED, remaining, quantity, terms)
-        case FlashPhase.SCHEDULED:
-            return refusal(Verdict.NOT_OPEN, remaining, quantity, terms)
-    if remaining >= quantity:
-        return Problem(
-            503,
-            "flash-claim-timed-out",
-            "The claim took too long to be written; try again.",
-            headers={"Retry-After": "1"},
-        )
-    return refusal(Verdict.SOLD_OUT, remaining, quantity, terms)

@@ -50,6 +50,9 @@ _LIMITED = text(  # on show in an open session, with a limited allocation
     " AND live_stock IS NOT NULL AND EXISTS (SELECT 1 FROM live_sessions AS s"
     " WHERE s.id = live_products.live_session_id AND s.status <> :ended)"
 )
+_LINK = text(
+    "UPDATE live_allocations SET flash_sale_id = :flash_sale_id WHERE order_id = :order_id"
+)
 _RECORD = text(
     "INSERT INTO live_allocations (order_id, product_id, live_session_id, buyer_id, quantity)"
     " VALUES (:order_id, :product_id, :live_session_id, :buyer_id, :quantity)"
@@ -98,15 +101,9 @@ class LiveSessionAllocations:
                 await self._on_flash_returned(flash_sale_id)
 
 
-async def link_flash_sale(session: AsyncSession, order_id: str, flash_sale_id: str) -> None:
+async def link_flash_sale(db: Statements, order_id: str, flash_sale_id: str) -> None:
     """Mark the units of a claim's order as the flash sale's, so they return to it."""
-    await session.flush()
-    await session.execute(
-        update(LiveAllocation)
-        .where(LiveAllocation.order_id == order_id)
-        .values(flash_sale_id=flash_sale_id)
-        .execution_options(synchronize_session=False)
-    )
+    await db.execute(_LINK, {"order_id": order_id, "flash_sale_id": flash_sale_id})
 
 
 async def give_back(session: AsyncSession, order_id: str) -> list[Row]:

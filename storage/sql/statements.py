@@ -25,6 +25,10 @@ class Statements(Protocol):
         """The first column of the first row, or None when there is no row."""
         ...
 
+    async def row(self, statement: TextClause, parameters: Mapping[str, Any]) -> Any:
+        """The first row (its columns by position and by name), or None."""
+        ...
+
     async def execute(self, statement: TextClause, parameters: Mapping[str, Any]) -> None: ...
 
 
@@ -34,6 +38,10 @@ class OnSession:
 
     async def value(self, statement: TextClause, parameters: Mapping[str, Any]) -> Any:
         return await self._session.scalar(statement, dict(parameters))
+
+    async def row(self, statement: TextClause, parameters: Mapping[str, Any]) -> Any:
+        row = (await self._session.execute(statement, dict(parameters))).first()
+        return None if row is None else row._mapping
 
     async def execute(self, statement: TextClause, parameters: Mapping[str, Any]) -> None:
         await self._session.execute(statement, dict(parameters))
@@ -46,6 +54,10 @@ class OnDriver:
     async def value(self, statement: TextClause, parameters: Mapping[str, Any]) -> Any:
         sql, names = driver_sql(statement)
         return await self._connection.fetchval(sql, *(parameters[name] for name in names))
+
+    async def row(self, statement: TextClause, parameters: Mapping[str, Any]) -> Any:
+        sql, names = driver_sql(statement)
+        return await self._connection.fetchrow(sql, *(parameters[name] for name in names))
 
     async def execute(self, statement: TextClause, parameters: Mapping[str, Any]) -> None:
         sql, names = driver_sql(statement)
