@@ -168,12 +168,13 @@ def build_app(settings: Settings) -> web.Application:
     app[SEPAY] = SepayWebhooks(backends.sessions, settings.sepay_api_key)
     app[SWEEPER] = ExpirySweeper(backends.sessions, settings.sweep_interval)
     app[LIVE_SESSIONS] = LiveSessionService(backends.sessions)
+    teams = ShopTeams(backends.sessions)
     app[FLASH_SALES] = FlashSaleService(
         backends.sessions,
         app[CHECKOUT],
         app[LIVE_SESSIONS],
         app[FLASH_GATEKEEPER],
-        ShopTeams(backends.sessions),
+        teams,
         express,
     )
     app[FLASH_ANNOUNCER] = FlashAnnouncer(backends.sessions, on_ended=app[FLASH_GATEKEEPER].resync)
@@ -197,11 +198,16 @@ def build_app(settings: Settings) -> web.Application:
         app[ACCOUNTS],
         app[LIVE_SESSIONS],
         app[WHEP],
+        teams,
         settings.redis_url,
         channel=f"{settings.redis_prefix}socketio",
     )
     app[LIVE_STATS] = LiveStatsService(
-        backends.sessions, backends.documents, app[LIVE_SESSIONS], app[HUB].context.presence
+        backends.sessions,
+        backends.documents,
+        app[LIVE_SESSIONS],
+        app[HUB].context.presence,
+        app[HUB].context.visits,
     )
     build_streaming(app, settings, backends)
     metrics.registry.register(WebrtcCollector(app[WHEP], app[RELAY_ORIGIN], app[RELAY_EDGE]))

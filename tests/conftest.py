@@ -98,10 +98,24 @@ def api_settings() -> dict:
 
 @pytest.fixture
 async def api(aiohttp_client, sql_engine, sql_url, settings_for, api_settings):
-    """A test client for the full app on each SQL backend (the database already migrated)."""
+    """A test client for the full app on each SQL backend (the database already migrated),
+    marking the requests it serves for `statements` (Socket.IO events ride on theirs)."""
     from live.app import build_app
+    from tests.sql_counting import mark_serving
 
-    return await aiohttp_client(build_app(settings_for(sql_url, **api_settings)))
+    app = build_app(settings_for(sql_url, **api_settings))
+    app.middlewares.insert(0, mark_serving)
+    return await aiohttp_client(app)
+
+
+@pytest.fixture
+def statements(api, monkeypatch):
+    """The SQL `api` sends while serving requests and events, as it sends it (background
+    jobs, which query too, are not counted): see tests.sql_counting."""
+    from tests.sql_counting import record_statements
+
+    with record_statements(api.app, monkeypatch) as seen:
+        yield seen
 
 
 @pytest.fixture

@@ -9,11 +9,10 @@ import contextvars
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiohttp import web
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 
 from commerce.catalog.models import Variant
-from live.app import FLASH_GATEKEEPER, build_app
+from live.app import FLASH_GATEKEEPER
 from live.flash import gatekeeper
 from live.flash.gatekeeper import FlashGatekeeper, epoch_ms
 from live.http.system import BACKENDS
@@ -34,50 +33,6 @@ def api_settings(request) -> dict:
     if request.param == "memory":
         return {}
     return {"redis_url": REDIS_URL, "redis_prefix": request.getfixturevalue("redis_prefix")}
-
-
-@pytest.fixture
-async def api(aiohttp_client, sql_engine, sql_url, settings_for, api_settings):
-    """The full app, marking the SQL it runs while serving a request (background jobs,
-    which also query, are not counted)."""
-    app = build_app(settings_for(sql_url, **api_settings))
-
-    @web.middleware
-    async def mark(request, handler):
-        token = SERVING.set(True)
-        try:
-            return await handler(request)
-        finally:
-            SERVING.reset(token)
-
-    app.middlewares.insert(0, mark)
-    return await aiohttp_client(app)
-
-
-@pytest.fixture
-def statements(api, monkeypatch):
-    """SQL statements sent through SQLAlchemy while serving requests, and the asyncpg
-    connections taken then (the express checkout's), as they happen."""
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, *args) -> None:
-        if SERVING.get():
-            seen.append(statement)
-
-    engine = api.app[BACKENDS].engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    pool = api.app[BACKENDS].driver_pool
-    if pool is not None:
-        acquire = pool.acquire
-
-        def recording_acquire(*args, **kwargs):
-            if SERVING.get():
-                seen.append("an asyncpg connection")
-            return acquire(*args, **kwargs)
-
-        monkeypatch.setattr(pool, "acquire", recording_acquire)
-    yield seen
-    event.remove(engine, "before_cursor_execute", record)
 
 
 async def refused(api, token, flash, status: int, code: str) -> None:

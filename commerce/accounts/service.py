@@ -29,6 +29,7 @@ log = logging.getLogger("streamcart.accounts")
 
 SELF_SERVICE_ROLES = {Role.BUYER, Role.SELLER}
 DENY_LIST_RECHECK_SECONDS = 1.0
+ACTIVE_NAME_SECONDS = 5.0
 MAX_REMEMBERED_TOKENS = 100_000
 BAD_CREDENTIALS = Problem(401, "invalid-credentials", "Email or password is incorrect.")
 
@@ -62,6 +63,7 @@ class AccountService:
         self._refresh_ttl = timedelta(seconds=refresh_ttl_seconds)
         self._passwords = passwords
         self._not_denied: dict[str, float] = {}  # token id -> until (monotonic)
+        self._active_names: dict[str, tuple[float, str | None]] = {}  # user -> until, name
 
     async def register(
         self, email: str, password: str, display_name: str, role: Role = Role.BUYER
@@ -179,6 +181,21 @@ class AccountService:
     async def get_user(self, user_id: str) -> User | None:
         async with self._sessions() as session:
             return await session.get(User, user_id)
+
+    async def active_name(self, user_id: str) -> str | None:
+        """The display name of an active account (None: gone or deactivated), read at
+        most once per ACTIVE_NAME_SECONDS per user: every viewer's Socket.IO connect asks,
+        and a deactivation then stops new connections within that time."""
+        now = time.monotonic()
+        cached = self._active_names.get(user_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        user = await self.get_user(user_id)
+        name = user.display_name if user is not None and user.is_active else None
+        if len(self._active_names) >= MAX_REMEMBERED_TOKENS:
+            self._active_names.clear()
+        self._active_names[user_id] = (now + ACTIVE_NAME_SECONDS, name)
+        return name
 
     async def _issue(self, user: User, family_id: str) -> TokenPair:
         now = datetime.now(UTC)

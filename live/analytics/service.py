@@ -34,6 +34,7 @@ from live.analytics.schemas import (
     ViewerStatsOut,
 )
 from live.analytics.timeline import timeline
+from live.analytics.visits import VisitRecorder
 from live.hub.chat import CHAT
 from live.hub.presence import Presence
 from live.sessions.models import LiveProduct
@@ -75,17 +76,20 @@ class LiveStatsService:
         documents: DocumentStore,
         live_sessions: LiveSessionService,
         presence: Presence,
+        visits: VisitRecorder,
     ) -> None:
         self._sessions = sessions
         self._documents = documents
         self._live_sessions = live_sessions
         self._presence = presence
+        self._visits = visits
 
     async def stats(self, principal: Principal, live_session_id: str) -> LiveStatsOut:
         """For the shop's team only (404 unknown session, 403 anyone else)."""
         live = await self._live_sessions.require_staff(principal, live_session_id)
         now = datetime.now(UTC)
         window = (live.started_at, live.ended_at or now) if live.started_at else None
+        await self._visits.flush()  # this process's queued visits count too
         async with self._sessions() as session:
             viewers = await _viewers(session, live.id, window)
             pins = await _pins(session, live.id, window)

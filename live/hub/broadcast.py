@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import engineio
@@ -116,6 +117,8 @@ class BroadcastManager(socketio.AsyncManager):
 
     max_buffered_bytes = MAX_BUFFERED_BYTES
     max_queued_packets = MAX_QUEUED_PACKETS
+    # Told of every emit this process delivers (the join snapshots' invalidation).
+    on_emit: Callable[[str, Any], None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -139,6 +142,8 @@ class BroadcastManager(socketio.AsyncManager):
         """To the local sockets of `room` (all of the namespace when None), except
         `skip_sid` (one sid or a list)."""
         room = to or room
+        if self.on_emit is not None:
+            self.on_emit(event, room)
         if callback is not None or namespace not in self.rooms:
             return await super().emit(
                 event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs

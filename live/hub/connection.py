@@ -55,7 +55,7 @@ async def _member(hub: HubContext, sid: str, auth: Any) -> Member:
     if not isinstance(auth, dict) or set(auth) != {"token"} or not isinstance(auth["token"], str):
         raise Problem(400, "bad-auth", 'Send auth as {"token": "<access token>"} or nothing.')
     principal = await authenticate(hub.accounts, auth["token"])
-    user = await hub.accounts.get_user(principal.user_id)
-    if user is None or not user.is_active:
+    name = await hub.accounts.active_name(principal.user_id)
+    if name is None:
         raise Problem(401, "invalid-token", "The account behind this token is not active.")
-    return Member(sid, principal, user.display_name)
+    return Member(sid, principal, name)

@@ -20,8 +20,11 @@ from storage.documents.port import DocumentStore
 if TYPE_CHECKING:
     import socketio
 
+    from commerce.shops.access import ShopTeams
+    from live.analytics.visits import VisitRecorder
     from live.hub.presence import Presence
     from live.hub.reactions import Reactions
+    from live.hub.snapshots import Snapshots
     from signaling.whep import WhepService
 
 
@@ -71,6 +74,9 @@ class HubContext:
     presence: Presence
     reactions: Reactions
     whep: WhepService
+    teams: ShopTeams
+    snapshots: Snapshots
+    visits: VisitRecorder
 
     async def emit(self, event: str, data: dict[str, Any], room: str) -> None:
         """To every socket in `room`, on every process when the Redis manager is in use."""

@@ -6,24 +6,28 @@ another request: status, pinned product, active flash sale (with the server's cl
 for countdowns), viewer count, slow mode and the last 50 chat messages. Every change
 after that arrives as an event in the room, so snapshot + events = current state.
 
-Each join also opens a visit row (`live.analytics.visits`), closed on `session:leave`
-or disconnect: the durable record behind viewer stats, shared by every process.
+The parts of the snapshot every viewer shares are cached per session until a room event
+changes them (`live.hub.snapshots`), the shop's team is cached (`ShopTeams`), and the
+visit row (`live.analytics.visits`: the durable record behind viewer stats, opened here
+and closed on `session:leave` or disconnect) is written in batches off the join's path,
+so a join does not wait for the database.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from live.analytics.visits import close_visit, open_visit
 from live.flash.service import active_flash
 from live.hub.bridge import sales
-from live.hub.chat import recent
 from live.hub.context import HubContext, Member, live_room, staff_room
 from live.hub.dispatch import Events, Payload
 from live.hub.pins import product_card
 from live.sessions.models import LiveSession
 from live.sessions.schemas import Id
+from live.sessions.service import LiveSessionService
+from storage.web import Problem
 
 events = Events()
 
@@ -34,18 +38,23 @@ class SessionIn(Payload):
 
 @events.on("session:join", SessionIn)
 async def join(hub: HubContext, member: Member, body: SessionIn) -> dict:
-    live = await hub.live_sessions.get(body.live_session_id)
-    role = await hub.live_sessions.role(member.principal, live)
-    await hub.sio.enter_room(member.sid, live_room(live.id))
+    live_session_id = body.live_session_id
+    room = live_room(live_session_id)
+    await hub.sio.enter_room(member.sid, room)  # first: a change after the snapshot is an event
+    try:
+        shared = await hub.snapshots.shared(live_session_id)
+    except Problem:
+        if live_session_id not in member.joined:
+            await hub.sio.leave_room(member.sid, room)
+        raise
+    role = await hub.teams.role(member.principal, shared.live.shop_id)
     if role is not None:
-        await hub.sio.enter_room(member.sid, staff_room(live.id))
-    if live.id not in member.joined:  # joining twice must not count the viewer twice
-        await open_visit(
-            hub.sessions, live.id, member.sid, member.viewer_key, member.user_id is not None
-        )
-        member.joined.add(live.id)
-        await hub.presence.join(live.id, member.viewer_key)
-    return {"snapshot": await snapshot(hub, live, role)}
+        await hub.sio.enter_room(member.sid, staff_room(live_session_id))
+    if live_session_id not in member.joined:  # joining twice must not count the viewer twice
+        hub.visits.open(live_session_id, member.sid, member.viewer_key, member.user_id is not None)
+        member.joined.add(live_session_id)
+        await hub.presence.join(live_session_id, member.viewer_key)
+    return {"snapshot": await snapshot(hub, shared, role)}
 
 
 @events.on("session:leave", SessionIn)
@@ -61,30 +70,54 @@ async def stop_watching(hub: HubContext, member: Member, live_session_id: str) -
     viewer count moves, so a count seen to drop means the visit is already recorded."""
     if live_session_id in member.joined:
         member.joined.discard(live_session_id)
-        try:
-            await close_visit(hub.sessions, live_session_id, member.sid)
-        finally:  # a database hiccup must not leave the viewer counted for ever
-            await hub.presence.leave(live_session_id, member.viewer_key)
+        hub.visits.close(live_session_id, member.sid)
+        await hub.presence.leave(live_session_id, member.viewer_key)
 
 
-async def snapshot(hub: HubContext, live: LiveSession, role: str | None) -> dict[str, Any]:
-    pinned = None
-    if live.pinned_product_id is not None:
-        items = await hub.live_sessions.showcase(live.id)
-        item = next((i for i in items if i.product_id == live.pinned_product_id), None)
-        pinned = None if item is None else product_card(live.id, item)
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """What every viewer's snapshot of a session shares, and the session itself."""
+
+    live: LiveSession
+    state: dict[str, Any]
+
+
+def shared_builder(live_sessions: LiveSessionService, sessions: Any):
+    """`Snapshots`' builder of the shared part: the session (404 when there is none),
+    its pinned product's card and its flash sale."""
+
+    async def build(live_session_id: str) -> Shared:
+        live = await live_sessions.get(live_session_id)
+        pinned = None
+        if live.pinned_product_id is not None:
+            items = await live_sessions.showcase(live.id)
+            item = next((i for i in items if i.product_id == live.pinned_product_id), None)
+            pinned = None if item is None else product_card(live.id, item)
+        state = {
+            "live_session_id": live.id,
+            "title": live.title,
+            "status": live.status,
+            "pinned": pinned,
+            "flash": await active_flash(sessions, live.id),
+            "slow_mode_seconds": live.slow_mode_seconds,
+        }
+        return Shared(live, state)
+
+    return build
+
+
+async def snapshot(hub: HubContext, shared: Shared, role: str | None) -> dict[str, Any]:
+    now = datetime.now(UTC).isoformat()
+    live_session_id = shared.live.id
     state = {
-        "live_session_id": live.id,
-        "title": live.title,
-        "status": live.status,
+        **shared.state,
         "role": role,
-        "server_time": datetime.now(UTC).isoformat(),
-        "pinned": pinned,
-        "flash": await active_flash(hub.sessions, live.id),
-        "viewers": await hub.presence.count(live.id),
-        "slow_mode_seconds": live.slow_mode_seconds,
-        "messages": await recent(hub.documents, live.id),
+        "server_time": now,
+        "viewers": await hub.presence.count(live_session_id),
+        "messages": await hub.snapshots.messages(live_session_id),
     }
+    if state["flash"] is not None:  # countdowns run from the server's clock of now
+        state["flash"] = {**state["flash"], "server_time": now}
     if role is not None:
-        state["sales"] = await sales(hub, live.id)
+        state["sales"] = await sales(hub, live_session_id)
     return state

@@ -30,12 +30,17 @@ import socketio
 from aiohttp import web
 
 from commerce.accounts.service import AccountService
+from commerce.shops.access import ShopTeams
+from live.analytics.visits import VisitRecorder
 from live.hub import bridge, chat, connection, moderation, pins, reactions, rooms, webrtc
 from live.hub.broadcast import BroadcastManager, RedisBroadcastManager
+from live.hub.chat import recent
 from live.hub.context import HubContext, live_room
 from live.hub.dispatch import ACK_WANTED, attach_unknown_event_handler
 from live.hub.presence import Presence
 from live.hub.reactions import Reactions
+from live.hub.rooms import shared_builder
+from live.hub.snapshots import Snapshots
 from live.sessions.service import LiveSessionService
 from signaling.whep import WhepService
 from storage.backends import Backends
@@ -78,6 +83,7 @@ class Hub:
         self._bridge = bridge.Bridge(self.context)
         await self._bus.subscribe(bridge.CONSUMER, bridge.PATTERNS, self._bridge.handle)
         self._ticker = asyncio.create_task(self._tick(), name="hub-ticker")
+        await self.context.visits.start()
 
     async def stop(self) -> None:
         if self._ticker is not None:
@@ -85,7 +91,8 @@ class Hub:
             self._ticker = None
         if self._bridge is not None:
             await self._bridge.close()
-        await self.sio.shutdown()
+        await self.sio.shutdown()  # sockets disconnect: their visits close
+        await self.context.visits.stop()
         await _stop_backplane(self.sio.manager)
 
     async def _tick(self) -> None:
@@ -131,6 +138,7 @@ def build_hub(
     accounts: AccountService,
     live_sessions: LiveSessionService,
     whep: WhepService,
+    teams: ShopTeams,
     redis_url: str,
     *,
     channel: str = CHANNEL,
@@ -153,6 +161,11 @@ def build_hub(
         tally = {"live_session_id": live_session_id, "counts": counts, "window": 1}
         await sio.emit("reaction:counts", tally, to=live_room(live_session_id))
 
+    snapshots = Snapshots(
+        shared_builder(live_sessions, backends.sessions),
+        lambda live_session_id: recent(backends.documents, live_session_id),
+    )
+    sio.manager.on_emit = snapshots.note_emit
     context = HubContext(
         sio=sio,
         sessions=backends.sessions,
@@ -163,6 +176,9 @@ def build_hub(
         presence=Presence(backends.cache, emit_count),
         reactions=Reactions(backends.cache, emit_reactions),
         whep=whep,
+        teams=teams,
+        snapshots=snapshots,
+        visits=VisitRecorder(backends.sessions),
     )
     connection.attach(context)
     for module in HANDLER_MODULES:
