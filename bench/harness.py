@@ -316,35 +316,3 @@ def write_json(path: Path, data: dict) -> None:
     """Write the figures as indented JSON, creating the directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-async def follow_load(
-    process: asyncio.subprocess.Process, server_pid: int, what: str
-) -> tuple[dict, dict[str, object], float]:
-    """Read a load process's JSON lines ("start", "joined", "end", "error", "result"),
-    sampling the CPU of the server and of the load process (in `per_server_pct`, in that
-    order) between "start" and "end". Answers the result (with the "joined" line's
-    `join_s`), the usage and the server's CPU seconds in that window."""
-    assert process.stdout is not None
-    pids = [server_pid, process.pid]
-    before: CpuSample | None = None
-    usage: dict[str, object] = {}
-    server_cpu_s = 0.0
-    join_s = None
-    while line := await process.stdout.readline():
-        message = json.loads(line)
-        phase = message.pop("phase")
-        if phase == "start":
-            before = cpu_sample(pids)
-        elif phase == "end" and before is not None:
-            after = cpu_sample(pids)
-            usage = cpu_usage(before, after)
-            server_cpu_s = after.servers[0] - before.servers[0]
-        elif phase == "joined":
-            print(f"  {message['viewers']:,} joined in {message['join_s']:.1f} s", flush=True)
-            join_s = message["join_s"]
-        elif phase == "error":
-            raise RuntimeError(f"{what} process failed: {message['message']}")
-        elif phase == "result":
-            return {**message, "join_s": join_s}, usage, server_cpu_s
-    raise RuntimeError(f"{what} process ended without a result ({await process.wait()})")

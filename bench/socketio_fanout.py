@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from array import array
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,7 @@ TARGET_CLIENTS = 5_000
 NODE_PARITY = 0.99  # when both keep up, deliveries/s is the offered rate give or take 1 %
 NPM_TIMEOUT = 300.0
 SETTLE_SECONDS = 2.0
+PERCENTILES = (("p50", 50), ("p99", 99), ("max", 100))
 
 
 # --- command line -----------------------------------------------------------------------
@@ -75,6 +77,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="which servers to run (both)",
     )
     parser.add_argument("--join-concurrency", type=int, default=100, help="joins in flight (100)")
+    parser.add_argument(
+        "--load-processes",
+        type=int,
+        default=2,
+        help="viewer processes of the load (2), besides the seller's",
+    )
     parser.add_argument("--join-timeout", type=float, default=60.0, help="per join, s (60)")
     parser.add_argument(
         "--drain-timeout", type=float, default=90.0, help="wait for late deliveries, s (90)"
@@ -90,6 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         not 0 < args.rate <= 100 and "--rate must be in (0, 100]",
         not 0 < args.seconds <= 120 and "--seconds must be in (0, 120]",
         not 1 <= args.join_concurrency <= 1_000 and "--join-concurrency must be 1..1000",
+        not 1 <= args.load_processes <= 16 and "--load-processes must be 1..16",
         not 0 < args.join_timeout <= 300 and "--join-timeout must be in (0, 300]",
         not 0 < args.drain_timeout <= 600 and "--drain-timeout must be in (0, 600]",
     ]
@@ -209,8 +218,14 @@ async def set_up_session(url: str) -> tuple[str, str, list[dict]]:
 
 @contextlib.asynccontextmanager
 async def python_server(work_dir: Path) -> AsyncIterator[tuple[Scenario, list[dict]]]:
-    """`streamcart serve` with embedded defaults, the session set up over REST."""
-    server = harness.start_server({}, work_dir, 0, harness.serve_command())
+    """`streamcart serve` with embedded defaults (but the ports), the session set up
+    over REST."""
+    quiet_ports = {  # nothing else here: RTMP on any free port, no WebRTC port
+        "STREAMCART_RTMP_PORT": "0",
+        "STREAMCART_WEBRTC_UDP_PORT": "0",
+        "STREAMCART_WEBRTC_TCP_PORT": "0",
+    }
+    server = harness.start_server(quiet_ports, work_dir, 0, harness.serve_command())
     try:
         await harness.wait_healthy([server])
         token, live_id, cards = await set_up_session(server.url)
@@ -267,52 +282,158 @@ async def _wait_listening(server: harness.Server) -> None:
 # --- the load ---------------------------------------------------------------------------
 
 
+class LoadProcess:
+    """One `load.js` process: its JSON lines out, JSON commands in, output in a log."""
+
+    def __init__(self, process: asyncio.subprocess.Process, name: str) -> None:
+        self.process = process
+        self.name = name
+
+    @classmethod
+    async def start(cls, config: dict, work_dir: Path, name: str) -> LoadProcess:
+        config_path = work_dir / f"{name}.json"
+        config_path.write_text(json.dumps(config))
+        process = await asyncio.create_subprocess_exec(
+            node_binary(),
+            "--max-old-space-size=4096",
+            str(NODE_REFERENCE / "load.js"),
+            str(config_path),
+            env=node_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=(work_dir / f"{name}.log").open("ab"),
+            limit=2**26,  # a result line holds a time per pin
+        )
+        return cls(process, name)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def expect(self, phase: str) -> dict:
+        assert self.process.stdout is not None
+        line = await self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.name} ended ({await self.process.wait()}) before {phase}")
+        message = json.loads(line)
+        if message["phase"] == "error":
+            raise RuntimeError(f"{self.name} failed: {message['message']}")
+        if message["phase"] != phase:
+            raise RuntimeError(f"{self.name}: expected {phase}, got {message['phase']}")
+        return message
+
+    async def send(self, command: dict) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write((json.dumps(command) + "\n").encode())
+        await self.process.stdin.drain()
+
+    async def close(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.process.wait()
+
+
+def shares(total: int, parts: int) -> list[int]:
+    """`total` split into `parts` nearly equal whole shares."""
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
 async def run_load(
     args: argparse.Namespace, scenario: Scenario, clients: int, work_dir: Path
 ) -> dict:
-    """Run load.js against one server; server CPU is sampled at its start and end marks."""
+    """One seller process and `--load-processes` viewer processes against one server:
+    join, settle, pin at the fixed rate, drain; the server's CPU and every load
+    process's is sampled from the first pin to the last result."""
     updates = max(1, round(args.rate * args.seconds))
-    config = {
+    base = {
         "url": scenario.url,
-        "viewers": clients,
-        "seller_token": scenario.seller_token,
         "live_session_id": scenario.live_session_id,
         "product_ids": scenario.product_ids,
         "rate": args.rate,
         "updates": updates,
-        "join_concurrency": args.join_concurrency,
+        "join_concurrency": max(1, -(-args.join_concurrency // args.load_processes)),
         "join_timeout_s": args.join_timeout,
         "drain_timeout_s": args.drain_timeout,
-        "settle_s": SETTLE_SECONDS,
     }
-    config_path = work_dir / f"load-{clients}.json"
-    config_path.write_text(json.dumps(config))
     limit = args.join_timeout * (clients / args.join_concurrency + 2) + args.seconds
     limit += args.drain_timeout + 60
-    process = await asyncio.create_subprocess_exec(
-        node_binary(),
-        "--max-old-space-size=4096",
-        str(NODE_REFERENCE / "load.js"),
-        str(config_path),
-        env=node_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=(work_dir / "load.log").open("ab"),
-    )
+    loads: list[LoadProcess] = []
     try:
         async with asyncio.timeout(limit):
-            return await _follow(process, scenario.pid)
+            seller_config = {**base, "role": "seller", "seller_token": scenario.seller_token}
+            loads.append(await LoadProcess.start(seller_config, work_dir, f"seller-{clients}"))
+            paths = []
+            for index, viewers in enumerate(shares(clients, args.load_processes)):
+                paths.append(work_dir / f"latencies-{clients}-{index}.bin")
+                config = {**base, "role": "viewers", "viewers": viewers}
+                config["latencies_path"] = str(paths[-1])
+                loads.append(
+                    await LoadProcess.start(config, work_dir, f"viewers-{clients}-{index}")
+                )
+            seller, viewer_loads = loads[0], loads[1:]
+            joined = await asyncio.gather(*(load.expect("joined") for load in loads))
+            join_s = max(j["joined_at"] for j in joined) - min(j["began_at"] for j in joined)
+            print(f"  {sum(j['viewers'] for j in joined):,} joined in {join_s / 1000:.1f} s")
+            await asyncio.sleep(SETTLE_SECONDS)
+            pids = [scenario.pid, *(load.pid for load in loads)]
+            before = harness.cpu_sample(pids)
+            await seller.send({"go": True})
+            send_times = (await seller.expect("sent"))["send_times"]
+            for load in viewer_loads:
+                await load.send({"send_times": send_times})
+            results = await asyncio.gather(*(load.expect("result") for load in viewer_loads))
+            after = harness.cpu_sample(pids)
+            await seller.send({"stop": True})
+            ack_failures = (await seller.expect("result"))["ack_failures"]
     finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
+        for load in loads:
+            await load.close()
+    usage = harness.cpu_usage(before, after)
+    per_process = usage["per_server_pct"]
+    return {
+        **figures(results, send_times, paths),
+        "viewers": sum(r["viewers"] for r in results),
+        "join_failures": sum(j["join_failures"] for j in joined),
+        "join_s": round(join_s / 1000, 2),
+        "ack_failures": ack_failures,
+        "cpu": {
+            **usage,
+            "server_pct": per_process[0],
+            "load_process_pct": round(sum(per_process[1:]), 1),
+            "load_processes_pct": per_process[1:],
+        },
+        "server_cpu_s": after.servers[0] - before.servers[0],
+    }
 
 
-async def _follow(process: asyncio.subprocess.Process, server_pid: int) -> dict:
-    message, usage, server_cpu_s = await harness.follow_load(process, server_pid, "load")
-    server_pct, load_pct = usage["per_server_pct"]
-    cpu = {"server_pct": server_pct, "load_process_pct": load_pct, **usage}
-    return {**message, "cpu": cpu, "server_cpu_s": server_cpu_s}
+def figures(results: list[dict], send_times: list[float], paths: list[Path]) -> dict:
+    """Deliveries, their latencies (every viewer's, from all processes' files) and, per
+    pin, the time until the last viewer saw it."""
+    latencies = array("d")
+    for path in paths:
+        latencies.frombytes(path.read_bytes())
+    ordered = sorted(latencies)
+    received = len(ordered)
+    expected = sum(r["viewers"] for r in results) * len(send_times)
+    last_arrival = max((r["last_arrival"] for r in results), default=0.0)
+    elapsed_s = max(last_arrival - send_times[0], 1e-9) / 1000 if received else 0.0
+    to_last = []
+    for k, sent_at in enumerate(send_times):
+        seen = [r["last_seen"][k] for r in results]
+        if all(at is not None for at in seen):
+            to_last.append(max(seen) - sent_at)
+    to_last.sort()
+    return {
+        "updates": len(send_times),
+        "expected": expected,
+        "received": received,
+        "lost": expected - received,
+        "unmatched": sum(r["unmatched"] for r in results),
+        "deliveries_per_s": received / elapsed_s if elapsed_s else 0.0,
+        "latency_ms": {q: harness.percentile(ordered, n) for q, n in PERCENTILES},
+        "last_viewer_ms": {q: harness.percentile(to_last, n) for q, n in PERCENTILES},
+        "pins_seen_by_all": len(to_last),
+    }
 
 
 async def run(args: argparse.Namespace) -> list[dict]:
@@ -380,10 +501,11 @@ def table(runs: list[dict]) -> str:
         "p50 ms",
         "p99 ms",
         "max ms",
+        "last viewer p50/p99 ms",
         "lost",
         "CPU %",
         "CPU µs/delivery",
-        "load CPU %",
+        "load CPU % (busiest)",
     )
     rows = [
         (
@@ -394,10 +516,11 @@ def table(runs: list[dict]) -> str:
             f"{r['latency_ms']['p50']:.1f}",
             f"{r['latency_ms']['p99']:.1f}",
             f"{r['latency_ms']['max']:.1f}",
+            f"{r['last_viewer_ms']['p50']:.1f} / {r['last_viewer_ms']['p99']:.1f}",
             f"{r['lost']:,}",
             f"{r['cpu']['server_pct']:.0f}",
             f"{r['server_cpu_us_per_delivery']:.1f}",
-            f"{r['cpu']['load_process_pct']:.0f}",
+            f"{r['cpu']['load_process_pct']:.0f} ({max(r['cpu']['load_processes_pct']):.0f})",
         )
         for r in runs
     ]

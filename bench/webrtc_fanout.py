@@ -251,9 +251,9 @@ async def run_load(plan: Plan, kind: str, config: dict, servers: list[harness.Se
 async def follow(
     process: asyncio.subprocess.Process, server_pids: list[int], what: str
 ) -> tuple[dict, dict]:
-    """`harness.follow_load` for any number of servers: the load process's result and
-    the CPU of each server and of the load process (last in `per_server_pct`) sampled
-    between its "start" and "end"."""
+    """Read the load process's JSON lines ("start", "end", "error", "result"): its result
+    and the CPU of each server and of the load process (last in `per_server_pct`)
+    sampled between its "start" and "end"."""
     assert process.stdout is not None
     pids = [*server_pids, process.pid]
     before: harness.CpuSample | None = None

@@ -71,7 +71,8 @@ async def logins_work(env: dict[str, str], printed: str, tmp_path) -> dict[str, 
     """Log in over HTTP with every login `printed`; each role and the role it got."""
     logins = LOGIN_LINE.findall(printed)
     assert logins, printed
-    server = ServerProcess(env, tmp_path / "demo-server.log")
+    served = {**env, "STREAMCART_RTMP_PORT": "0"}  # the demo's 1935 is only printed
+    server = ServerProcess(served, tmp_path / "demo-server.log")
     roles = {}
     try:
         async with aiohttp.ClientSession() as http:

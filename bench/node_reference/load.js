@@ -1,26 +1,33 @@
-// The load process of bench/socketio_fanout.py: N viewers and one seller in one live
-// session; the seller pins products at a fixed rate and every viewer times each
-// `product:pinned` it receives against the send time stamped here (one clock).
+// A load process of bench/socketio_fanout.py, in one of two roles, so the load can be
+// spread over several processes (one seller, any number of viewer processes) and the
+// load generator is not what limits the run:
+//
+// - "seller": joins the session, waits for {"go": true} on stdin, then pins products at a
+//   fixed rate and reports when it sent each pin ({"phase": "sent", "send_times": [...]}).
+// - "viewers": joins `viewers` guests ({"phase": "joined", ...}), records when each
+//   `product:pinned` arrives and which pin it answers, then, given the seller's send
+//   times ({"send_times": [...]} on stdin), waits for the rest (bounded), writes every
+//   latency (little-endian float64, ms) to `latencies_path` and reports counts and, per
+//   pin, when its last delivery here arrived ({"phase": "result", ...}).
+//
+// Every time is on the machine's wall clock in ms (performance.timeOrigin + now), which
+// all the processes share.
 //
 //   node load.js <config.json>
-// Progress and the result are JSON lines on stdout: {"phase": "joined" | "start" |
-// "end" | "result", ...}. Everything is bounded: join and drain timeouts, update count.
 "use strict";
 
 const fs = require("node:fs");
+const readline = require("node:readline");
 const { performance } = require("node:perf_hooks");
 const { io } = require("socket.io-client");
 
 const config = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
 const products = config.product_ids;
-const sendTimes = new Float64Array(config.updates);
-const latencies = new Float64Array(config.viewers * config.updates);
-let received = 0;
-let unmatched = 0;
-let sent = 0;
-let ackFailures = 0;
-let lastDelivery = 0;
-let allReceived = null;
+const began = performance.timeOrigin + performance.now();
+
+function now() {
+  return performance.timeOrigin + performance.now();
+}
 
 function report(phase, fields = {}) {
   process.stdout.write(JSON.stringify({ phase, ...fields }) + "\n");
@@ -30,6 +37,16 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+const commands = readline.createInterface({ input: process.stdin });
+const pending = [];
+commands.on("line", (line) => {
+  const waiter = pending.shift();
+  if (waiter) waiter(JSON.parse(line));
+});
+function command() {
+  return new Promise((resolve) => pending.push(resolve));
+}
+
 function connect(auth) {
   return io(config.url, {
     transports: ["websocket"],
@@ -37,26 +54,6 @@ function connect(auth) {
     reconnection: false,
     timeout: config.join_timeout_s * 1000,
     auth,
-  });
-}
-
-// Update k pins products[k % M]: a viewer's next delivery of product p is the first
-// update at or after the one it expects next that pinned p (robust to lost deliveries).
-function viewer(socket) {
-  let next = 0;
-  socket.on("product:pinned", (card) => {
-    const now = performance.now();
-    let k = next;
-    while (k < sent && products[k % products.length] !== card.product_id) k += 1;
-    if (k >= sent) {
-      unmatched += 1;
-      return;
-    }
-    latencies[received] = now - sendTimes[k];
-    received += 1;
-    lastDelivery = now;
-    next = k + 1;
-    if (allReceived && received >= allReceived.expected) allReceived.resolve();
   });
 }
 
@@ -71,7 +68,60 @@ async function join(socket) {
   if (!answer.ok) throw new Error(JSON.stringify(answer.error));
 }
 
-async function joinViewers() {
+async function seller() {
+  const socket = connect(config.seller_token ? { token: config.seller_token } : undefined);
+  await join(socket);
+  report("joined", { viewers: 0, join_failures: 0, began_at: began, joined_at: now() });
+  await command(); // {"go": true}
+  const sendTimes = [];
+  let ackFailures = 0;
+  const interval = 1000 / config.rate;
+  const started = performance.now();
+  for (let k = 0; k < config.updates; k += 1) {
+    const wait = started + k * interval - performance.now();
+    if (wait > 0) await sleep(wait);
+    sendTimes.push(now());
+    const pin = { live_session_id: config.live_session_id, product_id: products[k % products.length] };
+    socket.timeout(config.drain_timeout_s * 1000).emit("product:pin", pin, (err, answer) => {
+      if (err || !answer.ok) ackFailures += 1;
+    });
+  }
+  report("sent", { send_times: sendTimes });
+  await command(); // {"stop": true}: the acks are in by now, or never will be
+  report("result", { ack_failures: ackFailures });
+  socket.close();
+}
+
+async function viewers() {
+  const capacity = config.viewers * config.updates;
+  const pins = new Int32Array(capacity); // which pin each delivery answers
+  const arrivals = new Float64Array(capacity);
+  let received = 0;
+  let unmatched = 0;
+  let expected = Infinity;
+  let allIn = null;
+
+  // Pin k shows products[k % M]: a viewer's next delivery of product p answers the
+  // first pin at or after the one it expects next that showed p (so a lost delivery
+  // does not shift the rest).
+  function watch(socket) {
+    let next = 0;
+    socket.on("product:pinned", (card) => {
+      const at = now();
+      let k = next;
+      while (k < config.updates && products[k % products.length] !== card.product_id) k += 1;
+      if (k >= config.updates) {
+        unmatched += 1;
+        return;
+      }
+      pins[received] = k;
+      arrivals[received] = at;
+      received += 1;
+      next = k + 1;
+      if (allIn && received >= expected) allIn();
+    });
+  }
+
   const joined = [];
   let failures = 0;
   let index = 0;
@@ -81,7 +131,7 @@ async function joinViewers() {
       const socket = connect(undefined);
       try {
         await join(socket);
-        viewer(socket);
+        watch(socket);
         joined.push(socket);
       } catch {
         failures += 1;
@@ -90,68 +140,39 @@ async function joinViewers() {
     }
   }
   await Promise.all(Array.from({ length: config.join_concurrency }, worker));
-  return { joined, failures };
-}
+  report("joined", { viewers: joined.length, join_failures: failures, began_at: began, joined_at: now() });
 
-async function broadcast(seller) {
-  const interval = 1000 / config.rate;
-  const started = performance.now();
-  for (let k = 0; k < config.updates; k += 1) {
-    const due = started + k * interval;
-    const wait = due - performance.now();
-    if (wait > 0) await sleep(wait);
-    sendTimes[k] = performance.now();
-    sent = k + 1;
-    const pin = { live_session_id: config.live_session_id, product_id: products[k % products.length] };
-    seller.timeout(config.drain_timeout_s * 1000).emit("product:pin", pin, (err, answer) => {
-      if (err || !answer.ok) ackFailures += 1;
-    });
+  const { send_times: sendTimes } = await command();
+  expected = joined.length * sendTimes.length;
+  if (received < expected) {
+    await Promise.race([new Promise((resolve) => (allIn = resolve)), sleep(config.drain_timeout_s * 1000)]);
   }
-  return started;
-}
-
-function percentile(sorted, q) {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.max(1, Math.ceil((q / 100) * sorted.length)) - 1];
-}
-
-async function main() {
-  const joinStarted = performance.now();
-  const seller = connect(config.seller_token ? { token: config.seller_token } : undefined);
-  await join(seller);
-  const { joined, failures } = await joinViewers();
-  report("joined", { viewers: joined.length, join_failures: failures, join_s: (performance.now() - joinStarted) / 1000 });
-  await sleep(config.settle_s * 1000);
-
-  const expected = joined.length * config.updates;
-  const done = new Promise((resolve) => (allReceived = { expected, resolve }));
-  report("start");
-  const firstSend = await broadcast(seller);
-  const lastSend = performance.now();
-  await Promise.race([done, sleep(config.drain_timeout_s * 1000)]);
-  report("end");
-
-  const sorted = latencies.subarray(0, received).sort();
-  const elapsed = ((lastDelivery || lastSend) - firstSend) / 1000;
+  const latencies = new Float64Array(received);
+  let lastArrival = 0;
+  const lastSeen = new Array(sendTimes.length).fill(0);
+  const seen = new Int32Array(sendTimes.length);
+  for (let i = 0; i < received; i += 1) {
+    const k = pins[i];
+    latencies[i] = arrivals[i] - sendTimes[k];
+    seen[k] += 1;
+    if (arrivals[i] > lastSeen[k]) lastSeen[k] = arrivals[i];
+    if (arrivals[i] > lastArrival) lastArrival = arrivals[i];
+  }
+  fs.writeFileSync(config.latencies_path, Buffer.from(latencies.buffer));
   report("result", {
     viewers: joined.length,
-    join_failures: failures,
-    updates: sent,
-    expected,
     received,
-    lost: expected - received,
     unmatched,
-    ack_failures: ackFailures,
-    send_s: (lastSend - firstSend) / 1000,
-    elapsed_s: elapsed,
-    deliveries_per_s: elapsed > 0 ? received / elapsed : 0,
-    latency_ms: { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: percentile(sorted, 100) },
+    last_arrival: lastArrival,
+    // per pin: when its last delivery here came, or null when a viewer here missed it
+    last_seen: lastSeen.map((at, k) => (seen[k] >= joined.length ? at : null)),
   });
-  for (const socket of [seller, ...joined]) socket.close();
-  process.exit(0);
+  for (const socket of joined) socket.close();
 }
 
-main().catch((error) => {
-  report("error", { message: String(error && error.stack ? error.stack : error) });
-  process.exit(1);
-});
+(config.role === "seller" ? seller() : viewers())
+  .then(() => process.exit(0))
+  .catch((error) => {
+    report("error", { message: String(error && error.stack ? error.stack : error) });
+    process.exit(1);
+  });
