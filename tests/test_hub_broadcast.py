@@ -9,6 +9,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aiohttp
 import pytest
 import socketio
 from aiohttp import web
@@ -203,3 +204,13 @@ async def test_over_redis_each_process_fans_out_to_its_own_sockets(aiohttp_serve
         for hub in (a, b):
             await hub.sio.shutdown()
             await _stop_backplane(hub.sio.manager)
+
+
+async def test_websockets_open_without_permessage_deflate_even_when_offered(room):
+    """As Node's socket.io: an offer of compression is declined, and the connection
+    still works (the open packet arrives)."""
+    url = room[1].rstrip("/") + "/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, compress=15) as ws:
+        assert ws.compress == 0
+        opened = await ws.receive_str(timeout=WAIT)
+        assert opened.startswith("0{") and '"sid"' in opened
