@@ -164,6 +164,7 @@ def build_hub(
     snapshots = Snapshots(
         shared_builder(live_sessions, backends.sessions),
         lambda live_session_id: recent(backends.documents, live_session_id),
+        room_prefix=live_room(""),
     )
     sio.manager.on_emit = snapshots.note_emit
     context = HubContext(

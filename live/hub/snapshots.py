@@ -24,12 +24,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from live.hub.context import live_room
 from storage.single_flight import SingleFlight
 
 MAX_AGE_SECONDS = 2.0
 MAX_ENTRIES = 10_000
-PREFIX = live_room("")
 UNCHANGING = frozenset({"viewers:count", "reaction:counts"})
 
 
@@ -83,15 +81,19 @@ class Snapshots:
         self,
         build_shared: Callable[[str], Awaitable[Any]],
         build_messages: Callable[[str], Awaitable[list[dict[str, Any]]]],
+        room_prefix: str,
     ) -> None:
         self._shared = _Part(build_shared)
         self._messages = _Part(build_messages)
+        self._prefix = room_prefix  # a session's room is the prefix and its id
 
     def note_emit(self, event: str, room: Any) -> None:
         """Called for every emit this process delivers (or would, having no listener)."""
-        if not isinstance(room, str) or not room.startswith(PREFIX) or event in UNCHANGING:
+        if not isinstance(room, str) or not room.startswith(self._prefix):
             return
-        live_session_id = room[len(PREFIX) :]
+        if event in UNCHANGING:
+            return
+        live_session_id = room[len(self._prefix) :]
         if event.startswith("chat:") and event != "chat:slow_mode":
             self._messages.changed(live_session_id)
         else:
