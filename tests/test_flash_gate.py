@@ -12,11 +12,12 @@ import pytest
 from sqlalchemy import select, update
 
 from commerce.catalog.models import Variant
+from live import stock_keeper
 from live.app import FLASH_GATEKEEPER
-from live.flash import gatekeeper
-from live.flash.gatekeeper import FlashGatekeeper, epoch_ms
+from live.flash.gatekeeper import FlashGatekeeper
 from live.http.system import BACKENDS
 from live.sessions.models import FlashSale
+from live.stock_keeper import epoch_ms
 from storage.gate import Verdict
 from tests.backends import REDIS_URL
 from tests.bus_support import eventually
@@ -169,7 +170,7 @@ async def set_stock(api, variant_id: str, on_hand: int) -> None:
 async def test_a_sold_out_answer_is_remembered_briefly(api, monkeypatch):
     """Once the gate said sold out, the process answers so itself for a moment: a unit
     another process gives back meanwhile is sold after that moment, not lost."""
-    monkeypatch.setattr(gatekeeper, "SOLD_OUT_HINT_SECONDS", 0.5)
+    monkeypatch.setattr(stock_keeper, "SOLD_OUT_HINT_SECONDS", 0.5)
     shop = await shop_on(api)
     ann, bob = await buyer(api, "ann@example.com"), await buyer(api, "bob@example.com")
     flash = await started(api, shop, quantity=2, per_buyer_limit=1)
