@@ -7,10 +7,15 @@ connection."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from commerce.catalog.models import Product, Variant
 from storage.sql.statements import Statements
+from storage.web import Problem
+
+LIVE_STOCK_EXHAUSTED = "live-stock-exhausted"
 
 
 def regular_price(product: Product, variant: Variant) -> int:
@@ -38,6 +43,28 @@ class LiveAllocations(Protocol):
         """Count units an order buys from a session against the session's allocation, in
         the checkout's transaction; False when the allocation cannot cover them."""
         ...
+
+    def holding(
+        self, buyer_id: str, wanted: Mapping[tuple[str, str], int]
+    ) -> AbstractAsyncContextManager[None]:
+        """Around a checkout: the units it buys from sessions (by session and product)
+        held first, so a sold-out allocation is refused (`live_stock_exhausted`) before
+        the database; kept when the block ends normally, given back when it raises."""
+        ...
+
+
+def live_stock_exhausted(
+    live_session_id: str, product_id: str, requested: int, name: str | None = None
+) -> Problem:
+    what = f"'{name}'" if name else "this product"
+    return Problem(
+        409,
+        LIVE_STOCK_EXHAUSTED,
+        f"No more units of {what} are set aside for this live session.",
+        product_id=product_id,
+        live_session_id=live_session_id,
+        requested=requested,
+    )
 
 
 async def current_price(

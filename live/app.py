@@ -51,11 +51,12 @@ from live.hub.context import staff_room
 from live.secrets_store import jwt_secret
 from live.sessions import allocations
 from live.sessions import routes as live_session_routes
-from live.sessions.allocations import LiveSessionAllocations
+from live.sessions.allocations import AllocationStock, LiveSessionAllocations
 from live.sessions.pricing import LiveSessionPrices
 from live.sessions.routes import LIVE_SESSIONS, RTMP_URL
 from live.sessions.service import LiveSessionService
 from live.settings import Settings
+from live.stock_keeper import StockKeeper
 from live.streaming import routes as streaming_routes
 from live.streaming.ingest import StreamIngest
 from live.streaming.outputs import StreamOutputs
@@ -77,6 +78,7 @@ SWEEPER = web.AppKey("sweeper", ExpirySweeper)
 FLASH_ANNOUNCER = web.AppKey("flash_announcer", FlashAnnouncer)
 FLASH_GATEKEEPER = web.AppKey("flash_gatekeeper", FlashGatekeeper)
 ALLOCATIONS = web.AppKey("allocations", LiveSessionAllocations)
+ALLOCATION_GATEKEEPER = web.AppKey("allocation_gatekeeper", StockKeeper)
 STREAMS = web.AppKey("streams", StreamRegistry)
 INGEST = web.AppKey("ingest", StreamIngest)
 RTMP_SERVER = web.AppKey("rtmp_server", RtmpServer)
@@ -147,7 +149,17 @@ def build_app(settings: Settings) -> web.Application:
     app[FLASH_GATEKEEPER] = FlashGatekeeper(
         backends.sessions, backends.gate, settings.flash_pending_seconds
     )
-    app[ALLOCATIONS] = LiveSessionAllocations(backends.sessions, app[FLASH_GATEKEEPER].resync)
+    app[ALLOCATION_GATEKEEPER] = StockKeeper(
+        "allocation-gatekeeper",
+        backends.sessions,
+        backends.gate,
+        AllocationStock(),
+        settings.flash_pending_seconds,
+        renew_seconds=allocations.RENEW_SECONDS,
+    )
+    app[ALLOCATIONS] = LiveSessionAllocations(
+        backends.sessions, app[ALLOCATION_GATEKEEPER], app[FLASH_GATEKEEPER].resync
+    )
     app[CARTS] = CartService(backends.sessions, live_prices)
     payment_window = timedelta(seconds=settings.payment_window)
     express = None
@@ -279,7 +291,19 @@ async def _run_backends(app: web.Application):
         await backends.bus.subscribe(
             allocations.CONSUMER, allocations.PATTERNS, app[ALLOCATIONS].on_order_closed
         )
-        for job in (app[SWEEPER], app[FLASH_ANNOUNCER], app[FLASH_GATEKEEPER], app[HUB]):
+        await backends.bus.subscribe(
+            allocations.ENDED_CONSUMER,
+            allocations.ENDED_PATTERNS,
+            app[ALLOCATIONS].on_session_ended,
+        )
+        jobs = (
+            app[SWEEPER],
+            app[FLASH_ANNOUNCER],
+            app[FLASH_GATEKEEPER],
+            app[ALLOCATION_GATEKEEPER],
+            app[HUB],
+        )
+        for job in jobs:
             await job.start()
             running.push_async_callback(job.stop)
         ice_port = await open_ice_port(

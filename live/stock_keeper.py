@@ -84,8 +84,11 @@ class StockKeeper:
         source: StockSource,
         pending_seconds: float = 30.0,
         interval: float = 1.0,
+        renew_seconds: float | None = None,
     ) -> None:
         self.name = name
+        self._renew_seconds = renew_seconds
+        self._resynced: dict[str, float] = {}  # stock -> when this process last set it
         self._sessions = sessions
         self._gate = gate
         self._source = source
@@ -138,6 +141,7 @@ class StockKeeper:
     async def resync(self, stock: str, *, only_if_absent: bool = False) -> None:
         """Set the gate from the database, under the stock's row lock (see the module)."""
         self._sold_out.pop(stock, None)
+        self._resynced[stock] = time.monotonic()
         async with self._sessions.begin() as session:
             truth = await self._source.truth(session, stock)
             if truth is None:
@@ -165,7 +169,9 @@ class StockKeeper:
 
     async def tick(self) -> int:
         """Resynchronise every running stock whose gate has stale pending attempts or
-        shows fewer units than the database; returns how many it resynchronised."""
+        shows fewer units than the database, or (with `renew_seconds`, for stocks whose
+        window the source can only lease) that this process set longer ago than that;
+        returns how many it resynchronised."""
         now = datetime.now(UTC)
         async with self._sessions() as session:
             running = await self._source.running(
@@ -173,9 +179,16 @@ class StockKeeper:
             )
         mended = 0
         stale_before = epoch_ms(now) - self.pending_ms
+        renew_before = time.monotonic() - (self._renew_seconds or float("inf"))
+        if len(self._resynced) > MAX_HINTS:
+            self._resynced.clear()
         for stock, remaining in running:
             state = await self._gate.state(stock)
             if state is None:
+                continue
+            if self._resynced.get(stock, 0.0) < renew_before:
+                await self.resync(stock)
+                mended += 1
                 continue
             pending = sum(p.quantity for p in state.pending.values())
             stale = any(p.at_ms < stale_before for p in state.pending.values())

@@ -10,15 +10,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from live.app import ALLOCATION_GATEKEEPER
 from live.http.system import BACKENDS
-from live.sessions.allocations import give_back
+from live.sessions.allocations import allocation_stock, give_back
 from live.sessions.models import FlashClaim, FlashSale, LiveProduct
+from storage.gate import Verdict
 from tests.commerce_support import buyer, create_product, seller_with_shop
 from tests.test_auth import assert_problem, bearer
 from tests.test_flash import claim, events, started
 from tests.test_orders import stock
 
 WAIT_SECONDS = 10
+EXHAUSTED = "live-stock-exhausted"
 
 
 @pytest.fixture
@@ -141,5 +144,60 @@ async def test_a_cancelled_claim_returns_units_to_the_flash_sale(api, shop):
         assert allowance.quantity == 0
     (returned,) = await events(api, "flash.returned")
     assert returned["remaining"] == 3 and returned["returned"] == 2
-    assert (await claim(api, ann["token"], flash, quantity=2)).status == 201
+    # The gates are resynchronised just after the give-back commits: a retry succeeds.
+    await until_sold(lambda: claim(api, ann["token"], flash, quantity=2))
     assert await live_sold(api, shop) == 2
+
+
+async def test_a_sold_out_allocation_is_refused_without_the_database(api, shop, statements):
+    """The allocation's gate decides first: once the stream's units are gone, a buyer is
+    refused before any SQL, and a buyer of the same product outside the stream is not."""
+    buyers = [await buyer(api, f"b{i}@example.com") for i in range(4)]
+    for b in buyers[:3]:
+        assert (await buy(api, b["token"], shop, 1)).status == 201
+    statements.clear()
+    refused = await assert_problem(await buy(api, buyers[3]["token"], shop, 1), 409, EXHAUSTED)
+    assert refused["live_session_id"] == shop["live"]["id"] and refused["requested"] == 1
+    assert statements == []
+    assert (await buy(api, buyers[3]["token"], shop, 1, from_stream=False)).status == 201
+    assert await live_sold(api, shop) == 3
+
+
+async def test_an_allocation_the_gate_lost_count_of_is_mended(api, shop):
+    """A unit the gate holds for an attempt that never wrote (its process died) comes
+    back after the pending time; the database's count decides what is left."""
+    keeper = api.app[ALLOCATION_GATEKEEPER]
+    keeper.pending_ms = 300
+    stock_id = allocation_stock(shop["live"]["id"], shop["product"]["id"])
+    ann = await buyer(api, "ann@example.com")
+    assert (await buy(api, ann["token"], shop, 1)).status == 201  # loads the gate
+    now = datetime.now(UTC)
+    assert (await keeper.take(stock_id, "ghost", 2, "died", now)).verdict is Verdict.WON
+    await assert_problem(await buy(api, ann["token"], shop, 1), 409, EXHAUSTED)
+    await asyncio.sleep(0.4)
+    await keeper.tick()  # or the app's own tick got there first
+    assert (await buy(api, ann["token"], shop, 2)).status == 201
+    assert await live_sold(api, shop) == 3
+
+
+async def test_an_ended_session_stops_limiting_at_once(api, shop):
+    """Sold out in the stream, then the stream ends: the product sells as usual again
+    (the end resynchronises the allocation's gate, not its lease running out)."""
+    buyers = [await buyer(api, f"b{i}@example.com") for i in range(4)]
+    for b in buyers[:3]:
+        assert (await buy(api, b["token"], shop, 1)).status == 201
+    await assert_problem(await buy(api, buyers[3]["token"], shop, 1), 409, EXHAUSTED)
+    ended = await api.post(
+        f"/api/live-sessions/{shop['live']['id']}/end", headers=bearer(shop["token"])
+    )
+    assert ended.status == 200
+
+    await until_sold(lambda: buy(api, buyers[3]["token"], shop, 1))
+
+
+async def until_sold(attempt) -> None:
+    """Repeat a refused `attempt` (refusals change nothing) until it answers 201."""
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while (await attempt()).status != 201:
+        assert asyncio.get_running_loop().time() < deadline, "still refused"
+        await asyncio.sleep(0.1)

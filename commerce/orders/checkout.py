@@ -45,7 +45,7 @@ from commerce.orders.models import (
 )
 from commerce.orders.one_statement import OneStatement, fits_one_statement
 from commerce.payments.models import Payment, PaymentStatus
-from commerce.pricing import LiveAllocations, LivePrices, current_price
+from commerce.pricing import LiveAllocations, LivePrices, current_price, live_stock_exhausted
 from storage.bus.port import Event
 from storage.ids import new_id
 from storage.outbox import add_event, stage_event
@@ -141,7 +141,22 @@ class CheckoutService:
         shipping_address: str = "",
         note: str = "",
     ) -> list[PlacedOrder]:
-        """Place the orders; `lines=None` checks out the buyer's cart and empties it."""
+        """Place the orders; `lines=None` checks out the buyer's cart and empties it.
+        Named lines bought from a live session first pass its allocation's gate."""
+        async with self._live_allocations.holding(buyer_id, from_sessions(lines or [])):
+            return await self._checkout(
+                buyer_id, method, lines, shipping_address=shipping_address, note=note
+            )
+
+    async def _checkout(
+        self,
+        buyer_id: str,
+        method: PaymentMethod,
+        lines: list[Line] | None,
+        *,
+        shipping_address: str,
+        note: str,
+    ) -> list[PlacedOrder]:
         if self._express is not None and self._express.takes(method, lines):
             assert lines is not None
             placed = await self._express.place(
@@ -254,6 +269,15 @@ def merge_lines(
     return list(merged.values())
 
 
+def from_sessions(lines: Iterable[Line]) -> dict[tuple[str, str], int]:
+    """The units bought from live sessions, by (session, product)."""
+    wanted: dict[tuple[str, str], int] = defaultdict(int)
+    for line in lines:
+        if line.live_session_id:
+            wanted[line.live_session_id, line.product_id] += line.quantity
+    return dict(wanted)
+
+
 async def take_live_allocations(
     allocations: LiveAllocations,
     db: Statements,
@@ -277,14 +301,7 @@ async def take_live_allocations(
         if not await allocations.take(
             db, order_id, buyer_id, live_session_id, product_id, quantity
         ):
-            raise Problem(
-                409,
-                "live-stock-exhausted",
-                f"No more units of '{names[product_id]}' are set aside for this live session.",
-                product_id=product_id,
-                live_session_id=live_session_id,
-                requested=quantity,
-            )
+            raise live_stock_exhausted(live_session_id, product_id, quantity, names[product_id])
 
 
 def rows_of(staged: list[StagedOrder]) -> list[TableRow]:

@@ -14,25 +14,37 @@ still running can sell them again; viewers hear of it as `flash.returned`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import Row, and_, text, update
+from sqlalchemy import Row, and_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from commerce.pricing import LIVE_STOCK_EXHAUSTED, live_stock_exhausted
 from live.sessions.models import (
     FlashClaim,
     FlashSale,
     LiveAllocation,
     LiveProduct,
+    LiveSession,
     LiveStatus,
 )
+from live.stock_keeper import StockKeeper, Truth, epoch_ms
 from storage.bus.port import Event
+from storage.gate import Verdict, Window
+from storage.ids import new_id
 from storage.outbox import add_event
 from storage.sql.statements import Statements
 
 CONSUMER = "live-allocations"
+LEASE_SECONDS = 60.0  # how long the gate may hold an allocation without the database
+RENEW_SECONDS = 20.0
+ANY_NUMBER = 1_000_000_000  # an allocation has no per-buyer limit
 PATTERNS = ("order.cancelled", "order.expired")
+ENDED_CONSUMER = "live-allocations-ended"
+ENDED_PATTERNS = ("live.ended",)
 
 # Plain SQL, run in the general checkout's transaction or on the express checkout's
 # connection (storage.sql.statements). "Open": the session has not ended.
@@ -59,16 +71,95 @@ _RECORD = text(
 )
 
 
+def allocation_stock(live_session_id: str, product_id: str) -> str:
+    """The stock gate's name for a session's allocation of a product."""
+    return f"live:{live_session_id}:{product_id}"
+
+
+class AllocationStock:
+    """A session's allocation of a product as the database has it (`StockSource`). It
+    has no window of its own: it holds while the session has not ended, so the gate
+    gets a lease of LEASE_SECONDS, renewed while the session runs (an ended session's
+    lines are regular sales, which the gate must not refuse). Attempts are not
+    recorded in the database: pending ones are dropped once stale, never sold twice
+    (the allocation's conditional UPDATE decides)."""
+
+    async def truth(self, session: AsyncSession, stock: str) -> Truth | None:
+        _, live_session_id, product_id = stock.split(":", 2)
+        row = (
+            await session.execute(
+                select(LiveProduct.live_stock, LiveProduct.live_sold, LiveSession.status)
+                .join(LiveSession, LiveSession.id == LiveProduct.live_session_id)
+                .where(
+                    LiveProduct.live_session_id == live_session_id,
+                    LiveProduct.product_id == product_id,
+                )
+                .with_for_update(of=LiveProduct)
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        live_stock, live_sold, status = row
+        if live_stock is None or status == LiveStatus.ENDED:  # not limited: never refuse
+            return Truth(Window(0, ANY_NUMBER, 0, 0), 0, {})
+        lease = epoch_ms(datetime.now(UTC)) + int(LEASE_SECONDS * 1000)
+        return Truth(Window(live_stock, ANY_NUMBER, 0, lease), live_sold, {})
+
+    async def written(self, session: AsyncSession, attempts: Collection[str]) -> set[str]:
+        return set()
+
+    async def running(self, session: AsyncSession, since: datetime) -> list[tuple[str, int]]:
+        rows = await session.execute(
+            select(
+                LiveProduct.live_session_id,
+                LiveProduct.product_id,
+                LiveProduct.live_stock - LiveProduct.live_sold,
+            )
+            .join(LiveSession, LiveSession.id == LiveProduct.live_session_id)
+            .where(LiveProduct.live_stock.is_not(None), LiveSession.status != LiveStatus.ENDED)
+        )
+        return [(allocation_stock(s, p), left) for s, p, left in rows]
+
+
 class LiveSessionAllocations:
     """Implements `commerce.pricing.LiveAllocations`; plugged in by the composition root."""
 
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        keeper: StockKeeper,
         on_flash_returned: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._keeper = keeper
         self._on_flash_returned = on_flash_returned
+
+    @asynccontextmanager
+    async def holding(
+        self, buyer_id: str, wanted: Mapping[tuple[str, str], int]
+    ) -> AsyncIterator[None]:
+        """Take the units a checkout buys from sessions' allocations from their gate
+        first: when one is sold out, 409 `live-stock-exhausted` without the database.
+        The units go back if the checkout fails, and stay taken if it commits."""
+        held: list[tuple[str, str]] = []
+        try:
+            now = datetime.now(UTC)
+            for (live_session_id, product_id), quantity in sorted(wanted.items()):
+                stock = allocation_stock(live_session_id, product_id)
+                attempt = new_id()
+                decision = await self._keeper.take(stock, buyer_id, quantity, attempt, now)
+                if decision.verdict is Verdict.SOLD_OUT:
+                    raise live_stock_exhausted(live_session_id, product_id, quantity)
+                if decision.verdict is Verdict.WON:
+                    held.append((stock, attempt))
+            yield
+        except BaseException as error:
+            disagreed = getattr(error, "code", None) == LIVE_STOCK_EXHAUSTED
+            for stock, attempt in held:
+                await asyncio.shield(self._keeper.not_written(stock, attempt, resync=disagreed))
+            raise
+        for stock, attempt in held:
+            await self._keeper.written(stock, attempt)
 
     async def take(
         self,
@@ -90,13 +181,31 @@ class LiveSessionAllocations:
         )
         return True
 
+    async def on_session_ended(self, event: Event) -> None:
+        """Bus handler for `live.ended`: the session's allocations stop limiting sales at
+        once (lines bought after the end are regular sales), not when their lease ends."""
+        live_session_id = event.data["live_session_id"]
+        async with self._sessions() as session:
+            products = await session.scalars(
+                select(LiveProduct.product_id).where(
+                    LiveProduct.live_session_id == live_session_id,
+                    LiveProduct.live_stock.is_not(None),
+                )
+            )
+            limited = list(products)
+        for product_id in limited:
+            await self._keeper.resync(allocation_stock(live_session_id, product_id))
+
     async def on_order_closed(self, event: Event) -> None:
         """Bus handler for `order.cancelled` / `order.expired`."""
         if not event.data.get("live_session_id"):
             return
         async with self._sessions.begin() as session:
             returned = await give_back(session, event.data["order_id"])
-        if self._on_flash_returned is not None:  # after commit: the gate reads the database
+        # After commit, the gates read the database again.
+        for row in returned:
+            await self._keeper.resync(allocation_stock(row.live_session_id, row.product_id))
+        if self._on_flash_returned is not None:
             for flash_sale_id in {r.flash_sale_id for r in returned if r.flash_sale_id}:
                 await self._on_flash_returned(flash_sale_id)
 
