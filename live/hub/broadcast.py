@@ -16,6 +16,11 @@ transport holds more than `max_buffered_bytes` unsent, or that has more than
 `max_queued_packets` waiting on python-socketio's path, is disconnected (it reconnects
 and catches up from the `session:join` snapshot). No write ever waits, so a stalled
 client never delays the others.
+
+python-socketio and python-engineio are pinned exactly for their internals used here;
+`client_manager` checks for every one (`check`) and, without one, logs an error and
+takes python-socketio's public path (`NotifyingManager`), which still tells the join
+snapshots of every emit.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import Callable
+from importlib.metadata import version
 from typing import Any
 
 import engineio
@@ -126,13 +132,78 @@ def _arguments(data: Any) -> list[Any]:
     return [] if data is None else [data]
 
 
+class SocketioIncompatible(RuntimeError):
+    """This python-socketio or python-engineio lacks an internal the fast path uses."""
+
+
+def check() -> None:
+    """Raise SocketioIncompatible, naming the versions, unless python-engineio and
+    python-socketio have every internal this module uses (they are pinned exactly)."""
+    server = socketio.AsyncServer(async_mode="aiohttp")
+    probe = server.eio
+    missing = []
+    if "websocket" not in getattr(probe, "_async", {}):
+        missing.append("engineio.AsyncServer._async['websocket']")
+    socket = AsyncSocket(probe, "probe")
+    missing += [
+        f"AsyncSocket.{name}"
+        for name in ("queue", "upgraded", "upgrading", "closing", "closed")
+        if not hasattr(socket, name)
+    ]
+    if not hasattr(getattr(socket, "queue", None), "_getters"):
+        missing.append("the socket queue's _getters")
+    if not hasattr(getattr(probe, "reason", None), "TRANSPORT_ERROR"):
+        missing.append("engineio.AsyncServer.reason.TRANSPORT_ERROR")
+    missing += [
+        f"socketio.AsyncServer.{name}"
+        for name in ("_send_eio_packet", "packet_class", "start_background_task")
+        if not hasattr(server, name)
+    ]
+    if missing:
+        raise SocketioIncompatible(
+            f"python-socketio {version('python-socketio')} / python-engineio "
+            f"{version('python-engineio')} lack {', '.join(missing)}"
+        )
+
+
+def client_manager(redis_url: str, channel: str) -> socketio.AsyncManager:
+    """The managers with the fast path when this python-socketio has what they use, else
+    (logged as an error) python-socketio's own, which still tell `on_emit`."""
+    try:
+        check()
+    except SocketioIncompatible as error:
+        log.error("room broadcasts take python-socketio's own path: %s", error)
+        if redis_url:
+            return NotifyingRedisManager(redis_url, channel=channel)
+        return NotifyingManager()
+    if redis_url:
+        return RedisBroadcastManager(redis_url, channel=channel)
+    return BroadcastManager()
+
+
+class NotifyingManager(socketio.AsyncManager):
+    """python-socketio's manager, public path only, telling `on_emit` of every emit this
+    process delivers (the join snapshots' invalidation)."""
+
+    on_emit: Callable[[str, Any], None] | None = None
+
+    async def emit(self, event: str, data: Any, namespace: str, **kwargs: Any) -> Any:
+        if self.on_emit is not None:
+            self.on_emit(event, kwargs.get("to") or kwargs.get("room"))
+        return await super().emit(event, data, namespace, **kwargs)
+
+
+class NotifyingRedisManager(socketio.AsyncRedisManager, NotifyingManager):
+    """The Redis backplane on the public path: each process tells `on_emit` as it
+    delivers an emit to its own sockets."""
+
+
 class BroadcastManager(socketio.AsyncManager):
     """python-socketio's manager with the one-frame fast path for emits to rooms."""
 
     max_buffered_bytes = MAX_BUFFERED_BYTES
     max_queued_packets = MAX_QUEUED_PACKETS
-    # Told of every emit this process delivers (the join snapshots' invalidation).
-    on_emit: Callable[[str, Any], None] | None = None
+    on_emit: Callable[[str, Any], None] | None = None  # as NotifyingManager's
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

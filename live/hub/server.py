@@ -33,7 +33,7 @@ from commerce.accounts.service import AccountService
 from commerce.shops.access import ShopTeams
 from live.analytics.visits import VisitRecorder
 from live.hub import bridge, chat, connection, moderation, pins, reactions, rooms, webrtc
-from live.hub.broadcast import BroadcastManager, RedisBroadcastManager
+from live.hub.broadcast import client_manager
 from live.hub.chat import recent
 from live.hub.context import HubContext, live_room
 from live.hub.dispatch import ACK_WANTED, attach_unknown_event_handler
@@ -145,9 +145,7 @@ def build_hub(
 ) -> Hub:
     sio = HubServer(
         async_mode="aiohttp",
-        client_manager=RedisBroadcastManager(redis_url, channel=channel)
-        if redis_url
-        else BroadcastManager(),
+        client_manager=client_manager(redis_url, channel),
         async_handlers=False,
         max_http_buffer_size=MAX_PACKET_BYTES,
     )
