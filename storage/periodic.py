@@ -2,6 +2,12 @@
 
 A failing round is logged and the job tries again at the next interval: a database
 or broker hiccup must not stop sweepers and announcers for good.
+
+Stopping lets the round in progress finish (at most STOP_WAIT seconds) rather than
+cancelling it half-way: a round cut inside a transaction could leave its connection
+holding a lock (SQLite's whole-database one), and a cancellation that lands inside a
+Redis call can come out as a connection error that the round catches and carries on
+from. Only a round that outlasts STOP_WAIT is cancelled, again until it ends.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("streamcart.periodic")
+STOP_WAIT = 10.0
 
 
 class Periodic:
@@ -20,22 +27,29 @@ class Periodic:
         self._interval = interval
         self._work = work
         self._task: asyncio.Task | None = None
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         if self._task is None:
+            self._stopping.clear()
             self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
-        if self._task is not None:
+        if self._task is None:
+            return
+        self._stopping.set()
+        await asyncio.wait({self._task}, timeout=STOP_WAIT)
+        while not self._task.done():
+            log.warning("%s did not finish its round; cancelling it", self.name)
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            await asyncio.wait({self._task}, timeout=1.0)
+        self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self._work()
             except Exception:
                 log.exception("%s failed; retrying at the next interval", self.name)
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)

@@ -93,7 +93,7 @@ class VisitRecorder:
         await self._periodic.start()
 
     async def stop(self) -> None:
-        await self._periodic.stop()
+        await self._periodic.stop()  # lets a flush in progress finish
         await self.flush()
 
     @staticmethod
