@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("streamcart.periodic")
-STOP_WAIT = 10.0
+STOP_WAIT = 3.0
 
 
 class Periodic:

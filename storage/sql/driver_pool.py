@@ -18,6 +18,8 @@ from contextlib import asynccontextmanager
 import asyncpg
 from sqlalchemy.engine import make_url
 
+CLOSE_WAIT = 5.0
+
 
 class DriverPool:
     def __init__(self, url: str, size: int) -> None:
@@ -34,8 +36,13 @@ class DriverPool:
             yield connection
 
     async def close(self) -> None:
+        """Close the connections, waiting CLOSE_WAIT seconds at most for those still in
+        use (asyncpg would wait for ever for one that is never released)."""
         if self._pool is not None:
-            await self._pool.close()
+            try:
+                await asyncio.wait_for(self._pool.close(), CLOSE_WAIT)
+            except TimeoutError:
+                self._pool.terminate()
             self._pool = None
 
     async def _open(self) -> asyncpg.Pool:
