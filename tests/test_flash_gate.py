@@ -67,6 +67,7 @@ async def test_outside_the_window_is_refused_without_the_database(api, statement
     statements.clear()
     body = await assert_problem(await claim(api, ann["token"], flash), 409, "flash-not-started")
     assert datetime.fromisoformat(body["starts_at"]) == datetime.fromisoformat(flash["starts_at"])
+    assert statements == []
     await move_window(api, flash["id"], starts_at=timedelta(seconds=-60), ends_at=-timedelta(0, 1))
     statements.clear()
     await refused(api, ann["token"], flash, 409, "flash-ended")

@@ -40,19 +40,25 @@ MAX_CONNECTIONS = 100
 POOL_WAIT_SECONDS = 5.0
 
 
+def pooled_client(url: str) -> redis.Redis:
+    """A client on such a bounded pool, with short socket timeouts (every Redis adapter
+    of ours connects this way)."""
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_SECONDS,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+    )
+    return redis.Redis(connection_pool=pool)
+
+
 class RedisCache:
     """`Cache` on Redis; pub/sub messages are delivered at most once (Redis PUBLISH)."""
 
     def __init__(self, url: str, prefix: str = "streamcart:") -> None:
         self._prefix = prefix
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=POOL_WAIT_SECONDS,
-            socket_connect_timeout=2,
-            socket_timeout=5,
-        )
-        self._client = redis.Redis(connection_pool=pool)
+        self._client = pooled_client(url)
         self._incr = self._client.register_script(_INCR)
 
     async def get(self, key: str) -> bytes | None:

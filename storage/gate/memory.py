@@ -7,9 +7,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from storage.gate.port import Decision, GateState, Pending, Verdict, Window
-
-KEEP_AFTER_WINDOW_MS = 600_000
+from storage.gate.port import (
+    KEEP_AFTER_WINDOW_MS,
+    Decision,
+    GateState,
+    Pending,
+    Verdict,
+    Window,
+)
 
 
 @dataclass
@@ -60,12 +65,6 @@ class MemoryGate:
         s.left += pending.quantity
         s.holders[pending.holder] = s.holders.get(pending.holder, 0) - pending.quantity
         return True
-
-    async def end_window(self, stock: str, at_ms: int) -> None:
-        s = self._get(stock)
-        if s is not None and at_ms < s.window.closes_ms:
-            w = s.window
-            s.window = Window(w.quantity, w.per_holder, w.opens_ms, at_ms)
 
     async def state(self, stock: str) -> GateState | None:
         s = self._get(stock)

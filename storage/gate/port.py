@@ -60,6 +60,9 @@ class GateState:
     pending: dict[str, Pending]  # by attempt id
 
 
+KEEP_AFTER_WINDOW_MS = 600_000  # how long a stock is kept after its window closes
+
+
 class StockGate(Protocol):
     async def take(
         self, stock: str, holder: str, quantity: int, attempt: str, now_ms: int
@@ -75,10 +78,6 @@ class StockGate(Protocol):
     async def give_back(self, stock: str, attempt: str) -> bool:
         """The attempt was not written: return its units to the stock and the holder.
         Only the first call for a pending attempt does so (True)."""
-        ...
-
-    async def end_window(self, stock: str, at_ms: int) -> None:
-        """The window ends at `at_ms` (it was cancelled), if it would end later."""
         ...
 
     async def state(self, stock: str) -> GateState | None:

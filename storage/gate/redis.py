@@ -9,13 +9,15 @@ ten minutes after the window closes (or after the last resync, if later).
 
 from __future__ import annotations
 
-import redis.asyncio as redis
-
-from storage.gate.port import Decision, GateState, Pending, Verdict, Window
-
-MAX_CONNECTIONS = 100
-POOL_WAIT_SECONDS = 5.0
-KEEP_AFTER_WINDOW_MS = 600_000
+from storage.cache.redis import pooled_client
+from storage.gate.port import (
+    KEEP_AFTER_WINDOW_MS,
+    Decision,
+    GateState,
+    Pending,
+    Verdict,
+    Window,
+)
 
 # The order of checks is `storage.gate.memory.decide`'s: window, stock, holder.
 _TAKE = """
@@ -45,14 +47,6 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
     redis.call('HINCRBY', KEYS[2], holder, -tonumber(qty))
 end
 return 1
-"""
-
-_END_WINDOW = """
-local closes = redis.call('HGET', KEYS[1], 'close')
-if closes and tonumber(ARGV[1]) < tonumber(closes) then
-    redis.call('HSET', KEYS[1], 'close', ARGV[1])
-end
-return 0
 """
 
 _STATE = """
@@ -88,18 +82,10 @@ return 1
 class RedisGate:
     def __init__(self, url: str, prefix: str = "streamcart:") -> None:
         self._prefix = prefix
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=POOL_WAIT_SECONDS,
-            socket_connect_timeout=2,
-            socket_timeout=5,
-        )
-        self._client = redis.Redis(connection_pool=pool)
+        self._client = pooled_client(url)
         register = self._client.register_script
         self._take = register(_TAKE)
         self._give_back = register(_GIVE_BACK)
-        self._end_window = register(_END_WINDOW)
         self._state = register(_STATE)
         self._resync = register(_RESYNC)
 
@@ -120,9 +106,6 @@ class RedisGate:
 
     async def give_back(self, stock: str, attempt: str) -> bool:
         return bool(await self._give_back(keys=self._keys(stock), args=[attempt]))
-
-    async def end_window(self, stock: str, at_ms: int) -> None:
-        await self._end_window(keys=self._keys(stock), args=[at_ms])
 
     async def state(self, stock: str) -> GateState | None:
         left, flat = await self._state(keys=self._keys(stock))

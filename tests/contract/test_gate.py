@@ -4,7 +4,7 @@ Checks, against `MemoryGate` and `RedisGate` alike: an unknown stock is refused 
 left alone; `take`'s verdicts and their order (window, then stock, then the holder's
 limit); the pending attempts that `settle` and `give_back` resolve (units restored
 once only); `resync` from the database's truth (pending counted on top, dropped ones
-not, `only_if_absent`); `end_window` only ever shortening the window; and that
+not, `only_if_absent`); and that
 concurrent takes, also from two Redis clients, never sell more than the stock.
 For Redis also: the keys expire, share one hash tag, and stay under their prefix.
 
@@ -35,7 +35,7 @@ from storage.gate import (
     Window,
     make_gate,
 )
-from storage.gate.redis import KEEP_AFTER_WINDOW_MS
+from storage.gate.port import KEEP_AFTER_WINDOW_MS
 from tests.backends import REDIS_URL, fresh_redis_prefix, require
 
 OPENS = int(time.time() * 1000)
@@ -117,7 +117,6 @@ async def test_unknown_stock_is_refused_and_left_alone(gate: StockGate) -> None:
     assert await gate.state(stock) is None
     assert await gate.give_back(stock, attempt) is False
     await gate.settle(stock, attempt)
-    await gate.end_window(stock, DURING)
     assert await gate.state(stock) is None
     assert (await take(gate, stock, new_id()))[0].verdict is Verdict.UNKNOWN
 
@@ -275,19 +274,6 @@ async def test_resync_only_if_absent(gate: StockGate) -> None:
     assert ignored is False
     assert await gate.state(stock) == before
     assert (await take(gate, stock, buyer))[0] == Decision(Verdict.WON, 2, 2)
-
-
-# End of the window
-
-
-async def test_end_window_closes_earlier_never_later(gate: StockGate) -> None:
-    stock = await load(gate)
-    ends = DURING + 10
-    await gate.end_window(stock, ends)
-    assert (await take(gate, stock, new_id(), at_ms=ends))[0].verdict is Verdict.CLOSED
-    await gate.end_window(stock, CLOSES)
-    assert (await take(gate, stock, new_id(), at_ms=ends))[0].verdict is Verdict.CLOSED
-    assert (await take(gate, stock, new_id(), at_ms=ends - 1))[0].verdict is Verdict.WON
 
 
 # Concurrency
