@@ -69,6 +69,15 @@ class MemoryCache:
         self._store(key, value, ttl)
         return True
 
+    async def replace(
+        self, key: str, expected: bytes, value: bytes, ttl: float | None = None
+    ) -> bool:
+        entry = self._live(key)
+        if entry is None or entry.value != expected:
+            return False
+        self._store(key, value, ttl)
+        return True
+
     async def delete(self, key: str) -> None:
         self._entries.pop(key, None)
 

@@ -27,6 +27,14 @@ class Cache(Protocol):
         """Store only when the key is missing; True when this call stored it."""
         ...
 
+    async def replace(
+        self, key: str, expected: bytes, value: bytes, ttl: float | None = None
+    ) -> bool:
+        """Store `value` only while the key holds `expected` (compare and set, one
+        atomic step); True when this call stored it. Renews a lease only its holder
+        may renew, and hands one over without a second holder slipping in between."""
+        ...
+
     async def delete(self, key: str) -> None: ...
 
     async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:

@@ -27,6 +27,20 @@ end
 return value
 """
 
+# Compare and set: GET and SET in one atomic step. ARGV[3] is the expiry in ms ('' for
+# none, which SET without PX gives).
+_REPLACE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    return 0
+end
+if ARGV[3] == '' then
+    redis.call('SET', KEYS[1], ARGV[2])
+else
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return 1
+"""
+
 
 def _ms(ttl: float) -> int:
     """Redis takes whole milliseconds; round up so a tiny TTL is not rejected as 0."""
@@ -60,6 +74,7 @@ class RedisCache:
         self._prefix = prefix
         self._client = pooled_client(url)
         self._incr = self._client.register_script(_INCR)
+        self._replace = self._client.register_script(_REPLACE)
 
     async def get(self, key: str) -> bytes | None:
         return await self._client.get(self._prefix + key)
@@ -71,6 +86,12 @@ class RedisCache:
     async def set_if_absent(self, key: str, value: bytes, ttl: float | None = None) -> bool:
         px = None if ttl is None else _ms(ttl)
         return bool(await self._client.set(self._prefix + key, value, px=px, nx=True))
+
+    async def replace(
+        self, key: str, expected: bytes, value: bytes, ttl: float | None = None
+    ) -> bool:
+        px = "" if ttl is None else _ms(ttl)
+        return bool(await self._replace(keys=[self._prefix + key], args=[expected, value, px]))
 
     async def delete(self, key: str) -> None:
         await self._client.delete(self._prefix + key)

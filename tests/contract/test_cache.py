@@ -72,6 +72,27 @@ async def test_set_if_absent(cache: Cache) -> None:
     assert await cache.ttl("k") is None
 
 
+async def test_replace_stores_only_over_the_expected_value(cache: Cache) -> None:
+    assert await cache.replace("k", b"any", b"new") is False
+    assert await cache.get("k") is None
+    await cache.set("k", b"mine", ttl=SHORT)
+    assert await cache.replace("k", b"theirs", b"new") is False
+    assert await cache.get("k") == b"mine"
+    assert await cache.replace("k", b"mine", b"renewed", ttl=30) is True
+    assert await cache.get("k") == b"renewed"
+    left = await cache.ttl("k")
+    assert left is not None and 29 < left <= 30
+    assert await cache.replace("k", b"renewed", b"forever") is True
+    assert await cache.ttl("k") is None
+
+
+async def test_replace_does_not_revive_an_expired_value(cache: Cache) -> None:
+    await cache.set("k", b"mine", ttl=SHORT)
+    await asyncio.sleep(SHORT + 0.1)
+    assert await cache.replace("k", b"mine", b"renewed") is False
+    assert await cache.get("k") is None
+
+
 async def test_delete(cache: Cache) -> None:
     await cache.set("k", b"v")
     await cache.set("other", b"v")
