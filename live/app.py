@@ -47,7 +47,7 @@ from live.http.metrics import METRICS, Metrics
 from live.http.middleware import make_middlewares
 from live.http.webrtc_metrics import WebrtcCollector
 from live.hub import HUB, build_hub
-from live.hub.context import staff_room
+from live.hub.context import live_room, staff_room
 from live.secrets_store import jwt_secret
 from live.sessions import allocations
 from live.sessions import routes as live_session_routes
@@ -266,6 +266,9 @@ def build_streaming(app: web.Application, settings: Settings, backends: Backends
         settings.stream_grace_period,
         app[RTMP_SERVER].disconnect,
         relay_url=settings.effective_replica_url,
+        announce=lambda event, data: app[HUB].context.emit(
+            event, data, live_room(str(data["live_session_id"]))
+        ),
     )
     app[RELAY_EDGE] = RelayEdge(
         replica=app[INGEST].replica,

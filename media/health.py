@@ -154,8 +154,10 @@ class HealthMeter:
         unsupported_video_codec: str | None = None,
         unsupported_audio_codec: str | None = None,
         dropped_frames: int | None = None,
+        transcode_behind: bool = False,
     ) -> StreamHealth:
-        """A snapshot; the unsupported codecs and drops are known to ingest and the hub."""
+        """A snapshot; the unsupported codecs and drops are known to ingest and the hub
+        (`transcode_behind`: its codec work skipped frames lately)."""
         video, audio = self._video_config, self._audio_config
         health = StreamHealth(
             uptime_s=round(now - self._started_at, 1) if self._started_at is not None else 0.0,
@@ -178,6 +180,7 @@ class HealthMeter:
             unsupported_video_codec,
             unsupported_audio_codec,
             audio_missing=audio is None and self._video_duration_ms() >= NO_AUDIO_AFTER_MS,
+            transcode_behind=transcode_behind,
         )
         return health
 
@@ -202,6 +205,7 @@ def _warnings(
     unsupported_audio_codec: str | None,
     *,
     audio_missing: bool,
+    transcode_behind: bool = False,
 ) -> list[HealthWarning]:
     """Every piece of advice that applies, most disruptive first."""
     found: list[HealthWarning] = []
@@ -226,6 +230,14 @@ def _warnings(
             "no-audio",
             "No audio is arriving. Check that a microphone or desktop audio source is "
             "active and not muted in OBS.",
+        )
+    if transcode_behind:
+        warn(
+            "transcode-behind",
+            "The server cannot re-encode your stream as fast as it arrives, so viewers "
+            "miss frames. In OBS set the x264 option bframes=0 (or the zerolatency tune, "
+            "or the Baseline profile) so it needs no re-encoding, or lower the resolution "
+            "or frame rate (Settings > Output, Settings > Video).",
         )
     if health.bframes:
         warn(

@@ -6,6 +6,12 @@ objects through their own cursor, so publishing costs O(1) per packet whatever t
 audience, a subscriber costs nothing until it reads, and no frame bytes are copied.
 Two tracks exist: "source" (the original H.264 + AAC, for recording and thumbnails)
 and "webrtc" (B-frame-free H.264 + Opus, what a browser can play).
+
+A hub outlives its publisher's connection: when OBS drops and comes back within the
+session's grace period, the same hub is `pause`d and `resume`d, so subscribers (viewers,
+the recording, other replicas' pulls) read on without noticing more than a gap. The new
+connection's clock restarts near zero; the hub shifts it so that stream time goes on
+from where it stopped plus the real length of the gap, as a receiver's clock expects.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class PacketTrack:
 
     def __init__(self) -> None:
         self.closed = False
+        self.skipped = 0  # packets its readers skipped, all of them together
         self.configs: dict[type, Packet] = {}
         self.config_seq = -1
         self.gop_start: int | None = None
@@ -145,7 +152,7 @@ class Subscription:
             packet, sync = track.at(self._cursor)
             self._cursor += 1
             if self._awaiting_sync and not sync and not isinstance(packet, CONFIG_TYPES):
-                self.dropped += 1
+                self._drop(1)
                 continue
             self._awaiting_sync = False
             return packet
@@ -175,15 +182,19 @@ class Subscription:
         except StreamEnded:
             raise StopAsyncIteration from None
 
+    def _drop(self, packets: int) -> None:
+        self.dropped += packets
+        self._track.skipped += packets
+
     def _skip_ahead(self) -> None:
         track = self._track
         cursor = max(self._cursor, track.first)
-        self.dropped += cursor - self._cursor
+        self._drop(cursor - self._cursor)
         gop_start = track.gop_start
         if gop_start is not None and gop_start > cursor:
             if cursor <= track.config_seq < gop_start:
                 self._preamble.extend(track.configs.values())
-            self.dropped += gop_start - cursor
+            self._drop(gop_start - cursor)
             self._cursor, self._awaiting_sync = gop_start, False
         else:
             self._cursor, self._awaiting_sync = cursor, True
@@ -212,7 +223,16 @@ class StreamHub:
         self._webrtc = PacketTrack()
         self._audio_worker: CodecWorker[AudioFrame, OpusFrame] | None = None
         self._video_worker: CodecWorker[VideoFrame, VideoFrame] | None = None
+        self._stopped_workers: list[CodecWorker] = []
         self._close_callbacks: list[Callable[[StreamHub], None]] = []
+        self.publishing = True
+        self.resumes = 0
+        self._workers_generation = 0
+        self._shift_ms: int | None = 0  # publisher clock -> stream time; None: set on next
+        self._resume_at_ms = 0
+        self._latest_ms = 0
+        self._paused_at = 0.0
+        self.last_input_at = self._loop.time()  # a publisher silent for long is gone
 
     @property
     def video_config(self) -> VideoConfig | None:
@@ -246,7 +266,50 @@ class StreamHub:
     def on_metadata(self, metadata: dict[str, Any]) -> None:
         self.metadata = dict(metadata)
 
+    def pause(self) -> None:
+        """The publisher's connection is gone but the stream may go on: readers wait,
+        the codec workers stop (the next publisher may send something else)."""
+        if self.closed or not self.publishing:
+            return
+        self.publishing = False
+        self._paused_at = self._loop.time()
+        self._stop_workers()
+        log.info("stream %s: publisher left; waiting for it to come back", self.name)
+
+    def resume(self) -> None:
+        """The same stream's publisher is back: its packets continue the stream's time
+        after the gap, and a B-frame fallback starts again only if they need one."""
+        if self.closed or self.publishing:
+            return
+        gap_ms = max(1, round((self._loop.time() - self._paused_at) * 1000))
+        self._resume_at_ms = self._latest_ms + gap_ms
+        self._shift_ms = None
+        self.publishing = True
+        self.last_input_at = self._loop.time()
+        self.resumes += 1
+        self.bframes_detected = False
+        log.info("stream %s: publisher back after %d ms", self.name, gap_ms)
+
+    @property
+    def codec_dropped(self) -> int:
+        """Input frames the codec workers (Opus, the B-frame fallback) had to skip to
+        keep up, over the stream's life."""
+        workers = (*self._stopped_workers, self._audio_worker, self._video_worker)
+        return sum(worker.dropped for worker in workers if worker is not None)
+
+    @property
+    def dropped_frames(self) -> int:
+        """Frames of the viewers' copy that never reached them: skipped by the codec
+        workers, or by readers that fell behind (a lagging fan-out or relay pull)."""
+        return self.codec_dropped + self._webrtc.skipped
+
+    @property
+    def latest_ms(self) -> int:
+        """The stream time of the latest packet received (after any shift)."""
+        return self._latest_ms
+
     def on_video(self, timestamp_ms: int, payload: bytes) -> None:
+        timestamp_ms = self._stream_time(timestamp_ms)
         for packet in self._parse(self._depacketizer.video, timestamp_ms, payload):
             if isinstance(packet, VideoFrame):
                 self._video_frame(packet)
@@ -254,6 +317,7 @@ class StreamHub:
                 self._source.append(packet, sync=False)
 
     def on_audio(self, timestamp_ms: int, payload: bytes) -> None:
+        timestamp_ms = self._stream_time(timestamp_ms)
         for packet in self._parse(self._depacketizer.audio, timestamp_ms, payload):
             if isinstance(packet, AudioConfig):
                 self._source.append(packet, sync=False)
@@ -277,9 +341,7 @@ class StreamHub:
         self.closed = True
         self._source.close()
         self._webrtc.close()
-        for worker in (self._audio_worker, self._video_worker):
-            if worker is not None:
-                worker.close()
+        self._stop_workers()
         for callback in self._close_callbacks:
             try:
                 callback(self)
@@ -288,9 +350,25 @@ class StreamHub:
 
     async def wait_closed(self) -> None:
         """Wait until the worker threads have stopped (for shutdown and tests)."""
+        for worker in self._stopped_workers:
+            await asyncio.to_thread(worker.join)
+
+    def _stop_workers(self) -> None:
+        """Close the codec workers; whatever they still hand back is ignored."""
+        self._workers_generation += 1
         for worker in (self._audio_worker, self._video_worker):
             if worker is not None:
-                await asyncio.to_thread(worker.join)
+                worker.close()
+                self._stopped_workers.append(worker)
+        self._audio_worker = self._video_worker = None
+
+    def _stream_time(self, timestamp_ms: int) -> int:
+        self.last_input_at = self._loop.time()
+        if self._shift_ms is None:  # the first packet since a resume
+            self._shift_ms = self._resume_at_ms - timestamp_ms
+        stream_ms = timestamp_ms + self._shift_ms
+        self._latest_ms = max(self._latest_ms, stream_ms)
+        return stream_ms
 
     @property
     def _audio_only(self) -> bool:
@@ -340,10 +418,16 @@ class StreamHub:
         self._audio_worker = self._worker("opus", AacToOpus(config))
 
     def _worker(self, kind: str, convert: Callable[[Any], list[Any]]) -> CodecWorker:
+        generation = self._workers_generation
+
+        def deliver(packets: list[Packet]) -> None:
+            if generation == self._workers_generation:
+                self._deliver_webrtc(packets)
+
         return CodecWorker(
             f"{self.name}-{kind}",
             convert,
-            self._deliver_webrtc,
+            deliver,
             self._loop,
             max_pending=TRANSCODER_MAX_PENDING,
         )
@@ -354,6 +438,31 @@ class StreamHub:
         for packet in packets:
             sync = packet.keyframe if isinstance(packet, VideoFrame) else self._audio_only
             self._webrtc.append(packet, sync=sync)
+
+
+class Publisher:
+    """One publisher connection's sink into a hub (what the RTMP server feeds). When the
+    connection goes, the hub pauses rather than ends, and `left` is told: the live
+    layer decides whether the stream waits for its publisher or is over."""
+
+    def __init__(self, hub: StreamHub, left: Callable[[StreamHub], None]) -> None:
+        self.hub = hub
+        self.on_metadata = hub.on_metadata
+        self.on_audio = hub.on_audio
+        self.on_video = hub.on_video
+        self._left: Callable[[StreamHub], None] | None = left
+
+    def close(self) -> None:
+        """Idempotent; whatever the old connection still hands in is ignored."""
+        left, self._left = self._left, None
+        if left is not None:
+            self.on_metadata = self.on_audio = self.on_video = _ignored
+            self.hub.pause()
+            left(self.hub)
+
+
+def _ignored(*_: object) -> None:
+    return None
 
 
 def _metadata_number(metadata: dict[str, Any], *keys: str, scale: int = 1) -> float | None:

@@ -1,8 +1,9 @@
 """Which live session is publishing right now, in this process.
 
 The RTMP layer opens a hub when a publisher is accepted; viewers, recording and health
-look it up by live session id. When a stream ends the registry forgets it and tells
-its listeners, so the live layer can end the session after a grace period.
+look it up by live session id. A hub whose publisher left stays here, paused, until
+the live layer closes it (its grace period is over) or the publisher comes back, when
+`open` resumes it. When a stream ends the registry forgets it and tells its listeners.
 """
 
 from __future__ import annotations
@@ -33,9 +34,14 @@ class StreamRegistry:
         self._ended_listeners: list[StreamEndedListener] = []
 
     def open(self, live_session_id: str) -> StreamHub:
-        """Start a stream; the hub leaves the registry when it is closed."""
-        if live_session_id in self._hubs:
-            raise AlreadyPublishing(live_session_id)
+        """Start a stream, or resume its paused hub; the hub leaves the registry when it
+        is closed."""
+        hub = self._hubs.get(live_session_id)
+        if hub is not None:
+            if hub.publishing:
+                raise AlreadyPublishing(live_session_id)
+            hub.resume()
+            return hub
         hub = StreamHub(name=live_session_id)
         self._hubs[live_session_id] = hub
         hub.add_close_callback(lambda closed: self._ended(live_session_id, closed))

@@ -126,6 +126,14 @@ def test_unsupported_codecs_and_drops_reported_by_ingest_are_included():
     assert "VP6" in health.warnings[0].message
 
 
+@pytest.mark.parametrize("behind", [False, True])
+def test_codec_work_that_falls_behind_is_warned_with_the_obs_settings_that_avoid_it(behind):
+    health = HealthMeter().report(0.0, transcode_behind=behind)
+    assert ("transcode-behind" in codes(health)) is behind
+    if behind:
+        assert "bframes=0" in health.warnings[0].message
+
+
 def _frame(dts: int, *, keyframe: bool) -> VideoFrame:
     return VideoFrame(b"\x00" * 1000, keyframe=keyframe, dts=dts, pts=dts)
 

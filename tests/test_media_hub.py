@@ -154,3 +154,44 @@ async def test_registry_allows_one_publisher_per_session_and_reports_the_end() -
     assert other.closed and again.closed
     assert len(registry) == 0
     assert sorted(ended) == ["session-1", "session-1", "session-2"]
+
+
+async def test_a_resumed_hub_goes_on_in_stream_time_for_the_readers_it_had(
+    tags: list[FlvTag],
+) -> None:
+    """A publisher that reconnects restarts its clock at zero: the registry gives it the
+    paused hub back, and readers see stream time continue after the real gap."""
+    registry = StreamRegistry()
+    hub = registry.open("session-1")
+    reader = hub.subscribe(webrtc=False, max_queue=1024)
+    for tag in tags[: len(tags) // 2]:
+        send_tag(hub, tag)
+    before = source_frames(drain(reader))
+    hub.pause()
+    assert registry.get("session-1") is hub and not hub.closed and not hub.publishing
+    await asyncio.sleep(0.3)
+    assert registry.open("session-1") is hub and hub.publishing
+    with pytest.raises(AlreadyPublishing):
+        registry.open("session-1")
+    for tag in tags:  # the new connection: the same file, from timestamp 0 again
+        send_tag(hub, tag)
+    after = source_frames(drain(reader))
+    assert len(after) == count_video_frames(tags) and after[0].keyframe
+    gap_ms = after[0].dts - before[-1].dts
+    assert 300 <= gap_ms < 600, gap_ms
+    dts = [frame.dts for frame in before + after]
+    assert dts == sorted(dts)
+    assert reader.dropped == 0
+    hub.close()
+    assert registry.get("session-1") is None
+
+
+async def test_dropped_frames_count_what_lagging_readers_skipped(tags: list[FlvTag]) -> None:
+    hub = StreamHub()
+    slow = hub.subscribe(webrtc=True, max_queue=20)
+    for tag in tags:
+        send_tag(hub, tag)
+    hub.close()
+    drain(slow)
+    assert slow.dropped > 0
+    assert hub.dropped_frames == slow.dropped + hub.codec_dropped

@@ -48,6 +48,7 @@ async def replicas(sql_engine, sql_url, tmp_path):
         "STREAMCART_PASSWORD_MEMORY_KIB": "1024",
         "STREAMCART_SHUTDOWN_TIMEOUT": "2",
         "STREAMCART_RELAY_IDLE_SECONDS": "1",
+        "STREAMCART_STREAM_GRACE_PERIOD": "1",
         "STREAMCART_STREAM_HEALTH_INTERVAL": "0.5",
         "STREAMCART_RECORD_STREAMS": "false",
     }

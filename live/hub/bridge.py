@@ -84,6 +84,9 @@ class Bridge:
                     {"live_session_id": live_session_id, "status": status.value},
                     live_room(live_session_id),
                 )
+                if status == LiveStatus.ENDED:  # players stop waiting for the picture
+                    ended = {"live_session_id": live_session_id, "reason": data.get("reason")}
+                    await self._hub.emit("stream:ended", ended, live_room(live_session_id))
             case flash if flash in FLASH_EVENTS and data.get("live_session_id"):
                 name = flash.replace(".", ":", 1)
                 await self._hub.emit(name, data, live_room(data["live_session_id"]))

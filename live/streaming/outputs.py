@@ -32,6 +32,7 @@ log = logging.getLogger("streamcart.streaming")
 
 SOURCE_QUEUE = 1024  # packets: the outputs may lag a little behind the viewers
 CACHE_TTL_INTERVALS = 3  # a stream whose process vanished stops answering after this
+BEHIND_WARNING_SECONDS = 10.0  # the transcode-behind warning stays this long after a skip
 
 Emit = Callable[[str, dict[str, Any], str], Awaitable[None]]
 
@@ -57,6 +58,8 @@ class _Stream:
     thumbnails: ThumbnailCache = field(default_factory=ThumbnailCache)
     recorder: BackgroundRecorder | None = None
     recording_started: datetime | None = None
+    codec_dropped: int = 0  # the hub's, when last seen to grow
+    codec_behind_at: float | None = None
 
 
 class StreamOutputs:
@@ -156,13 +159,19 @@ class StreamOutputs:
                 log.exception("stream %s: could not publish its health", live_session_id)
 
     async def _report(self, live_session_id: str, stream: _Stream) -> dict[str, Any]:
-        hub = stream.hub
+        hub, now = stream.hub, time.monotonic()
+        if hub.codec_dropped > stream.codec_dropped:
+            stream.codec_dropped, stream.codec_behind_at = hub.codec_dropped, now
+        recorder_dropped = 0 if stream.recorder is None else stream.recorder.dropped_frames
         report = stream.meter.report(
-            time.monotonic(),
+            now,
             unsupported_video_codec=hub.unsupported_video_codec,
             unsupported_audio_codec=hub.unsupported_audio_codec,
-            dropped_frames=None if stream.recorder is None else stream.recorder.dropped_frames,
+            dropped_frames=hub.dropped_frames + recorder_dropped,
+            transcode_behind=stream.codec_behind_at is not None
+            and now - stream.codec_behind_at < BEHIND_WARNING_SECONDS,
         ).as_dict()
+        report["publisher"] = "connected" if hub.publishing else "reconnecting"
         if self._webrtc_viewers is not None:
             report["webrtc_viewers"] = await self._webrtc_viewers(live_session_id)
         return report

@@ -58,9 +58,19 @@ def viewers_key(live_session_id: str, replica: str) -> str:
     return f"webrtc-viewers:{live_session_id}:{replica}"
 
 
-def lease_value(owner: str, relay_url: str) -> bytes:
-    """The publishing lease's value: who holds it, and where edges pull the stream."""
-    return json.dumps({"owner": owner, "relay": relay_url}).encode()
+def lease_value(owner: str, relay_url: str, *, paused: bool = False) -> bytes:
+    """The publishing lease's value: who holds it, where edges pull the stream, and
+    whether its publisher is away (within the grace period: another replica may take
+    the stream over if the publisher comes back there)."""
+    lease = {"owner": owner, "relay": relay_url}
+    return json.dumps({**lease, "paused": True} if paused else lease).encode()
+
+
+def lease_paused(raw: bytes | None) -> bool:
+    try:
+        return bool(raw and json.loads(raw).get("paused") is True)
+    except (ValueError, AttributeError):
+        return False
 
 
 def read_lease(raw: bytes | None) -> tuple[str, str] | None:
