@@ -214,6 +214,7 @@ def build_app(settings: Settings) -> web.Application:
         settings.redis_url,
         channel=f"{settings.redis_prefix}socketio",
     )
+    app[WHEP].presence = app[HUB].context.presence  # WHEP viewers count in the audience
     app[LIVE_STATS] = LiveStatsService(
         backends.sessions,
         backends.documents,

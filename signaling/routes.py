@@ -3,8 +3,9 @@ and the STUN/TURN servers a viewer may use, with their credentials.
 
 Bodies are `application/sdp`, not JSON, so the handlers read them themselves; errors
 are still problem documents. Guests may watch: no token is needed to view a stream. A
-valid bearer token only puts the viewer's user id in its TURN username; an invalid or
-expired one is not refused here (the viewer gets a guest's credentials).
+valid bearer token puts the viewer's user id in its TURN username and counts the
+viewer in the audience as that user (a user's socket and peer count once); an invalid
+or expired one is not refused here (the viewer is a guest).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from storage.web import ApiRoutes, Problem
 routes = ApiRoutes()
 WHEP = web.AppKey("whep", WhepService)
 ICE_SERVERS = web.AppKey("ice_servers", IceServers)
-# Who is watching, for the TURN username: the composition root gives the accounts
-# layer's answer (a user id for a valid bearer token, None for a guest).
+# Who is watching, for the TURN username and the audience count: the composition root
+# gives the accounts layer's answer (a user id for a valid bearer token, None for a guest).
 ViewerIdentity = Callable[[web.Request], Awaitable[str | None]]
 VIEWER_ID = web.AppKey("viewer_id", ViewerIdentity)
 SDP = "application/sdp"
@@ -69,11 +70,14 @@ async def whep_offer(request: web.Request) -> web.Response:
     DELETE when leaving, and one `Link: <url>; rel="ice-server"` header per STUN/TURN
     server (with `username`, `credential` and `credential-type` for TURN; RFC 9725).
     H.264 video is required, Opus audio optional. 503 with `Retry-After` when this server
-    has reached its viewer limit. A bearer token is optional: it only puts the viewer's
-    user id in its TURN username."""
+    has reached its viewer limit. A bearer token is optional: it puts the viewer's user
+    id in its TURN username and counts the viewer once with that user's sockets."""
     live_session_id = request.match_info["live_session_id"]
-    ice = await _ice_servers_for(request)
-    answer = await request.app[WHEP].offer(live_session_id, await _read_offer(request))
+    user_id = await _viewer_id(request)
+    ice = await _ice_servers_for(request, user_id)
+    answer = await request.app[WHEP].offer(
+        live_session_id, await _read_offer(request), user_id=user_id
+    )
     headers = CIMultiDict(
         {"Location": f"/api/live-sessions/{live_session_id}/whep/{answer.resource_id}"}
     )
@@ -108,7 +112,7 @@ async def ice_servers(request: web.Request) -> web.Response:
     `RTCIceServer` dictionaries (no username or credential for STUN). Open to guests; with
     a valid bearer token the TURN username carries the user id. Time-limited TURN
     credentials expire at `expires_at`. Never cached (`Cache-Control: no-store`)."""
-    issued = await _ice_servers_for(request)
+    issued = await _ice_servers_for(request, await _viewer_id(request))
     body = IceServersOut(
         ice_servers=[server.as_rtc() for server in issued.servers],
         expires_at=issued.expires_at,
@@ -120,13 +124,16 @@ async def ice_servers(request: web.Request) -> web.Response:
     )
 
 
-async def _ice_servers_for(request: web.Request) -> IssuedIceServers:
+async def _viewer_id(request: web.Request) -> str | None:
+    identify = request.app.get(VIEWER_ID)
+    return None if identify is None else await identify(request)
+
+
+async def _ice_servers_for(request: web.Request, user_id: str | None) -> IssuedIceServers:
     ice = request.app.get(ICE_SERVERS)
     if ice is None:
         return NO_ICE_SERVERS
-    identify = request.app.get(VIEWER_ID)
-    user_id = await identify(request) if ice.per_viewer and identify is not None else None
-    return ice.for_viewer(user_id)
+    return ice.for_viewer(user_id if ice.per_viewer else None)
 
 
 async def _read_offer(request: web.Request) -> str:

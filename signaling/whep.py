@@ -19,7 +19,7 @@ import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from aiortc import (
     RTCBundlePolicy,
@@ -45,6 +45,16 @@ from storage.web import Problem
 
 log = logging.getLogger("streamcart.signaling")
 
+
+class ViewerPresence(Protocol):
+    """The session's audience count (live.hub.presence.Presence): a viewer counts once
+    however many sockets and peers it has, by the key it joins with."""
+
+    async def join(self, live_session_id: str, viewer: str) -> None: ...
+
+    async def leave(self, live_session_id: str, viewer: str) -> None: ...
+
+
 FindStream = Callable[[str], StreamHub | None]
 FindRelayed = Callable[[str], Awaitable[StreamHub | None]]
 ENDED_STATES = {"failed", "closed"}
@@ -67,6 +77,7 @@ class Viewer:
     fanout: StreamFanout | None = None
     senders: list[ViewerRtpSender] = field(default_factory=list)
     connect_deadline: asyncio.TimerHandle | None = None
+    presence_key: str | None = None  # counted in the audience under this key
 
 
 class WhepService:
@@ -100,6 +111,7 @@ class WhepService:
         self._watched_hubs: weakref.WeakSet[StreamHub] = weakref.WeakSet()
         self._fanouts: dict[StreamHub, StreamFanout] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.presence: ViewerPresence | None = None
 
     def use_ice_port(self, port: IcePort | None) -> None:
         """Peers made from now on gather on `port` (None: sockets of their own). On the
@@ -119,9 +131,17 @@ class WhepService:
         return self._per_session[live_session_id]
 
     async def offer(
-        self, live_session_id: str, sdp_offer: str, *, owner: str | None = None
+        self,
+        live_session_id: str,
+        sdp_offer: str,
+        *,
+        owner: str | None = None,
+        user_id: str | None = None,
     ) -> WhepAnswer:
-        """Build a peer for a viewer's offer and return its answer.
+        """Build a peer for a viewer's offer and return its answer. A viewer without an
+        owner (a socket, which the audience counts already) joins the audience itself:
+        as `user_id` when signed in (so a user's socket and peer count once), else as
+        its own peer.
 
         Raises a Problem: 404 `stream-not-live`, 400/413/422 for an offer that cannot be
         served, 503 `viewer-limit` when this process has as many viewers as it may take.
@@ -148,6 +168,9 @@ class WhepService:
             raise
         if viewer.resource_id not in self._viewers:
             raise stream_not_live(live_session_id)
+        if owner is None and self.presence is not None:
+            viewer.presence_key = user_id or f"whep:{viewer.resource_id}"
+            await self.presence.join(live_session_id, viewer.presence_key)
         return WhepAnswer(viewer.resource_id, sdp_answer)
 
     def _refuse_when_full(self) -> None:
@@ -262,6 +285,11 @@ class WhepService:
             await viewer.peer.close()
         except Exception:
             log.exception("closing viewer %s failed", viewer.resource_id)
+        if viewer.presence_key is not None and self.presence is not None:
+            try:
+                await self.presence.leave(viewer.live_session_id, viewer.presence_key)
+            except Exception:  # a cache outage: the count is off until it expires
+                log.exception("could not count viewer %s out", viewer.resource_id)
 
     def _spawn(self, closing: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(closing)

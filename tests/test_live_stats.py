@@ -11,10 +11,12 @@ import pytest
 from commerce.accounts.models import Role
 from live.analytics.intervals import overlaps, peak, union
 from live.analytics.routes import LIVE_STATS
+from live.app import STREAMS
 from tests.commerce_support import account, buyer, create_product, seller_with_shop
 from tests.hub_support import Socket, joining, seller_on_air
 from tests.test_auth import bearer
 from tests.test_orders import SEPAY_KEY, transfer, webhook
+from tests.webrtc_support import DecodingViewer, keep_ice_on_loopback
 
 POLLS = 50
 POLL_EVERY = 0.1
@@ -273,3 +275,38 @@ def test_tabs_merge_and_touching_visits_do_not_overlap():
     assert peak(viewers) == 2
     assert peak([union([span(0, 10), span(2, 8)])]) == 1  # one viewer, two tabs
     assert overlaps([span(0, 10)], [span(9, 11)]) and not overlaps([span(0, 10)], [span(10, 11)])
+
+
+async def test_whep_viewers_count_in_the_audience_once_per_person(api, connect, monkeypatch):
+    """A WHEP-only audience is counted; a signed-in user watching over WHEP with the
+    app's socket open is one viewer, not two; leaving counts down."""
+    keep_ice_on_loopback(monkeypatch)
+    show = await seller_on_air(api)
+    live_id, token = show["live_id"], show["token"]
+    api.app[STREAMS].open(live_id)  # a publisher, as far as viewers can tell
+    ann = await buyer(api, "ann@example.com")
+    peers = [DecodingViewer() for _ in range(3)]
+    try:
+        guests = [await offer(api, live_id, peer) for peer in peers[:2]]
+        await until_watching(api, token, live_id, 2)
+        await watch(connect, live_id, ann["token"])
+        await until_watching(api, token, live_id, 3)
+        await offer(api, live_id, peers[2], ann["token"])  # Ann's own player
+        await asyncio.sleep(0.3)
+        assert (await stats(api, token, live_id))["viewers"]["current"] == 3
+        left = await api.delete(guests[0])
+        assert left.status == 204
+        await until_watching(api, token, live_id, 2)
+    finally:
+        for peer in peers:
+            await peer.close()
+
+
+async def offer(api, live_id: str, peer: DecodingViewer, token: str | None = None) -> str:
+    headers = {"Content-Type": "application/sdp", **(bearer(token) if token else {})}
+    response = await api.post(
+        f"/api/live-sessions/{live_id}/whep", data=await peer.offer(), headers=headers
+    )
+    assert response.status == 201, await response.text()
+    await peer.accept(await response.text())
+    return response.headers["Location"]
