@@ -243,8 +243,9 @@ def _warnings(
         warn(
             "b-frames",
             "Your stream uses B-frames, which browsers cannot play over WebRTC; the server "
-            "is re-encoding it, which adds delay and CPU. In OBS set the x264 option "
-            "bframes=0 or choose the Baseline profile.",
+            "is re-encoding it (see webrtc_video for the size and rate viewers get), which "
+            "adds delay and CPU. In OBS set x264 Options to bframes=0 (or Tune to "
+            "zerolatency, or Profile to baseline) in Settings > Output.",
         )
     interval = health.keyframe_interval_s
     if interval is not None and interval > MAX_KEYFRAME_INTERVAL_S:

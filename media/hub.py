@@ -224,6 +224,7 @@ class StreamHub:
         self._audio_worker: CodecWorker[AudioFrame, OpusFrame] | None = None
         self._video_worker: CodecWorker[VideoFrame, VideoFrame] | None = None
         self._stopped_workers: list[CodecWorker] = []
+        self._fallback: BframeFreeH264 | None = None
         self._close_callbacks: list[Callable[[StreamHub], None]] = []
         self.publishing = True
         self.resumes = 0
@@ -289,6 +290,22 @@ class StreamHub:
         self.resumes += 1
         self.bframes_detected = False
         log.info("stream %s: publisher back after %d ms", self.name, gap_ms)
+
+    @property
+    def webrtc_video(self) -> dict[str, Any] | None:
+        """What WebRTC viewers get when the B-frame fallback re-encodes: its size, rate,
+        why that one, and the share of real time it takes (None: passed through)."""
+        fallback = self._fallback
+        rendition = None if fallback is None else fallback.rendition
+        if fallback is None or rendition is None:
+            return None
+        return {
+            "width": rendition.width,
+            "height": rendition.height,
+            "frame_rate": rendition.frame_rate,
+            "reason": rendition.reason,
+            "load": round(fallback.load, 2),
+        }
 
     @property
     def codec_dropped(self) -> int:
@@ -360,7 +377,7 @@ class StreamHub:
             if worker is not None:
                 worker.close()
                 self._stopped_workers.append(worker)
-        self._audio_worker = self._video_worker = None
+        self._audio_worker = self._video_worker = self._fallback = None
 
     def _stream_time(self, timestamp_ms: int) -> int:
         self.last_input_at = self._loop.time()
@@ -402,7 +419,7 @@ class StreamHub:
         """B-frames seen: WebRTC readers switch to a once-per-stream re-encode."""
         self.bframes_detected = True
         log.info("stream %s: B-frames detected, re-encoding video for WebRTC", self.name)
-        transcoder = BframeFreeH264(
+        transcoder = self._fallback = BframeFreeH264(
             bitrate=_metadata_number(self.metadata, "videodatarate", scale=1000),
             frame_rate=_metadata_number(self.metadata, "framerate", "fps"),
         )

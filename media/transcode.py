@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from fractions import Fraction
@@ -21,6 +22,7 @@ import av
 from av.video.frame import PictureType
 
 from media.packets import AudioConfig, AudioFrame, OpusFrame, VideoFrame
+from media.renditions import LoadMeter, Rendition, ladder_for
 
 log = logging.getLogger("streamcart.media")
 
@@ -31,7 +33,7 @@ OPUS_FRAME_MS = 60
 AUDIO_RESYNC_MS = 200
 OPUS_BITRATE = 64_000
 FALLBACK_KEYFRAME_SECONDS = 2
-FALLBACK_PRESET = "veryfast"
+FALLBACK_PRESET = "superfast"  # keeping real time matters more than veryfast's finer quality
 DEFAULT_FALLBACK_BITRATE = 2_500_000
 DEFAULT_FRAME_RATE = 30.0
 FAILURES_PER_LOG_LINE = 100
@@ -89,11 +91,13 @@ class AacToOpus:
 
 
 class BframeFreeH264:
-    """Re-encodes H.264 without B-frames (libx264, zerolatency), keyframes every ~2 s.
+    """Re-encodes H.264 without B-frames (libx264, zerolatency), keyframes every ~2 s, at
+    the size and rate the machine keeps up with (media/renditions.py).
 
     libx264 without global headers repeats SPS/PPS before every IDR, so its Annex-B
-    output is ready for late joiners as is. Timestamps stay in milliseconds on the
-    publisher's clock, in presentation order with pts == dts.
+    output is ready for late joiners as is, and a new output size reaches viewers in
+    band. Timestamps stay in milliseconds on the publisher's clock, in presentation
+    order with pts == dts. A lower output rate keeps every n-th decoded frame.
     """
 
     def __init__(self, bitrate: float | None = None, frame_rate: float | None = None) -> None:
@@ -101,32 +105,80 @@ class BframeFreeH264:
         self._frame_rate = frame_rate or DEFAULT_FRAME_RATE
         self._decoder = av.CodecContext.create("h264", "r")
         self._encoder: av.VideoCodecContext | None = None
+        self._encoding: Rendition | None = None
+        self._meter: LoadMeter | None = None
+        self._last_kept_pts: int | None = None
+
+    @property
+    def rendition(self) -> Rendition | None:
+        """What viewers get now, and why (None before the first picture)."""
+        return None if self._meter is None else self._meter.current
+
+    @property
+    def load(self) -> float:
+        """The share of real time the last measured window took to re-encode."""
+        return 0.0 if self._meter is None else self._meter.load
 
     def __call__(self, frame: VideoFrame) -> list[VideoFrame]:
+        started = time.perf_counter()
         out = []
         for decoded in self._decoder.decode(_packet(frame.data, frame.pts, frame.dts)):
-            encoder = self._encoder_for(decoded)
-            decoded.pict_type = PictureType.NONE  # let x264 place keyframes
-            for packet in encoder.encode(decoded):
+            rendition = self._rendition_for(decoded)
+            if not self._due(decoded.pts, rendition.frame_rate):
+                continue
+            encoder = self._encoder_for(rendition)
+            picture = decoded
+            if (decoded.width, decoded.height) != (rendition.width, rendition.height):
+                picture = decoded.reformat(
+                    rendition.width, rendition.height, "yuv420p", interpolation="FAST_BILINEAR"
+                )
+                picture.pts, picture.time_base = decoded.pts, decoded.time_base
+            picture.pict_type = PictureType.NONE  # let x264 place keyframes
+            for packet in encoder.encode(picture):
                 out.append(VideoFrame(bytes(packet), packet.is_keyframe, packet.pts, packet.pts))
+        if self._meter is not None:
+            self._meter.observe(time.perf_counter() - started, frame.dts)
         return out
 
-    def _encoder_for(self, frame: av.VideoFrame) -> av.VideoCodecContext:
-        """The open encoder, (re)opened on the first frame and when the resolution changes."""
-        encoder = self._encoder
-        if encoder is None or (encoder.width, encoder.height) != (frame.width, frame.height):
-            encoder = self._encoder = self._open_encoder(frame.width, frame.height)
-        return encoder
+    def _rendition_for(self, decoded: av.VideoFrame) -> Rendition:
+        """The meter's choice; a new ladder when the source's size changes."""
+        meter = self._meter
+        if meter is None or (meter.ladder[0].width, meter.ladder[0].height) != (
+            decoded.width,
+            decoded.height,
+        ):
+            meter = self._meter = LoadMeter(
+                ladder_for(decoded.width, decoded.height, self._frame_rate)
+            )
+        return meter.current
 
-    def _open_encoder(self, width: int, height: int) -> av.VideoCodecContext:
+    def _due(self, pts: int, frame_rate: float) -> bool:
+        """Whether this decoded frame is one the output rate keeps."""
+        last = self._last_kept_pts
+        source_interval, interval = 1000 / self._frame_rate, 1000 / frame_rate
+        if last is not None and last <= pts < last + interval - source_interval / 2:
+            return False
+        self._last_kept_pts = pts
+        return True
+
+    def _encoder_for(self, rendition: Rendition) -> av.VideoCodecContext:
+        """The open encoder, (re)opened on the first frame and when the output changes."""
+        if self._encoder is None or self._encoding != rendition:
+            if self._encoding is not None:
+                log.info("B-frame fallback: now %s (%s)", rendition.label(), rendition.reason)
+            self._encoder, self._encoding = self._open_encoder(rendition), rendition
+        return self._encoder
+
+    def _open_encoder(self, rendition: Rendition) -> av.VideoCodecContext:
         encoder = av.CodecContext.create("libx264", "w")
-        encoder.width, encoder.height = width, height
+        encoder.width, encoder.height = rendition.width, rendition.height
         encoder.pix_fmt = "yuv420p"
         encoder.time_base = MILLISECONDS
-        encoder.framerate = Fraction(self._frame_rate).limit_denominator(1001)
-        encoder.gop_size = max(1, round(self._frame_rate * FALLBACK_KEYFRAME_SECONDS))
+        encoder.framerate = Fraction(rendition.frame_rate).limit_denominator(1001)
+        encoder.gop_size = max(1, round(rendition.frame_rate * FALLBACK_KEYFRAME_SECONDS))
         encoder.max_b_frames = 0
-        encoder.bit_rate = self._bitrate
+        scale = rendition.pixel_rate / (self._meter.ladder[0].pixel_rate if self._meter else 1)
+        encoder.bit_rate = int(self._bitrate * min(1.0, max(scale, 0.25)))
         encoder.options = {"tune": "zerolatency", "preset": FALLBACK_PRESET}
         encoder.open()
         return encoder

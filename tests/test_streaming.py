@@ -150,14 +150,23 @@ async def test_bframes_are_reported_to_the_seller(api, show, tmp_path):
     live_id, token = show["live"]["id"], show["token"]
     publisher = asyncio.create_task(run_ffmpeg(push(api, source, show["key"])))
 
-    async def bframes_warned():
+    async def health() -> dict:
         response = await api.get(f"/api/live-sessions/{live_id}/health", headers=bearer(token))
-        if response.status != 200:
-            return None
-        report = await response.json()
-        return report["bframes"] and any(w["code"] == "b-frames" for w in report["warnings"])
+        return await response.json() if response.status == 200 else {}
+
+    async def bframes_warned():
+        report = await health()
+        return report.get("bframes") and any(w["code"] == "b-frames" for w in report["warnings"])
+
+    async def reencode_measured():  # after a window of 2 s of the stream
+        return ((await health()).get("webrtc_video") or {}).get("load", 0) > 0
 
     await eventually(bframes_warned, True)
+    await eventually(reencode_measured, True)
+    reencoded = (await health())["webrtc_video"]
+    assert (reencoded["width"], reencoded["height"]) == (320, 240)  # small: kept as it is
+    assert reencoded["reason"] == "the source's own size and rate"
+    assert reencoded["load"] < 1
     code, errors = await publisher
     assert code == 0, errors
 

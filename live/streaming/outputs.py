@@ -172,6 +172,7 @@ class StreamOutputs:
             and now - stream.codec_behind_at < BEHIND_WARNING_SECONDS,
         ).as_dict()
         report["publisher"] = "connected" if hub.publishing else "reconnecting"
+        report["webrtc_video"] = hub.webrtc_video
         if self._webrtc_viewers is not None:
             report["webrtc_viewers"] = await self._webrtc_viewers(live_session_id)
         return report

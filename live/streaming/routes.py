@@ -25,6 +25,16 @@ class HealthWarningOut(BaseModel):
     message: str
 
 
+class WebrtcVideoOut(BaseModel):
+    """The B-frame fallback's output: what WebRTC viewers get instead of the source."""
+
+    width: int
+    height: int
+    frame_rate: float
+    reason: str = Field(description="Why this size and rate, in plain words.")
+    load: float = Field(description="Share of real time the re-encode took lately (1 = all).")
+
+
 class StreamHealthOut(BaseModel):
     """What the publisher sends, measured by the server, with advice in plain words."""
 
@@ -46,6 +56,12 @@ class StreamHealthOut(BaseModel):
     dropped_frames: int | None
     webrtc_viewers: int | None = Field(
         None, description="WebRTC viewers of the stream on every replica (WHEP and Socket.IO)."
+    )
+    publisher: str = Field(
+        "connected", description="`connected`, or `reconnecting` within the grace period."
+    )
+    webrtc_video: WebrtcVideoOut | None = Field(
+        None, description="Set while the stream is re-encoded for WebRTC (B-frames)."
     )
     warnings: list[HealthWarningOut]
 
