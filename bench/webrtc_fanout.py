@@ -12,7 +12,9 @@ with the ffmpeg CLI, and remuxed (video copied, audio to Opus) to MPEG-TS for th
 reference. For each server and N, a fresh server process starts on 127.0.0.1
 (`webrtc_peers.py`): "ours" is the project's WHEP routes, WhepService, StreamRegistry
 and StreamHub, the hub fed the FLV tags at real time, each peer on a UDP socket of its
-own; "port" is the same with every peer on one shared UDP port (IcePort); "relay" is
+own; "port" is the same with every peer on one shared UDP port (IcePort); "paced" is
+"port" with each video frame's packets paced (signaling/pacer.py; the others send a
+frame at once, as before pacing came); "relay" is
 aiortc's MediaPlayer (decode=False) relayed by MediaRelay. The order of the servers is
 reversed at every other N. A separate viewers process joins N aiortc peers over HTTP
 and counts the video frames each one's jitter buffer completes. Server and viewers CPU
@@ -55,8 +57,13 @@ VIDEO_BITRATE = "2M"
 MIN_DELIVERED = 0.95
 TARGET_VIEWERS_PER_CORE = 1_000
 # "port" is the "ours" app with every peer on one shared UDP port: the same offer path.
-SERVERS = {"ours": OURS_OFFER_PATH, "port": OURS_OFFER_PATH, "relay": RELAY_OFFER_PATH}
-PROJECT_SERVERS = ("ours", "port")  # fed the FLV, limited to MAX_VIEWERS
+SERVERS = {
+    "ours": OURS_OFFER_PATH,
+    "port": OURS_OFFER_PATH,
+    "paced": OURS_OFFER_PATH,
+    "relay": RELAY_OFFER_PATH,
+}
+PROJECT_SERVERS = ("ours", "port", "paced")  # fed the FLV, limited to MAX_VIEWERS
 IDLE_SECONDS = 3.0
 SERVER_CPU, VIEWERS_CPU = 0, 1  # with --pin
 SOURCE_MARGIN_SECONDS = 10.0
@@ -298,7 +305,7 @@ async def run_one(plan: Plan, server_name: str, viewers: int) -> dict:
     finally:
         harness.stop_servers([server])
     summary = summarise(server_name, result)
-    if server_name == "port":
+    if server_name in ("port", "paced"):
         summary["ice_port"] = server_report(server)
         if summary["ice_port"] is None:
             print(f"  no report from the port server:\n{server.log_tail()}", file=sys.stderr)
@@ -512,29 +519,31 @@ def best_per_core(runs: list[dict]) -> dict[str, int | None]:
     return best
 
 
-def port_over_ours(runs: list[dict], best: dict[str, int | None]) -> dict:
-    """The shared port's viewers per core over the socket-per-peer path's: at each N
-    where both ran and held delivery, and of their headlines."""
+def over(runs: list[dict], best: dict[str, int | None], server: str, reference: str) -> dict:
+    """`server`'s viewers per core over `reference`'s: at each N where both ran and held
+    delivery, and of their headlines."""
 
-    def ratio(port: int | None, ours: int | None) -> float | None:
-        return round(port / ours, 2) if port and ours else None
+    def ratio(mine: int | None, theirs: int | None) -> float | None:
+        return round(mine / theirs, 2) if mine and theirs else None
 
     per_core = {(r["server"], r["viewers"]): r["viewers_per_core"] for r in runs}
     both = [n for n in dict.fromkeys(r["viewers"] for r in runs)
-            if ("ours", n) in per_core and ("port", n) in per_core]  # fmt: skip
+            if (server, n) in per_core and (reference, n) in per_core]  # fmt: skip
     return {
-        "per_n": {str(n): ratio(per_core["port", n], per_core["ours", n]) for n in both},
-        "headline": ratio(best.get("port"), best.get("ours")),
+        "per_n": {str(n): ratio(per_core[server, n], per_core[reference, n]) for n in both},
+        "headline": ratio(best.get(server), best.get(reference)),
     }
 
 
 def table(runs: list[dict], ratios: dict) -> str:
     header = ("server", "N", "joined", "delivered %", "worst %", "CPU %", "idle %",
-              "CPU %/viewer", "viewers/core", "port / ours", "port drops",
+              "CPU %/viewer", "viewers/core", "vs reference", "port drops",
               "viewers proc %", "machine %")  # fmt: skip
 
     def ratio(r: dict) -> str:
-        value = ratios["per_n"].get(str(r["viewers"])) if r["server"] == "port" else None
+        """port / ours, paced / port: the shared port's cost, then pacing's."""
+        against = {"port": "port_over_ours", "paced": "paced_over_port"}.get(r["server"])
+        value = ratios[against]["per_n"].get(str(r["viewers"])) if against else None
         return f"{value:.2f}" if value else "-"
 
     def drops(r: dict) -> str:
@@ -584,7 +593,10 @@ def main(argv: list[str] | None = None) -> int:
             flv.stat().st_size * 8 / (source_seconds + SOURCE_MARGIN_SECONDS) / 1e6, 2
         )
     best = best_per_core(runs)
-    ratios = port_over_ours(runs, best)
+    ratios = {
+        "port_over_ours": over(runs, best, "port", "ours"),
+        "paced_over_port": over(runs, best, "paced", "port"),
+    }
     met = {s: (best[s] or 0) >= TARGET_VIEWERS_PER_CORE for s in PROJECT_SERVERS if s in best}
     summary = {
         "benchmark": "webrtc_fanout",
@@ -602,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "runs": runs,
         "viewers_per_core": best,
-        "port_over_ours": ratios,
+        **ratios,
         "target_viewers_per_core": TARGET_VIEWERS_PER_CORE,
         "target_met": met.get("ours", False),
         "target_met_by_server": met,
@@ -611,8 +623,9 @@ def main(argv: list[str] | None = None) -> int:
         summary["relay"] = {"relay_edges": args.relay_edges, **relay}
     print(table(runs, ratios))
     print(f"viewers per core at >= {100 * MIN_DELIVERED:.0f}% delivered: {json.dumps(best)}")
-    if ratios["per_n"]:
-        print(f"port / ours viewers per core: {json.dumps(ratios)}")
+    for name, ratio in ratios.items():
+        if ratio["per_n"]:
+            print(f"{name.replace('_over_', ' / ')} viewers per core: {json.dumps(ratio)}")
     verdicts = ", ".join(f"{s} {'met' if ok else 'not met'}" for s, ok in met.items())
     print(f"target {TARGET_VIEWERS_PER_CORE:,} viewers per core: {verdicts or '-'}")
     if relay is not None:

@@ -10,7 +10,9 @@
 Each is its own OS process so that /proc gives each its own CPU time. "ours" and "port"
 are the same app, the project's WHEP service; "ours" leaves each peer its own UDP
 socket (aioice's default), "port" puts every peer on one shared `IcePort` on 127.0.0.1
-(a free UDP port, no ICE-TCP), as `streamcart serve` does by default. Both also serve
+(a free UDP port, no ICE-TCP), as `streamcart serve` does by default; both send each
+frame at once, and "paced" is "port" with the send pacing `streamcart serve` turns on
+by default (signaling/pacer.py). All of them serve
 the internal relay route (`RelayOrigin`), so either can be the origin of an "edge": the
 "port" app on a replica that ingests nothing, its stream pulled from the origin at
 ORIGIN_URL by a `RelayEdge`. Every server runs on uvloop (as `streamcart serve` does),
@@ -131,14 +133,16 @@ def serve(app: web.Application, port: int) -> None:
         runner.run(main())
 
 
-def ours_app(source: Path, max_viewers: int, shared_port: bool = False) -> web.Application:
+def ours_app(
+    source: Path, max_viewers: int, shared_port: bool = False, pacing: bool = False
+) -> web.Application:
     """The project's WHEP routes and WhepService over a StreamRegistry whose one hub is
     fed the FLV file's tags at real time, as the RTMP server would feed it. With
     `shared_port` every peer is on one IcePort instead of a socket of its own. It is an
     origin too: edges pull its stream on the internal relay route, as from a replica
     that ingests it (`live/app.py`), with the bench's token."""
     registry = StreamRegistry()
-    service = WhepService(registry.get, max_viewers=max_viewers)
+    service = WhepService(registry.get, max_viewers=max_viewers, pacing=pacing)
     origin = RelayOrigin(registry, RELAY_TOKEN, MemoryCache(), service.viewers)
     app = web.Application(middlewares=make_middlewares(Metrics()))
     app[WHEP] = service
@@ -180,7 +184,9 @@ def edge_app(origin_url: str, max_viewers: int) -> web.Application:
         viewers=lambda live_session_id: service.viewers(live_session_id),
         idle_seconds=EDGE_IDLE_SECONDS,
     )
-    service = WhepService(StreamRegistry().get, max_viewers=max_viewers, find_relayed=edge.hub_for)
+    service = WhepService(
+        StreamRegistry().get, max_viewers=max_viewers, find_relayed=edge.hub_for, pacing=False
+    )
     app = web.Application(middlewares=make_middlewares(Metrics()))
     app[WHEP] = service
     routes.add_to(app)
@@ -493,6 +499,9 @@ def run_viewers(config_path: Path) -> None:
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "ours": lambda args: serve(ours_app(Path(args[0]), int(args[2])), int(args[1])),
     "port": lambda args: serve(ours_app(Path(args[0]), int(args[2]), True), int(args[1])),
+    "paced": lambda args: serve(
+        ours_app(Path(args[0]), int(args[2]), True, pacing=True), int(args[1])
+    ),
     "relay": lambda args: serve(relay_app(Path(args[0])), int(args[1])),
     "edge": lambda args: serve(edge_app(args[0], int(args[2])), int(args[1])),
     "viewers": lambda args: run_viewers(Path(args[0])),

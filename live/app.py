@@ -195,6 +195,7 @@ def build_app(settings: Settings) -> web.Application:
         app[STREAMS].get,
         max_viewers=settings.webrtc_max_viewers,
         find_relayed=lambda live_session_id: app[RELAY_EDGE].hub_for(live_session_id),
+        pacing=settings.webrtc_pacing,
     )
     app[ICE_SERVERS] = IceServers(
         settings.webrtc_ice_servers,

@@ -49,6 +49,11 @@ class Settings:
         True,
         "Also offer this machine's interface addresses (never loopback or link-local).",
     )
+    webrtc_pacing: bool = _setting(
+        True,
+        "Spread each video frame's packets over time (at 2.5 times the stream's bitrate) "
+        "instead of sending a keyframe as one burst.",
+    )
     webrtc_ice_servers: str = _setting(
         "",
         "Comma-separated stun:/turn:/turns: URLs handed to viewers (WHEP Link headers, "

@@ -305,7 +305,7 @@ sendpath_sockaddr(PyObject *module, PyObject *args)
 
 /* --- the fan-out over viewers ---------------------------------------------------- */
 
-#define HISTORY 64     /* frames remembered per viewer for NACKs (signaling/rtp_sender.py) */
+#define HISTORY 128    /* frames (or paced runs) remembered per viewer for NACKs (rtp_sender.py) */
 
 /* One viewer's sending side once it is under way (its first frame was sent from Python,
  * which fixed its timestamp origin). The SRTP session and the socket belong to Python
@@ -433,7 +433,7 @@ static PyTypeObject ViewerStateType = {
 
 typedef struct {
     unsigned long long serial, ticks, ntp;
-    int keyframe;
+    int keyframe, ends;
     Py_ssize_t octets;
     PyObject *bodies;
 } SharedFrame;
@@ -576,7 +576,8 @@ gather_viewer(Batch *batch, ViewerState *viewer, const SharedFrame *frame)
     Py_ssize_t end = protect_packets(viewer->protect, viewer->context, batch_bytes,
                                      (Py_ssize_t)batch_bytes_size, (Py_ssize_t)batch->bytes,
                                      viewer->first_byte, viewer->payload_type, viewer->ssrc,
-                                     first, timestamp, frame->bodies, packets - 1,
+                                     first, timestamp, frame->bodies,
+                                     frame->ends ? packets - 1 : -1,
                                      append_length, &sink, &status);
     if (end == -1)
         return -1;
@@ -686,17 +687,18 @@ flush_batch(Batch *batch, const SharedFrame *frame, PyObject *failed)
 }
 
 /* fan_out(viewers, frame) -> [the viewers whose send failed]
- * Sends a shared frame, (serial, ticks, keyframe, ntp, octets, bodies), to every
- * viewer. A viewer whose socket is full waits for the next keyframe; one whose send
+ * Sends a shared frame, (serial, ticks, keyframe, ntp, octets, bodies, ends), to every
+ * viewer (`ends`: its last packet ends the video frame and carries the marker bit; a
+ * paced frame leaves in several calls). A viewer whose socket is full waits for the next keyframe; one whose send
  * failed (see its `error`) is skipped from then on and listed. */
 static PyObject *
 sendpath_fan_out(PyObject *module, PyObject *args)
 {
     PyObject *viewers;
     SharedFrame frame;
-    if (!PyArg_ParseTuple(args, "O!(KKpKnO!);a frame", &PyList_Type, &viewers, &frame.serial,
-                          &frame.ticks, &frame.keyframe, &frame.ntp, &frame.octets,
-                          &PyList_Type, &frame.bodies))
+    if (!PyArg_ParseTuple(args, "O!(KKpKnO!p);a frame", &PyList_Type, &viewers,
+                          &frame.serial, &frame.ticks, &frame.keyframe, &frame.ntp,
+                          &frame.octets, &PyList_Type, &frame.bodies, &frame.ends))
         return NULL;
     Py_ssize_t packets = PyList_GET_SIZE(frame.bodies), room = 0;
     if (packets < 1) {

@@ -24,6 +24,7 @@ from typing import Any
 from media.hub import StreamHub
 from signaling import srtp_frames
 from signaling.aiortc_hooks import ntp_now
+from signaling.pacer import Pacer
 from signaling.packetizer import ExtensionLayout, RtpFrame, StreamPacketizer
 from signaling.rtp_sender import NACK_HISTORY_FRAMES, ViewerRtpSender
 
@@ -60,7 +61,8 @@ class StreamFanout:
     reading (and releases its subscription) when the last one leaves.
     """
 
-    def __init__(self, hub: StreamHub) -> None:
+    def __init__(self, hub: StreamHub, *, pacing: bool = True) -> None:
+        """`pacing`: video frames leave in runs spread over time (signaling/pacer.py)."""
         self.viewers = 0
         self._subscription = hub.subscribe(webrtc=True)
         self._packetizer = StreamPacketizer()
@@ -71,6 +73,7 @@ class StreamFanout:
         }
         self._serial = 0
         self._gop: list[RtpFrame] = []
+        self._pacer = Pacer(self._send) if pacing else None
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._run())
         self._sync_timer = loop.call_later(SYNC_SECONDS, self._sync_counts)
@@ -86,6 +89,8 @@ class StreamFanout:
         self._subscription.close()
         self._task.cancel()
         self._sync_timer.cancel()
+        if self._pacer is not None:
+            self._pacer.close()
         return True
 
     def attach(self, sender: ViewerRtpSender) -> None:
@@ -119,21 +124,32 @@ class StreamFanout:
             if frame is None:
                 continue
             frame.ntp = ntp_now()
-            self._serial += 1
-            frame.serial = self._serial
-            self._sent[frame.kind].append(frame)
-            self._remember(frame)
-            self._send_natively(frame)  # first: promotions below wait
-            for sender in tuple(self._senders[frame.kind]):
-                self._deliver(sender, frame)
-                if self._promote(sender):
-                    self._senders[frame.kind].remove(sender)
+            if self._pacer is not None and frame.kind == "video":
+                self._pacer.push(frame)
+            else:
+                self._send(frame)
+
+    def _send(self, frame: RtpFrame) -> None:
+        """A frame, or a paced run of one, to every viewer of its kind."""
+        self._serial += 1
+        frame.serial = self._serial
+        self._sent[frame.kind].append(frame)
+        if frame.ends_frame:
+            self._remember(frame.whole or frame)
+        self._send_natively(frame)  # first: promotions below wait
+        for sender in tuple(self._senders[frame.kind]):
+            self._deliver(sender, frame)
+            if self._promote(sender):
+                self._senders[frame.kind].remove(sender)
 
     def _send_natively(self, frame: RtpFrame) -> None:
         native, kind = srtp_frames.native, frame.kind
         for layout, group in tuple(self._native[kind].items()):
             bodies = frame.bodies(layout)
-            shared = (frame.serial, frame.ticks, frame.keyframe, frame.ntp, frame.octets, bodies)
+            shared = (
+                frame.serial, frame.ticks, frame.keyframe, frame.ntp, frame.octets, bodies,
+                frame.ends_frame,
+            )  # fmt: skip
             self._stop_failed(kind, group, native.fan_out(group.states, shared))
 
     def _report(self, kind: str, group: NativeGroup) -> None:

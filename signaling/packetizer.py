@@ -75,7 +75,9 @@ class RtpFrame:
     timestamp (what viewer clocks align on); `ntp` the wall clock when the fan-out
     received it (for sender reports); `serial` its number in the fan-out (for NACKs).
     `bodies` caches, per extension layout, the extension block followed by each
-    payload: the packet minus its header.
+    payload: the packet minus its header. A paced frame leaves in `chunks`: each is an
+    RtpFrame of a run of its packets, and only the last `ends_frame` (carries the RTP
+    marker bit) and names the `whole` frame.
     """
 
     kind: str
@@ -87,10 +89,26 @@ class RtpFrame:
     ntp: int = 0
     octets: int = 0
     serial: int = 0
+    ends_frame: bool = True
+    whole: RtpFrame | None = None
     _bodies: dict[ExtensionLayout, list[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.octets = sum(map(len, self.payloads))
+
+    def chunks(self, packets: int) -> list[RtpFrame]:
+        """The frame as runs of at most `packets` packets (itself if it is one run)."""
+        if len(self.payloads) <= packets:
+            return [self]
+        runs = [self.payloads[at : at + packets] for at in range(0, len(self.payloads), packets)]
+        last = len(runs) - 1
+        return [
+            RtpFrame(
+                self.kind, self.stream_ms, self.ticks, self.keyframe, self.ticks_per_ms, run,
+                ntp=self.ntp, ends_frame=index == last, whole=self if index == last else None,
+            )
+            for index, run in enumerate(runs)
+        ]  # fmt: skip
 
     def bodies(self, layout: ExtensionLayout) -> list[bytes]:
         bodies = self._bodies.get(layout)

@@ -31,7 +31,7 @@ from signaling.packetizer import MID_URI, ExtensionLayout, RtpFrame
 SEQUENCE_NUMBER = struct.Struct("!H")
 RTP_VERSION = 0x80
 EXTENSION_BIT = 0x10
-NACK_HISTORY_FRAMES = 64  # about a second of video and audio
+NACK_HISTORY_FRAMES = 128  # frames or paced runs: about a second of a 6 Mbps stream
 RETRANSMISSIONS_PER_SECOND = 300  # a 2 Mbps stream is about 200 packets a second
 
 
@@ -135,7 +135,13 @@ class ViewerRtpSender:
         bodies = frame.bodies(self._layout)
         self._sequence = (first + len(bodies)) & 0xFFFF
         path.protector.protect(
-            self._first_byte, self._payload_type, self._ssrc, first, timestamp, bodies, True
+            self._first_byte,
+            self._payload_type,
+            self._ssrc,
+            first,
+            timestamp,
+            bodies,
+            frame.ends_frame,
         )
         if not self._flush(path):
             self._awaiting_keyframe = True  # its socket is full: the viewer is behind
@@ -270,7 +276,7 @@ class ViewerRtpSender:
                     self._rtx_sequence,
                     timestamp,
                     [rtx_body],
-                    index == len(frame.payloads) - 1,
+                    frame.ends_frame and index == len(frame.payloads) - 1,
                 )
                 self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
                 if not self._retransmissions_pending:

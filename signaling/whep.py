@@ -97,6 +97,7 @@ class WhepService:
         connect_timeout_seconds: float = 30.0,
         ice_port: IcePort | None = None,
         find_relayed: FindRelayed | None = None,
+        pacing: bool = True,
     ) -> None:
         if max_viewers < 1:
             raise ValueError("max_viewers must be at least 1")
@@ -105,6 +106,7 @@ class WhepService:
         self._find_relayed = find_relayed
         self._retry_after = retry_after_seconds
         self._connect_timeout = connect_timeout_seconds
+        self._pacing = pacing
         self.use_ice_port(ice_port)
         self._viewers: dict[str, Viewer] = {}
         self._per_session: Counter[str] = Counter()
@@ -230,7 +232,9 @@ class WhepService:
         return viewer
 
     async def _negotiate(self, viewer: Viewer, offer: ViewerOffer) -> str:
-        fanout = viewer.fanout = self._fanouts.get(viewer.hub) or StreamFanout(viewer.hub)
+        fanout = viewer.fanout = self._fanouts.get(viewer.hub) or StreamFanout(
+            viewer.hub, pacing=self._pacing
+        )
         self._fanouts[viewer.hub] = fanout
         fanout.join()
         clock = ViewerClock()

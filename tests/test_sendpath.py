@@ -180,9 +180,11 @@ def test_fan_out_sends_each_viewer_its_own_packets_and_remembers_them():
             receivers.append(receiver)
             inbound.append(incoming)
         video = [b"v" * 1200, b"v" * 1200, b"w" * 500]
-        assert native.fan_out(viewers, (41, 9000, True, 123 << 32, 2900, video)) == []
-        assert native.fan_out(viewers, (42, 48_000, True, 124 << 32, 60, [b"a" * 60])) == []
-        assert native.fan_out(viewers, (43, 48_960, True, 0, 90, [b"b" * 90])) == []
+        # the video frame paced in two runs: only the second ends it (the marker bit)
+        assert native.fan_out(viewers, (40, 9000, True, 123 << 32, 2400, video[:2], False)) == []
+        assert native.fan_out(viewers, (41, 9000, True, 123 << 32, 500, video[2:], True)) == []
+        assert native.fan_out(viewers, (42, 48_000, True, 124 << 32, 60, [b"a" * 60], True)) == []
+        assert native.fan_out(viewers, (43, 48_960, True, 0, 90, [b"b" * 90], True)) == []
         for index, (viewer, receiver, session) in enumerate(
             zip(viewers, receivers, inbound, strict=True)
         ):
@@ -200,7 +202,8 @@ def test_fan_out_sends_each_viewer_its_own_packets_and_remembers_them():
             assert viewer.history() == [
                 (43, (first + 4) & 0xFFFF),
                 (42, (first + 3) & 0xFFFF),
-                (41, first),
+                (41, (first + 2) & 0xFFFF),
+                (40, first),
             ]
             assert (viewer.packets, viewer.octets) == (5, 3050)
             assert viewer.rtp_timestamp == (48_960 + offset) & 0xFFFFFFFF
@@ -241,7 +244,7 @@ def test_fan_out_batches_viewers_of_one_socket_and_keeps_each_ones_packets():
             viewers.append(viewer)
             refused = viewer if index == 150 else refused
         bodies = [b"a" * 100, b"b" * 200, b"c" * 300, b"d" * 400]
-        assert native.fan_out(viewers, (7, 9000, True, 0, 1000, bodies)) == [refused]
+        assert native.fan_out(viewers, (7, 9000, True, 0, 1000, bodies, True)) == [refused]
         for index, (receiver, inbound) in enumerate(receivers):
             if index == 150:
                 continue
@@ -269,14 +272,14 @@ def test_fan_out_refuses_bad_frames_and_reports_a_viewer_libsrtp_refuses():
         with pytest.raises(TypeError, match="a frame"):
             native.fan_out([viewer], (1, 0, True))
         with pytest.raises(ValueError, match="at least one packet"):
-            native.fan_out([viewer], (1, 0, True, 0, 0, []))
+            native.fan_out([viewer], (1, 0, True, 0, 0, [], True))
         with pytest.raises(TypeError, match="bytes"):
-            native.fan_out([viewer], (1, 0, True, 0, 1, ["x"]))
+            native.fan_out([viewer], (1, 0, True, 0, 1, ["x"], True))
         with pytest.raises(TypeError, match="ViewerState"):
-            native.fan_out([object()], (1, 0, True, 0, 1, [b"x"]))
-        assert native.fan_out([viewer], (1, 0, True, 0, 1, [b"\x00"])) == [viewer]
+            native.fan_out([object()], (1, 0, True, 0, 1, [b"x"], True))
+        assert native.fan_out([viewer], (1, 0, True, 0, 1, [b"\x00"], True)) == [viewer]
         assert viewer.srtp_error == 1 and viewer.error != 0
-        assert native.fan_out([viewer], (2, 0, True, 0, 1, [b"\x00"])) == []  # skipped now
+        assert native.fan_out([viewer], (2, 0, True, 0, 1, [b"\x00"], True)) == []  # skipped now
         assert viewer.packets == 0 and viewer.history() == []
     finally:
         sending.close()
@@ -300,7 +303,7 @@ def test_report_sends_a_sender_report_with_the_cname_over_srtcp():
         )
         assert native.report([viewer]) == []  # nothing sent yet: no report
         ntp = (3_900_000_000 << 32) | 0x12345678
-        assert native.fan_out([viewer], (1, 9000, True, ntp, 300, [b"x" * 300])) == []
+        assert native.fan_out([viewer], (1, 9000, True, ntp, 300, [b"x" * 300], True)) == []
         receiver.recv(2048)  # the RTP packet
         assert native.report([viewer]) == []
         sr, sdes = RtcpPacket.parse(inbound.unprotect_rtcp(receiver.recv(2048)))
