@@ -1,14 +1,17 @@
-"""Paced sending: a frame's packets leave at a steady rate, not in one burst.
+"""Paced sending: a frame's packets leave spread over time, not in one burst.
 
-A 1080p keyframe is several hundred packets. Sent back to back, they arrive at a
-viewer's access link (or its browser's socket buffer) faster than it drains them, so
-the queue there overflows and the keyframe is lost, or the jitter buffer sees a frame
-arrive much later than its neighbours. Like a browser's own sender (libwebrtc's pacer,
-whose factor this takes), the fan-out sends each video frame in runs of
-`CHUNK_PACKETS` at `PACING_FACTOR` times the stream's recent bitrate, from a token
-bucket that lets a small frame (up to `BURST_BYTES`) leave at once. Nothing waits in
-the queue longer than `MAX_QUEUE_SECONDS`: the rate rises so that everything queued
-leaves by the time its oldest run must. Audio is not paced (a packet a frame).
+A 1080p keyframe of a real scene is 250 to 300 kB, a couple of hundred packets. Sent
+back to back, it reaches a viewer's access link far faster than the link drains it,
+and a shallow router queue drops its end (the viewer then waits for retransmissions,
+or for the next keyframe). The fan-out therefore sends each video frame in runs of
+`CHUNK_PACKETS`, from a token bucket that lets a frame of up to `BURST_BYTES` (most
+delta frames) leave at once, at `PACING_FACTOR` times the stream's recent bitrate (as a
+browser's own sender, libwebrtc, paces) or faster, so that nothing waits longer than
+`MAX_QUEUE_SECONDS`: a keyframe is spread over about 100 ms, which lowers the peak a
+link must absorb by as much as the link drains meanwhile, and stays below what a
+browser counts as a freeze (bench/playback.py). Audio is not paced (a packet a frame).
+The rate is the stream's, not each viewer's: a link slower than the spread keyframe
+still loses part of it (that needs a bandwidth estimate per viewer; not built).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ CHUNK_PACKETS = 8  # about 10 KB: one fan-out call sends a run to every viewer
 BURST_BYTES = 24_000  # what may leave at once: most delta frames of a 6 Mbps stream
 PACING_FACTOR = 2.5  # times the stream's bitrate
 MIN_RATE_BYTES = 250_000  # 2 Mbit/s: the floor of the pacing rate
-MAX_QUEUE_SECONDS = 0.5  # never more than this behind: the rate rises to drain it
+MAX_QUEUE_SECONDS = 0.1  # never more than this behind: the rate rises to drain it
 RATE_WINDOW = 1.0  # seconds over which the stream's bitrate is measured
 
 
