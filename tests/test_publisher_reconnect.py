@@ -5,8 +5,9 @@ The ffmpeg CLI publishes as OBS does by default (x264 High profile with 2 B-fram
 B-frame fallback; it is killed (as a dropped connection is) or stopped, and publishes
 again within the grace period. An aiortc viewer and headless Chromium, neither of
 which ever re-offers, keep their peer connection and decode the new stream within 2 s
-(aiortc's on the same SSRC with sequence numbers that run on without a gap); past the
-grace period they get a clean end.
+(aiortc's on the same SSRC with sequence numbers that run on without a gap, across a
+reconnect at another size too); a viewer arriving while the publisher is away is
+answered and plays once it is back; past the grace period viewers get a clean end.
 """
 
 from __future__ import annotations
@@ -99,8 +100,8 @@ class RtpLog:
 
 
 class Publisher:
-    def __init__(self, api, key: str, seconds: float) -> None:
-        self._args = obs_like(api.app[RTMP_SERVER].port, key, seconds)
+    def __init__(self, api, key: str, seconds: float, size: str = "640x360") -> None:
+        self._args = obs_like(api.app[RTMP_SERVER].port, key, seconds, size)
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> Publisher:
@@ -146,8 +147,12 @@ async def test_a_viewer_plays_on_across_a_dropped_and_a_stopped_publisher(
     live_id, key = show["live"]["id"], show["key"]
     watcher = await open_socket(api)
     await watcher.ok("session:join", joining(live_id))
-    publishers = [Publisher(api, key, 60), Publisher(api, key, 3), Publisher(api, key, 60)]
-    viewer, rtp = DecodingViewer(), RtpLog()
+    publishers = [
+        Publisher(api, key, 60),
+        Publisher(api, key, 3),
+        Publisher(api, key, 60, size="480x270"),  # back at another size: SPS/PPS in band
+    ]
+    viewer, late, rtp = DecodingViewer(), DecodingViewer(), RtpLog()
     try:
         await publishers[0].start()
         await eventually(lambda: status(api, live_id), "live")
@@ -182,6 +187,13 @@ async def test_a_viewer_plays_on_across_a_dropped_and_a_stopped_publisher(
 
         await publishers[1].finished(30)  # a clean stop (FCUnpublish, deleteStream)
         await publishing(api, live_id, False)
+        response = await api.post(  # a viewer arriving meanwhile is answered, not 404
+            f"/api/live-sessions/{live_id}/whep",
+            data=await late.offer(),
+            headers={"Content-Type": "application/sdp"},
+        )
+        assert response.status == 201, await response.text()
+        await late.accept(await response.text())
         await asyncio.sleep(0.5)
         took = await resumed_within(api, live_id, lambda: viewer.video_frames, publishers[2])
         print(f"after a stop: the next frame {1000 * took:.0f} ms after the reconnect")
@@ -192,8 +204,10 @@ async def test_a_viewer_plays_on_across_a_dropped_and_a_stopped_publisher(
         assert viewer.connected
         assert len({entry[1] for entry in rtp.video}) <= 2  # media (and maybe its RTX)
         assert rtp.sequence_gaps() == []
-        assert viewer.video_sizes == {(640, 360)}
+        assert viewer.video_sizes == {(640, 360), (480, 270)}
         assert viewer.audio_frames > 0
+        assert await until(lambda: late.video_frames >= 30), "the late viewer never played"
+        assert (480, 270) in late.video_sizes
 
         await publishers[2].kill()  # gone for good: the grace period runs out
         ended = await watcher.wait_for("stream:ended", within=GRACE_SECONDS + 10)
@@ -204,6 +218,7 @@ async def test_a_viewer_plays_on_across_a_dropped_and_a_stopped_publisher(
         for publisher in publishers:
             await publisher.kill()
         await viewer.close()
+        await late.close()
         await watcher.client.disconnect()
 
 
