@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -101,6 +102,30 @@ class Server:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+async def expect_json(response: aiohttp.ClientResponse, status: int) -> dict:
+    """The JSON body of a response that must have `status`; the body in the error."""
+    if response.status != status:
+        raise RuntimeError(
+            f"{response.method} {response.url}: {response.status} {await response.text()}"
+        )
+    return await response.json()
+
+
+async def seller_with_shop(http: aiohttp.ClientSession) -> tuple[dict[str, str], dict]:
+    """Over REST, as a client would: a seller account signed in and its shop; the
+    seller's Authorization header and the shop."""
+    email, password = "seller@example.com", secrets.token_urlsafe(16)
+    account = {"email": email, "password": password, "display_name": "Bench", "role": "seller"}
+    await expect_json(await http.post("/api/auth/register", json=account), 201)
+    login = {"email": email, "password": password}
+    token = (await expect_json(await http.post("/api/auth/login", json=login), 200))["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    shop = await expect_json(
+        await http.post("/api/shops", json={"name": "Bench"}, headers=auth), 201
+    )
+    return auth, shop
 
 
 def free_port() -> int:

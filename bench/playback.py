@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -41,20 +40,11 @@ import aiohttp
 import harness
 from playwright.async_api import async_playwright
 
+sys.path.append(str(harness.ROOT))  # Chromium's flags, as the tests launch it
+from tests.chromium_support import CHROMIUM, CHROMIUM_ARGS
+
 INSIDE = "STREAMCART_PLAYBACK_NAMESPACE"
 DEFAULT_JSON = harness.RESULTS / "playback.json"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-]
 CASES = {"passthrough": 0, "bframes": 2}  # the case and its B-frames
 
 WATCH_JS = """
@@ -165,29 +155,19 @@ def encode_source(path: Path, args: argparse.Namespace, bframes: int, seconds: f
     return path
 
 
-async def _json(response: aiohttp.ClientResponse, status: int) -> dict:
-    if response.status != status:
-        raise RuntimeError(f"{response.url}: {response.status} {await response.text()}")
-    return await response.json()
-
-
 async def scheduled_session(url: str) -> tuple[str, str, str]:
     """A seller's scheduled live session, over REST: (token, session id, stream key)."""
     async with aiohttp.ClientSession(url, timeout=aiohttp.ClientTimeout(total=30)) as http:
-        email, password = "seller@example.com", secrets.token_urlsafe(16)
-        account = {"email": email, "password": password, "display_name": "Bench", "role": "seller"}
-        await _json(await http.post("/api/auth/register", json=account), 201)
-        login = {"email": email, "password": password}
-        token = (await _json(await http.post("/api/auth/login", json=login), 200))["access_token"]
-        auth = {"Authorization": f"Bearer {token}"}
-        shop = await _json(await http.post("/api/shops", json={"name": "Bench"}, headers=auth), 201)
+        auth, shop = await harness.seller_with_shop(http)
         session = {
             "shop_id": shop["id"],
             "title": "Playback",
             "scheduled_at": (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
         }
-        live = await _json(await http.post("/api/live-sessions", json=session, headers=auth), 201)
-    return token, live["id"], live["stream"]["stream_key"]
+        live = await harness.expect_json(
+            await http.post("/api/live-sessions", json=session, headers=auth), 201
+        )
+    return auth["Authorization"].removeprefix("Bearer "), live["id"], live["stream"]["stream_key"]
 
 
 async def until_live(url: str, live_id: str, token: str) -> dict:
@@ -205,7 +185,7 @@ async def until_live(url: str, live_id: str, token: str) -> dict:
 async def health(url: str, live_id: str, token: str) -> dict:
     auth = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(url, timeout=aiohttp.ClientTimeout(total=5)) as http:
-        return await _json(
+        return await harness.expect_json(
             await http.get(f"/api/live-sessions/{live_id}/health", headers=auth), 200
         )
 

@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import resource
-import secrets
 import shutil
 import signal
 import subprocess
@@ -173,31 +172,20 @@ class Scenario:
     seller_token: str | None
 
 
-async def _json(response: aiohttp.ClientResponse, status: int) -> dict:
-    if response.status != status:
-        raise RuntimeError(
-            f"{response.method} {response.url}: {response.status} {await response.text()}"
-        )
-    return await response.json()
-
-
 async def set_up_session(url: str) -> tuple[str, str, list[dict]]:
     """Over REST, as a client would: a seller, their shop, the products, a live session
     showing them at live prices, started. Returns the seller's token, the session id and
     the product cards (as `product:pinned` carries them)."""
     async with aiohttp.ClientSession(url, timeout=aiohttp.ClientTimeout(total=30)) as http:
-        email, password = "seller@example.com", secrets.token_urlsafe(16)
-        account = {"email": email, "password": password, "display_name": "Bench", "role": "seller"}
-        await _json(await http.post("/api/auth/register", json=account), 201)
-        login = {"email": email, "password": password}
-        token = (await _json(await http.post("/api/auth/login", json=login), 200))["access_token"]
-        auth = {"Authorization": f"Bearer {token}"}
-        shop = await _json(await http.post("/api/shops", json={"name": "Bench"}, headers=auth), 201)
+        auth, shop = await harness.seller_with_shop(http)
+        token = auth["Authorization"].removeprefix("Bearer ")
         on_show = []
         for name, price, live_price in PRODUCTS:
             body = {"shop_id": shop["id"], "name": name, "base_price": price, "stock": 1_000}
             body["images"] = [f"https://img.example/{len(on_show)}.jpg"]
-            product = await _json(await http.post("/api/products", json=body, headers=auth), 201)
+            product = await harness.expect_json(
+                await http.post("/api/products", json=body, headers=auth), 201
+            )
             on_show.append({"product_id": product["id"], "live_price": live_price})
         session = {
             "shop_id": shop["id"],
@@ -205,10 +193,12 @@ async def set_up_session(url: str) -> tuple[str, str, list[dict]]:
             "scheduled_at": (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
             "products": on_show,
         }
-        live = await _json(await http.post("/api/live-sessions", json=session, headers=auth), 201)
+        live = await harness.expect_json(
+            await http.post("/api/live-sessions", json=session, headers=auth), 201
+        )
         path = f"/api/live-sessions/{live['id']}"
-        await _json(await http.post(f"{path}/start", headers=auth), 200)
-        shown = await _json(await http.get(path), 200)
+        await harness.expect_json(await http.post(f"{path}/start", headers=auth), 200)
+        shown = await harness.expect_json(await http.get(path), 200)
     cards = [
         {"live_session_id": live["id"], **{k: v for k, v in item.items() if k != "position"}}
         for item in shown["products"]
