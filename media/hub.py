@@ -227,7 +227,6 @@ class StreamHub:
         self._fallback: BframeFreeH264 | None = None
         self._close_callbacks: list[Callable[[StreamHub], None]] = []
         self.publishing = True
-        self.resumes = 0
         self._workers_generation = 0
         self._shift_ms: int | None = 0  # publisher clock -> stream time; None: set on next
         self._resume_at_ms = 0
@@ -287,7 +286,6 @@ class StreamHub:
         self._shift_ms = None
         self.publishing = True
         self.last_input_at = self._loop.time()
-        self.resumes += 1
         self.bframes_detected = False
         log.info("stream %s: publisher back after %d ms", self.name, gap_ms)
 
@@ -319,11 +317,6 @@ class StreamHub:
         """Frames of the viewers' copy that never reached them: skipped by the codec
         workers, or by readers that fell behind (a lagging fan-out or relay pull)."""
         return self.codec_dropped + self._webrtc.skipped
-
-    @property
-    def latest_ms(self) -> int:
-        """The stream time of the latest packet received (after any shift)."""
-        return self._latest_ms
 
     def on_video(self, timestamp_ms: int, payload: bytes) -> None:
         timestamp_ms = self._stream_time(timestamp_ms)

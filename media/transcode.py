@@ -123,10 +123,11 @@ class BframeFreeH264:
         started = time.perf_counter()
         out = []
         for decoded in self._decoder.decode(_packet(frame.data, frame.pts, frame.dts)):
-            rendition = self._rendition_for(decoded)
+            meter = self._meter_for(decoded)
+            rendition = meter.current
             if not self._due(decoded.pts, rendition.frame_rate):
                 continue
-            encoder = self._encoder_for(rendition)
+            encoder = self._encoder_for(rendition, meter.ladder[0])
             picture = decoded
             if (decoded.width, decoded.height) != (rendition.width, rendition.height):
                 picture = decoded.reformat(
@@ -140,8 +141,9 @@ class BframeFreeH264:
             self._meter.observe(time.perf_counter() - started, frame.dts)
         return out
 
-    def _rendition_for(self, decoded: av.VideoFrame) -> Rendition:
-        """The meter's choice; a new ladder when the source's size changes."""
+    def _meter_for(self, decoded: av.VideoFrame) -> LoadMeter:
+        """The load meter choosing the output; a new ladder when the source's size
+        changes."""
         meter = self._meter
         if meter is None or (meter.ladder[0].width, meter.ladder[0].height) != (
             decoded.width,
@@ -150,7 +152,7 @@ class BframeFreeH264:
             meter = self._meter = LoadMeter(
                 ladder_for(decoded.width, decoded.height, self._frame_rate)
             )
-        return meter.current
+        return meter
 
     def _due(self, pts: int, frame_rate: float) -> bool:
         """Whether this decoded frame is one the output rate keeps."""
@@ -161,15 +163,18 @@ class BframeFreeH264:
         self._last_kept_pts = pts
         return True
 
-    def _encoder_for(self, rendition: Rendition) -> av.VideoCodecContext:
-        """The open encoder, (re)opened on the first frame and when the output changes."""
+    def _encoder_for(self, rendition: Rendition, source: Rendition) -> av.VideoCodecContext:
+        """The open encoder, (re)opened on the first frame and when the output changes;
+        its bitrate the source's, scaled by the share of its pixels it keeps."""
         if self._encoder is None or self._encoding != rendition:
             if self._encoding is not None:
                 log.info("B-frame fallback: now %s (%s)", rendition.label(), rendition.reason)
-            self._encoder, self._encoding = self._open_encoder(rendition), rendition
+            share = min(1.0, max(rendition.pixel_rate / source.pixel_rate, 0.25))
+            self._encoder = self._open_encoder(rendition, int(self._bitrate * share))
+            self._encoding = rendition
         return self._encoder
 
-    def _open_encoder(self, rendition: Rendition) -> av.VideoCodecContext:
+    def _open_encoder(self, rendition: Rendition, bitrate: int) -> av.VideoCodecContext:
         encoder = av.CodecContext.create("libx264", "w")
         encoder.width, encoder.height = rendition.width, rendition.height
         encoder.pix_fmt = "yuv420p"
@@ -177,8 +182,7 @@ class BframeFreeH264:
         encoder.framerate = Fraction(rendition.frame_rate).limit_denominator(1001)
         encoder.gop_size = max(1, round(rendition.frame_rate * FALLBACK_KEYFRAME_SECONDS))
         encoder.max_b_frames = 0
-        scale = rendition.pixel_rate / (self._meter.ladder[0].pixel_rate if self._meter else 1)
-        encoder.bit_rate = int(self._bitrate * min(1.0, max(scale, 0.25)))
+        encoder.bit_rate = bitrate
         encoder.options = {"tune": "zerolatency", "preset": FALLBACK_PRESET}
         encoder.open()
         return encoder

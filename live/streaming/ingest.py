@@ -214,14 +214,17 @@ class StreamIngest:
                 )
 
     async def _renew(self, live_session_id: str, hub: StreamHub) -> bool:
-        """Renew this replica's lease (as it is: paused or not); False if it is gone."""
+        """Renew this replica's lease, saying whether the stream is paused now (a pause
+        and a resume racing each other may have left it saying the opposite); False
+        if it is gone."""
         key = lease_key(live_session_id)
-        mine = self._lease if hub.publishing else self._paused_lease
-        if await self._cache.replace(key, mine, mine, ttl=LEASE_SECONDS):
-            return True
-        held = await self._cache.get(key)  # paused or resumed meanwhile, or expired
-        if held in (self._lease, self._paused_lease):
-            return True
+        ours = (self._lease, self._paused_lease)
+        mine = ours[0] if hub.publishing else ours[1]
+        held = await self._cache.get(key)
+        if held in ours:
+            if await self._cache.replace(key, held, mine, ttl=LEASE_SECONDS):
+                return True
+            return await self._cache.get(key) in ours  # our own pause or resume meanwhile
         if held is None and hub.publishing:  # expired in a cache outage: take it again
             return await self._cache.set_if_absent(key, self._lease, ttl=LEASE_SECONDS)
         return False
