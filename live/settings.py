@@ -109,10 +109,12 @@ class Settings:
         65536, "argon2id memory per password hash, KiB (raise on big servers)."
     )
     login_max_failures_per_account: int = _setting(
-        5, "Failed logins per account within the window before 429."
+        5, "Login attempts per account within the window before 429 (a success resets it)."
     )
     login_max_failures_per_ip: int = _setting(
-        20, "Failed logins per client IP within the window before 429."
+        20,
+        "Login attempts per client IP within the window before 429, counting those in"
+        " flight (each success gives its attempt back).",
     )
     login_failure_window: int = _setting(900, "Login failure window in seconds.")
     sepay_api_key: str = _setting("", "Sepay webhook API key (header 'Authorization: Apikey').")

@@ -47,7 +47,12 @@ async def require_principal(request: web.Request, *roles: str) -> Principal:
     if principal is None:
         principal = await authenticate(request.app[ACCOUNTS], bearer_token(request))
     if roles and principal.role not in roles:
-        raise Problem(403, "forbidden", "Your role may not do this.")
+        raise Problem(
+            403,
+            "forbidden",
+            f"This needs the role {' or '.join(roles)}; yours is {principal.role}.",
+            required_roles=list(roles),
+        )
     return principal
 
 

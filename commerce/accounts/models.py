@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, ForeignKey, String
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.sql import Base, UtcDateTime
@@ -44,3 +44,30 @@ class RefreshToken(Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+
+
+class Revocation(Base):
+    """Access tokens that must stop working before they expire: one token (logout), a
+    refresh family (re-use detected) or every token a user holds (disabled or deleted;
+    database triggers write these too, so a change made by hand in SQL holds as well).
+    `revoked_at` is the database's clock in seconds since the epoch, so every process
+    reads the same order whatever its own clock says."""
+
+    __tablename__ = "revocations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    subject: Mapped[str] = mapped_column(String(64))
+    revoked_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class AccountAudit(Base):
+    """Who did what to an account, and when (an admin disabling or enabling a user)."""
+
+    __tablename__ = "account_audit"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    actor_id: Mapped[str] = mapped_column(String(36))
+    user_id: Mapped[str] = mapped_column(String(36), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -59,7 +59,7 @@ async def register(request: web.Request, body: RegisterIn) -> UserOut:
     tags=TAGS,
     body=LoginIn,
     response=TokensOut,
-    errors=(401, 429),
+    errors=(401, 429, 503),
 )
 async def login(request: web.Request, body: LoginIn) -> TokensOut:
     """Wrong email and wrong password give the same 401. Repeated failures per

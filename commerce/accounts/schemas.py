@@ -41,6 +41,7 @@ class UserOut(BaseModel):
     email: str
     display_name: str
     role: str
+    is_active: bool
     created_at: datetime
 
 

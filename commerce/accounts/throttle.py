@@ -1,4 +1,4 @@
-"""Failed-login throttling per account and per client IP, shared through the cache."""
+"""Login throttling per account and per client IP, shared through the cache."""
 
 from __future__ import annotations
 
@@ -20,11 +20,14 @@ class LoginThrottle:
         account = hashlib.sha256(email.encode()).hexdigest()[:32]
         return {"account": f"login-fail:account:{account}", "ip": f"login-fail:ip:{ip}"}
 
-    async def check(self, email: str, ip: str) -> None:
-        """Refuse with 429 while either counter is at its limit."""
+    async def attempt(self, email: str, ip: str) -> None:
+        """Count this attempt before its password is checked, and refuse it with 429 once
+        either counter is past its limit. Counting first, in one atomic step per counter,
+        means at most the limit is ever verified in a window however many attempts
+        arrive at once (reading the counter and raising it after the slow hash let 40
+        parallel guesses through)."""
         for kind, key in self._keys(email, ip).items():
-            raw = await self._cache.get(key)
-            if raw is not None and int(raw) >= self._limits[kind]:
+            if await self._cache.incr(key, ttl=self._window) > self._limits[kind]:
                 retry = await self._cache.ttl(key) or self._window
                 raise Problem(
                     429,
@@ -33,9 +36,9 @@ class LoginThrottle:
                     headers={"Retry-After": str(max(1, math.ceil(retry)))},
                 )
 
-    async def failed(self, email: str, ip: str) -> None:
-        for key in self._keys(email, ip).values():
-            await self._cache.incr(key, ttl=self._window)
-
-    async def succeeded(self, email: str) -> None:
-        await self._cache.delete(self._keys(email, "")["account"])
+    async def succeeded(self, email: str, ip: str) -> None:
+        """A good password clears the account's count and takes its attempt back off the
+        address's, so people signing in behind one NAT do not lock each other out."""
+        keys = self._keys(email, ip)
+        await self._cache.delete(keys["account"])
+        await self._cache.incr(keys["ip"], -1, ttl=self._window)

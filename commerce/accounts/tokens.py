@@ -28,6 +28,8 @@ class Principal:
     role: str
     token_id: str
     expires_at: datetime
+    family_id: str | None = None  # the login (refresh family) the token was issued to
+    issued_at: float = 0.0  # seconds since the epoch
 
 
 class AccessTokens:
@@ -38,7 +40,9 @@ class AccessTokens:
         self.ttl = timedelta(seconds=ttl_seconds)
         self._verified: dict[str, Principal] = {}
 
-    def issue(self, user_id: str, role: str, now: datetime | None = None) -> tuple[str, datetime]:
+    def issue(
+        self, user_id: str, role: str, family_id: str | None = None, now: datetime | None = None
+    ) -> tuple[str, datetime]:
         now = now or datetime.now(UTC)
         expires = now + self.ttl
         claims = {
@@ -47,6 +51,7 @@ class AccessTokens:
             "role": role,
             "typ": "access",
             "jti": new_id(),
+            "fam": family_id,
             "iat": int(now.timestamp()),
             "exp": int(expires.timestamp()),
         }
@@ -83,6 +88,8 @@ class AccessTokens:
             role=claims["role"],
             token_id=str(claims["jti"]),
             expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            family_id=claims["fam"] if isinstance(claims.get("fam"), str) else None,
+            issued_at=float(claims["iat"]),
         )
 
 

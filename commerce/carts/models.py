@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, func, literal_column
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.sql import Base, UtcDateTime
@@ -22,6 +22,13 @@ class CartItem(Base):
     price_when_added: Mapped[int] = mapped_column(BigInteger)
     added_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
-    __table_args__ = (
-        UniqueConstraint("user_id", "variant_id", "live_session_id", name="one_line_per_unit"),
-    )
+
+# What makes two adds one line. A plain unique constraint would not do: NULLs are
+# distinct in it, so lines outside any session (live_session_id NULL) would never clash.
+# The cart's upsert names exactly these expressions as its conflict target.
+ONE_LINE_PER_UNIT = (
+    CartItem.user_id,
+    CartItem.variant_id,
+    func.coalesce(CartItem.live_session_id, literal_column("''")),
+)
+Index("one_line_per_unit", *ONE_LINE_PER_UNIT, unique=True)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Insert, case, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from commerce.carts.models import CartItem
+from commerce.carts.models import ONE_LINE_PER_UNIT, CartItem
 from commerce.catalog.models import Product, ProductStatus, Variant
 from commerce.catalog.sellable import sellable_units
 from commerce.pricing import LivePrices, current_price
@@ -93,41 +94,39 @@ class CartService:
         quantity: int,
         live_session_id: str | None,
     ) -> None:
+        """Add to the unit's line, or make it: one atomic upsert, so adds racing each
+        other merge into one line and an add racing a checkout either lands in the
+        order or makes a new line (the checkout locks the lines it takes)."""
         async with self._sessions.begin() as session:
             units = await sellable_units(session, [_Ref(product_id, variant_id)])
             product, variant = units[(product_id, variant_id)]
             price = await current_price(
                 OnSession(session), self._live_prices, product, variant, live_session_id
             )
-            same_line = (
-                CartItem.user_id == user_id,
-                CartItem.variant_id == variant.id,
-                CartItem.live_session_id.is_(None)
-                if live_session_id is None
-                else CartItem.live_session_id == live_session_id,
-            )
-            existing = await session.scalar(select(CartItem).where(*same_line))
-            if existing is not None:
-                existing.quantity = min(MAX_QUANTITY, existing.quantity + quantity)
-                existing.price_when_added = price
-            else:
+            line = {
+                "user_id": user_id,
+                "product_id": product.id,
+                "variant_id": variant.id,
+                "live_session_id": live_session_id,
+            }
+            if not await _has_line(session, line):
                 lines = await session.scalar(
                     select(func.count()).select_from(CartItem).where(CartItem.user_id == user_id)
                 )
                 if lines >= MAX_LINES:
                     raise Problem(409, "cart-full", f"A cart holds at most {MAX_LINES} lines.")
-                session.add(
-                    CartItem(
-                        id=new_id(),
-                        user_id=user_id,
-                        product_id=product.id,
-                        variant_id=variant.id,
-                        quantity=quantity,
-                        live_session_id=live_session_id,
-                        price_when_added=price,
-                        added_at=datetime.now(UTC),
-                    )
+            await session.execute(
+                _merge_into_line(
+                    session.bind.dialect.name,
+                    {
+                        **line,
+                        "id": new_id(),
+                        "quantity": quantity,
+                        "price_when_added": price,
+                        "added_at": datetime.now(UTC),
+                    },
                 )
+            )
             add_event(session, "cart.updated", {"user_id": user_id})
 
     async def set_quantity(self, user_id: str, item_id: str, quantity: int) -> None:
@@ -149,3 +148,33 @@ class CartService:
             if removed.rowcount == 0:
                 raise Problem(404, "cart-item-not-found", "No such item in your cart.")
             add_event(session, "cart.updated", {"user_id": user_id})
+
+
+async def _has_line(session: AsyncSession, line: dict) -> bool:
+    same_session = (
+        CartItem.live_session_id.is_(None)
+        if line["live_session_id"] is None
+        else CartItem.live_session_id == line["live_session_id"]
+    )
+    found = await session.scalar(
+        select(CartItem.id).where(
+            CartItem.user_id == line["user_id"],
+            CartItem.variant_id == line["variant_id"],
+            same_session,
+        )
+    )
+    return found is not None
+
+
+def _merge_into_line(dialect: str, values: dict) -> Insert:
+    """INSERT the line, or add its quantity (capped) to the line already there, which
+    takes the latest price: ON CONFLICT on the index `ONE_LINE_PER_UNIT` names."""
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(CartItem).values(values)
+    summed = CartItem.quantity + insert.excluded.quantity
+    return insert.on_conflict_do_update(
+        index_elements=ONE_LINE_PER_UNIT,
+        set_={
+            "quantity": case((summed > MAX_QUANTITY, MAX_QUANTITY), else_=summed),
+            "price_when_added": insert.excluded.price_when_added,
+        },
+    )

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     AfterValidator,
     BaseModel,
+    ConfigDict,
     Field,
     StringConstraints,
     field_validator,
@@ -72,7 +73,20 @@ class VariantIn(Input):
     stock: Stock
 
 
+# `_stock_or_variants` in JSON Schema: exactly one of the two is given (and not null).
+STOCK_OR_VARIANTS = {
+    "oneOf": [
+        {"required": ["stock"], "properties": {"stock": {"type": "integer"}}},
+        {"required": ["variants"], "properties": {"variants": {"type": "array"}}},
+    ]
+}
+
+
 class ProductIn(Input):
+    """Give `stock` for a product without variants, or `variants`: one, not both."""
+
+    model_config = ConfigDict(json_schema_extra=STOCK_OR_VARIANTS)
+
     shop_id: Id
     name: ProductName
     description: Description = ""

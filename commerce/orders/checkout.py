@@ -227,8 +227,12 @@ class CheckoutService:
 
     async def _price(self, session, buyer_id, lines) -> list[PricedUnit]:
         if lines is None:
+            # Locked: an add racing this checkout waits, then makes a new line, instead
+            # of adding units to a line this checkout is about to delete.
             cart = (
-                await session.scalars(select(CartItem).where(CartItem.user_id == buyer_id))
+                await session.scalars(
+                    select(CartItem).where(CartItem.user_id == buyer_id).with_for_update()
+                )
             ).all()
             if not cart:
                 raise Problem(409, "cart-empty", "The cart is empty.")

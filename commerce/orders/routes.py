@@ -83,7 +83,7 @@ async def checkout(request: web.Request, body: CheckoutIn) -> CheckoutOut:
     query=OrderListQuery,
     response=OrderPage,
     auth=True,
-    errors=(403,),
+    errors=(403, 404),
 )
 async def list_orders(request: web.Request, query: OrderListQuery) -> OrderPage:
     """Newest first. With `shop_id`, the orders of a shop you own or moderate."""

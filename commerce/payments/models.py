@@ -11,6 +11,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.sql import Base, UtcDateTime
 
+SEPAY_ID_DIGITS = 64
+
 
 class PaymentStatus(StrEnum):
     PENDING = "pending"
@@ -56,7 +58,9 @@ class SepayTransaction(Base):
     __tablename__ = "sepay_transactions"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    sepay_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    # Sepay's id in decimal: Sepay promises no range, and a bigint would refuse (and so
+    # drop) a transfer whose id passed 2^63 - 1.
+    sepay_id: Mapped[str] = mapped_column(String(SEPAY_ID_DIGITS), unique=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     transfer_type: Mapped[str] = mapped_column(String(8))
     amount: Mapped[int] = mapped_column(BigInteger)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from commerce.payments.models import Payment
-from commerce.payments.schemas import PaymentOut, SepayWebhookIn, WebhookAck
+from commerce.payments.schemas import SEPAY_API_KEY, PaymentOut, SepayWebhookIn, WebhookAck
 from commerce.payments.sepay import SepayWebhooks
 from commerce.payments.vietqr import BankAccount
 from storage.web import ApiRoutes
@@ -42,8 +42,9 @@ async def sepay_key(request: web.Request) -> None:
     tags=("payments",),
     body=SepayWebhookIn,
     response=WebhookAck,
-    errors=(401,),
     guard=sepay_key,
+    security=SEPAY_API_KEY,
+    allow_nul=True,  # Sepay's content may carry NUL: recorded cleaned, never refused
 )
 async def sepay_webhook(request: web.Request, body: SepayWebhookIn) -> WebhookAck:
     """Authenticated with `Authorization: Apikey <key>`. Idempotent on Sepay's `id`: a

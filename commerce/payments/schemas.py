@@ -7,6 +7,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from storage.web import SecurityScheme
+
+SEPAY_API_KEY = SecurityScheme(
+    "sepayApiKey",
+    {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "Sepay's webhook key, sent as `Apikey <key>` (STREAMCART_SEPAY_API_KEY).",
+    },
+)
+
 
 class PaymentOut(BaseModel):
     id: str

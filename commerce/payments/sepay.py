@@ -1,4 +1,5 @@
-"""Sepay webhooks: authenticate, store verbatim, apply exactly once, answer fast.
+"""Sepay webhooks: authenticate, store verbatim (less NUL characters, which PostgreSQL
+text cannot hold), apply exactly once, answer fast.
 
 Sepay retries anything but a 2xx for half an hour, so the handler is idempotent
 on Sepay's transaction id: the audit row is inserted with ON CONFLICT DO NOTHING
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hmac
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -19,7 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from commerce.codes import is_payment_code, payment_codes_in
 from commerce.orders.lifecycle import SYSTEM, end_unpaid_or_cancel, mark_paid
 from commerce.orders.models import OrderStatus
-from commerce.payments.models import Payment, PaymentStatus, SepayTransaction, WebhookOutcome
+from commerce.payments.models import (
+    SEPAY_ID_DIGITS,
+    Payment,
+    PaymentStatus,
+    SepayTransaction,
+    WebhookOutcome,
+)
 from commerce.payments.schemas import SepayWebhookIn
 from storage.ids import new_id
 from storage.outbox import add_event
@@ -46,7 +54,17 @@ class SepayWebhooks:
             )
 
     async def receive(self, body: SepayWebhookIn) -> WebhookOutcome | None:
-        """Record and apply one transaction; None when this Sepay id was already applied."""
+        """Record and apply one transaction; None when this Sepay id was already applied.
+        NUL characters are taken out of its strings first (PostgreSQL text cannot hold
+        them, and the transfer must be recorded, not refused); an id too long to be one
+        (over SEPAY_ID_DIGITS digits) is refused with 422, so Sepay keeps retrying."""
+        if len(str(body.id)) > SEPAY_ID_DIGITS:
+            raise Problem(
+                422,
+                "invalid-sepay-id",
+                f"A Sepay transaction id has at most {SEPAY_ID_DIGITS} digits.",
+            )
+        body = SepayWebhookIn.model_validate(without_nul(body.model_dump()))
         now = datetime.now(UTC)
         async with self._sessions.begin() as session:
             row_id = await _insert_once(session, body, now)
@@ -63,6 +81,17 @@ class SepayWebhooks:
         return outcome
 
 
+def without_nul(value: Any) -> Any:
+    """`value` (JSON-like) with NUL removed from every string in it, keys included."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    return value
+
+
 async def _insert_once(session: AsyncSession, body: SepayWebhookIn, now: datetime) -> str | None:
     dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
     row_id = new_id()
@@ -70,7 +99,7 @@ async def _insert_once(session: AsyncSession, body: SepayWebhookIn, now: datetim
         dialect.insert(SepayTransaction)
         .values(
             id=row_id,
-            sepay_id=body.id,
+            sepay_id=str(body.id),
             payload=body.model_dump(mode="json"),
             transfer_type=body.transferType,
             amount=body.transferAmount,

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from live.http.metrics import Metrics
 from storage.ids import new_id
+from storage.outages import unavailable
 from storage.web.context import request_id
 from storage.web.problems import Problem, from_http_exception
 
@@ -63,7 +64,11 @@ def make_middlewares(metrics: Metrics) -> list:
             if exc.status < 400:
                 raise
             return from_http_exception(exc).response(request.path)
-        except Exception:
+        except Exception as error:
+            problem = unavailable(error)
+            if problem is not None:
+                log.warning("%s: %r", problem.detail, error)
+                return problem.response(request.path)
             log.exception("unhandled error")
             return Problem(
                 500, "internal-error", "Something went wrong; quote the X-Request-Id."

@@ -17,15 +17,21 @@ transport holds more than `max_buffered_bytes` unsent, or that has more than
 and catches up from the `session:join` snapshot). No write ever waits, so a stalled
 client never delays the others.
 
-python-socketio and python-engineio are pinned exactly for their internals used here;
-`client_manager` checks for every one (`check`) and, without one, logs an error and
-takes python-socketio's public path (`NotifyingManager`), which still tells the join
-snapshots of every emit.
+This is also the one module that touches python-socketio's and python-engineio's
+internals for the rest of the hub: `AckAwareServer` tells handlers whether the client
+asked for an ack, `end_session` ends an Engine.IO session without waiting for the
+client, and `start_manager` starts the backplane before the first connection. Both
+libraries are pinned exactly for these; `fast_path` checks for every one at start
+(`check`) and, without one, logs an error and the hub takes the public path:
+`NotifyingManager` (which still tells the join snapshots of every emit), a plain
+`socketio.AsyncServer` (refusals then go only in acks) and no `end_session` (a refused
+long-polling session then lasts until its ping timeout).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import struct
 from collections.abc import Callable
@@ -38,6 +44,8 @@ from aiohttp import web
 from engineio import packet as eio_packet
 from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
+
+from live.hub.dispatch import ACK_WANTED
 
 log = logging.getLogger("streamcart.hub.broadcast")
 MAX_BUFFERED_BYTES = 1024 * 1024
@@ -136,6 +144,10 @@ class SocketioIncompatible(RuntimeError):
     """This python-socketio or python-engineio lacks an internal the fast path uses."""
 
 
+_EVENT_PARAMETERS = ["self", "server", "sid", "eio_sid", "data", "namespace", "id"]
+_CLOSE_PARAMETERS = {"wait", "abort", "reason"}
+
+
 def check() -> None:
     """Raise SocketioIncompatible, naming the versions, unless python-engineio and
     python-socketio have every internal this module uses (they are pinned exactly)."""
@@ -144,6 +156,8 @@ def check() -> None:
     missing = []
     if "websocket" not in getattr(probe, "_async", {}):
         missing.append("engineio.AsyncServer._async['websocket']")
+    if not isinstance(getattr(probe, "sockets", None), dict):
+        missing.append("engineio.AsyncServer.sockets")
     socket = AsyncSocket(probe, "probe")
     missing += [
         f"AsyncSocket.{name}"
@@ -152,6 +166,8 @@ def check() -> None:
     ]
     if not hasattr(getattr(socket, "queue", None), "_getters"):
         missing.append("the socket queue's _getters")
+    if not _CLOSE_PARAMETERS.issubset(_parameters(getattr(socket, "close", None))):
+        missing.append("AsyncSocket.close(wait, abort, reason)")
     if not hasattr(getattr(probe, "reason", None), "TRANSPORT_ERROR"):
         missing.append("engineio.AsyncServer.reason.TRANSPORT_ERROR")
     missing += [
@@ -159,6 +175,11 @@ def check() -> None:
         for name in ("_send_eio_packet", "packet_class", "start_background_task")
         if not hasattr(server, name)
     ]
+    handle_event = getattr(socketio.AsyncServer, "_handle_event_internal", None)
+    if _parameters(handle_event) != _EVENT_PARAMETERS:
+        missing.append(
+            "socketio.AsyncServer._handle_event_internal(" + ", ".join(_EVENT_PARAMETERS[1:]) + ")"
+        )
     if missing:
         raise SocketioIncompatible(
             f"python-socketio {version('python-socketio')} / python-engineio "
@@ -166,13 +187,56 @@ def check() -> None:
         )
 
 
-def client_manager(redis_url: str, channel: str) -> socketio.AsyncManager:
-    """The managers with the fast path when this python-socketio has what they use, else
-    (logged as an error) python-socketio's own, which still tell `on_emit`."""
+def _parameters(function: Any) -> list[str]:
+    return [] if function is None else list(inspect.signature(function).parameters)
+
+
+def fast_path() -> bool:
+    """Whether this python-socketio has every internal used here (logged when not)."""
     try:
         check()
     except SocketioIncompatible as error:
-        log.error("room broadcasts take python-socketio's own path: %s", error)
+        log.error("the hub takes python-socketio's public path: %s", error)
+        return False
+    return True
+
+
+class AckAwareServer(socketio.AsyncServer):
+    """Records, for the handler about to run, whether the client asked for an ack
+    (`ACK_WANTED`): python-socketio tells handlers nothing of it."""
+
+    async def _handle_event_internal(self, server, sid, eio_sid, data, namespace, id):
+        ACK_WANTED.set(id is not None)
+        await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+
+
+def start_manager(sio: socketio.AsyncServer) -> None:
+    """Start the client manager (the backplane's listener) now: python-socketio starts
+    it at the first connection, noting it in `manager_initialized`. Without that flag
+    the manager is left to start as python-socketio does."""
+    if getattr(sio, "manager_initialized", True):
+        return
+    sio.manager_initialized = True
+    sio.manager.initialize()
+
+
+async def end_session(eio: engineio.AsyncServer, eio_sid: str) -> None:
+    """End an Engine.IO session now: its disconnect runs (Socket.IO's and the hub's), a
+    pending long-poll gets the close packet, and the session leaves the server's table.
+    python-engineio's own `disconnect` instead waits until the client fetches the close
+    packet, which on long-polling is for ever when no poll comes."""
+    socket = eio.sockets.get(eio_sid)
+    if socket is None:
+        return
+    if not socket.closing and not socket.closed:
+        await socket.close(wait=False, reason=eio.reason.TRANSPORT_ERROR)
+    eio.sockets.pop(eio_sid, None)
+
+
+def client_manager(redis_url: str, channel: str, fast: bool) -> socketio.AsyncManager:
+    """The managers with the fast path when `fast` (see `fast_path`), else
+    python-socketio's own, which still tell `on_emit`."""
+    if not fast:
         if redis_url:
             return NotifyingRedisManager(redis_url, channel=channel)
         return NotifyingManager()

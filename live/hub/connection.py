@@ -8,12 +8,14 @@ with an expired token into a guest would only surface later, as a puzzling
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from socketio.exceptions import ConnectionRefusedError as Refused
 
 from commerce.accounts.auth import authenticate
+from commerce.accounts.revocations import USER, Revoked
 from live.hub.context import HubContext, Member, user_room
 from live.hub.rooms import stop_watching
 from live.hub.webrtc import close_socket_peers
@@ -47,6 +49,31 @@ def attach(hub: HubContext) -> None:
 
     hub.sio.on("connect", handler=connect)
     hub.sio.on("disconnect", handler=disconnect)
+    ending: set[asyncio.Task] = set()
+
+    def on_revoked(revoked: Revoked) -> None:
+        if revoked.kind == USER:
+            task = asyncio.create_task(_disconnect_user(hub, revoked.subject))
+            ending.add(task)
+            task.add_done_callback(ending.discard)
+
+    hub.accounts.revocations.listen(on_revoked)
+
+
+async def _disconnect_user(hub: HubContext, user_id: str) -> None:
+    """A disabled or deleted user's sockets on this process end now (every process hears
+    of the revocation and closes its own)."""
+    room = user_room(user_id)
+    sids = [sid for sid, _ in hub.sio.manager.get_participants("/", room)]
+    for sid in sids:
+        await hub.sio.emit(
+            "error",
+            {"code": "account-disabled", "message": "This account was disabled."},
+            to=sid,
+        )
+        await hub.sio.disconnect(sid)
+    if sids:
+        log.info("sockets of a revoked user closed", extra={"user_id": user_id})
 
 
 async def _member(hub: HubContext, sid: str, auth: Any) -> Member:

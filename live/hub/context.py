@@ -6,6 +6,7 @@ without cycles; the stateful parts (presence, reactions) are typed only.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,25 @@ def user_room(user_id: str) -> str:
 
 
 @dataclass
+class Pace:
+    """How often one socket did something in its current fixed window. Kept with the
+    socket, not in the cache: a socket lives on one process, so nobody else counts it."""
+
+    started: float = -math.inf
+    count: int = 0
+
+    def take(self, limit: int, window: float, now: float) -> float:
+        """Count one more: 0 while within `limit` per `window`, else the seconds until
+        the window ends (a refusal is not counted)."""
+        if now - self.started >= window:
+            self.started, self.count = now, 0
+        if self.count >= limit:
+            return self.started + window - now
+        self.count += 1
+        return 0.0
+
+
+@dataclass
 class Member:
     """Who is behind one socket. Kept in the socket's session for its whole life: the token
     is checked once, at connect, so a client reconnects with a fresh token to refresh it."""
@@ -52,6 +72,7 @@ class Member:
     principal: Principal | None
     display_name: str
     joined: set[str] = field(default_factory=set)
+    moves: Pace = field(default_factory=Pace)  # its joins and leaves
 
     @property
     def user_id(self) -> str | None:

@@ -19,12 +19,13 @@ from pydantic import ValidationError
 
 from commerce.accounts.schemas import Input
 from live.hub.context import HubContext, Member
+from storage.outages import unavailable
 from storage.web import Problem
 
 log = logging.getLogger("streamcart.hub")
 
-# Set per event by `HubServer` (python-socketio does not tell a handler whether the
-# client asked for an ack).
+# Set per event by `broadcast.AckAwareServer` (python-socketio does not tell a handler
+# whether the client asked for an ack).
 ACK_WANTED: ContextVar[bool] = ContextVar("ack_wanted", default=True)
 
 Result = dict[str, Any] | None
@@ -74,14 +75,23 @@ def _guarded(hub: HubContext, name: str, payload: type[Payload], handler: Handle
             member = await hub.member(sid)
             result = await handler(hub, member, _parse(payload, args))
             return {"ok": True, **(result or {})}
-        except Problem as problem:
-            error = error_body(problem.code, problem.detail or problem.title, **problem.extra)
-        except Exception:
-            log.exception("hub event %s failed", name, extra={"sid": sid})
-            error = error_body("internal-error", "Something went wrong; try again.")
+        except Exception as exc:
+            problem = _as_problem(exc, name, sid)
+        error = error_body(problem.code, problem.detail or problem.title, **problem.extra)
         return await _refuse(hub, sid, name, error)
 
     return handle
+
+
+def _as_problem(exc: Exception, name: str, sid: str) -> Problem:
+    """What to tell the client: the refusal, a backend outage (503), or a bug (logged)."""
+    if isinstance(exc, Problem):
+        return exc
+    problem = unavailable(exc)
+    if problem is None:
+        log.exception("hub event %s failed", name, extra={"sid": sid})
+        problem = Problem(500, "internal-error", "Something went wrong; try again.")
+    return problem
 
 
 def _parse(payload: type[Payload], args: tuple[Any, ...]) -> Payload:

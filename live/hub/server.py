@@ -12,7 +12,8 @@ Choices, and why:
   REST API, which sends no CORS headers: the web client is served from this origin or
   through the same reverse proxy.
 - Packets over 64 KiB close the connection (Engine.IO's rule): the largest legitimate
-  payload, a full blocked-words list, is far smaller.
+  payload, a full blocked-words list, is far smaller. A long-polling POST over it is
+  answered with 413 at once and ends its session (`live.hub.polling`).
 - With a Redis URL, `AsyncRedisManager` is the backplane: an emit from any process
   reaches sockets on every process, so one competing bus consumer is enough.
 - Either way the manager is `live.hub.broadcast`'s: a broadcast is framed once and the
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 
 import socketio
 from aiohttp import web
@@ -32,11 +34,17 @@ from aiohttp import web
 from commerce.accounts.service import AccountService
 from commerce.shops.access import ShopTeams
 from live.analytics.visits import VisitRecorder
-from live.hub import bridge, chat, connection, moderation, pins, reactions, rooms, webrtc
-from live.hub.broadcast import client_manager
+from live.hub import bridge, chat, connection, moderation, pins, polling, reactions, rooms, webrtc
+from live.hub.broadcast import (
+    AckAwareServer,
+    client_manager,
+    end_session,
+    fast_path,
+    start_manager,
+)
 from live.hub.chat import recent
 from live.hub.context import HubContext, live_room
-from live.hub.dispatch import ACK_WANTED, attach_unknown_event_handler
+from live.hub.dispatch import attach_unknown_event_handler
 from live.hub.presence import Presence
 from live.hub.reactions import Reactions
 from live.hub.rooms import shared_builder
@@ -51,14 +59,6 @@ CHANNEL = "streamcart-socketio"
 MAX_PACKET_BYTES = 64 * 1024
 TICK_SECONDS = 0.25
 HANDLER_MODULES = (rooms, chat, moderation, pins, reactions, webrtc)
-
-
-class HubServer(socketio.AsyncServer):
-    """Records, for the handler about to run, whether the client asked for an ack."""
-
-    async def _handle_event_internal(self, server, sid, eio_sid, data, namespace, id):
-        ACK_WANTED.set(id is not None)
-        await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
 
 
 class Hub:
@@ -77,9 +77,7 @@ class Hub:
     async def start(self) -> None:
         """Listen to the backplane now rather than at the first connection, then start
         forwarding bus events and the once-a-second tickers."""
-        if not self.sio.manager_initialized:
-            self.sio.manager_initialized = True
-            self.sio.manager.initialize()
+        start_manager(self.sio)
         self._bridge = bridge.Bridge(self.context)
         await self._bus.subscribe(bridge.CONSUMER, bridge.PATTERNS, self._bridge.handle)
         self._ticker = asyncio.create_task(self._tick(), name="hub-ticker")
@@ -143,13 +141,14 @@ def build_hub(
     *,
     channel: str = CHANNEL,
 ) -> Hub:
-    sio = HubServer(
+    fast = fast_path()
+    sio = (AckAwareServer if fast else socketio.AsyncServer)(
         async_mode="aiohttp",
-        client_manager=client_manager(redis_url, channel),
+        client_manager=client_manager(redis_url, channel, fast),
         async_handlers=False,
         max_http_buffer_size=MAX_PACKET_BYTES,
     )
-    sio.attach(app)
+    polling.attach(app, sio, partial(end_session, sio.eio) if fast else None)
 
     async def emit_count(live_session_id: str, viewers: int) -> None:
         count = {"live_session_id": live_session_id, "viewers": viewers}

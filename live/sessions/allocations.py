@@ -197,9 +197,8 @@ class LiveSessionAllocations:
             await self._keeper.resync(allocation_stock(live_session_id, product_id))
 
     async def on_order_closed(self, event: Event) -> None:
-        """Bus handler for `order.cancelled` / `order.expired`."""
-        if not event.data.get("live_session_id"):
-            return
+        """Bus handler for `order.cancelled` / `order.expired`. Every order is looked up:
+        one that bought from two sessions names none in its event."""
         async with self._sessions.begin() as session:
             returned = await give_back(session, event.data["order_id"])
         # After commit, the gates read the database again.

@@ -106,8 +106,10 @@ class FlashClaim(Base):
 
 class LiveAllocation(Base):
     """Units one order took from a session's showcase (and from a flash sale, when it was
-    a claim). They go back once, when the order is cancelled or expires: `returned_at`
-    is set by a conditional UPDATE, so a duplicated event cannot return them twice."""
+    a claim), one row per (order, product, session): one order may buy a product from
+    two sessions of its shop. They go back once, when the order is cancelled or expires:
+    `returned_at` is set by a conditional UPDATE, so a duplicated event cannot return
+    them twice."""
 
     __tablename__ = "live_allocations"
 
@@ -116,7 +118,7 @@ class LiveAllocation(Base):
     )
     product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), primary_key=True)
     live_session_id: Mapped[str] = mapped_column(
-        ForeignKey("live_sessions.id", ondelete="CASCADE"), index=True
+        ForeignKey("live_sessions.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     buyer_id: Mapped[str] = mapped_column(String(36))
     quantity: Mapped[int] = mapped_column(Integer)

@@ -47,10 +47,12 @@ def _products(body) -> list[NewProduct]:
     response=CreatedLiveSessionOut,
     status=201,
     auth=True,
-    errors=(403, 404, 409),
+    errors=(403, 404, 409, 422),
 )
 async def create_live_session(request: web.Request, body: LiveSessionIn):
-    """Returns the OBS server URL and a secret stream key, shown only in this answer."""
+    """Returns the OBS server URL and a secret stream key, shown only in this answer.
+    Each product is listed once: a product listed twice is refused (422
+    `duplicate-product`), as its two entries could disagree on price or stock."""
     principal = await require_principal(request)
     service = request.app[LIVE_SESSIONS]
     live, key = await service.create(
@@ -153,6 +155,8 @@ async def rotate_stream_key(request: web.Request) -> StreamOut:
     errors=(403, 404, 422),
 )
 async def add_products(request: web.Request, body: ProductsIn) -> LiveSessionOut:
+    """Products already on show keep their price and stock. A product listed twice in
+    the body is refused (422 `duplicate-product`): its entries could disagree."""
     principal = await require_principal(request)
     service = request.app[LIVE_SESSIONS]
     live_id = request.match_info["live_session_id"]

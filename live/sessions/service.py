@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -290,9 +291,20 @@ async def showcase(session: AsyncSession, live_session_id: str) -> list[Showcase
 
 
 async def _add_products(session: AsyncSession, live: LiveSession, products: list[NewProduct]):
+    """Products already on show are left as they are; one listed twice in `products` is
+    refused (422 `duplicate-product`): its two entries may disagree on price or stock,
+    and which one the seller meant cannot be guessed."""
     if not products:
         return
     ids = [p.product_id for p in products]
+    twice = sorted(i for i, times in Counter(ids).items() if times > 1)
+    if twice:
+        raise Problem(
+            422,
+            "duplicate-product",
+            "Each product can be listed once; it was listed more than once.",
+            product_ids=twice,
+        )
     found = dict(
         (
             await session.execute(

@@ -11,7 +11,7 @@ survives the process: durability is the outbox's job.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +58,9 @@ class MemoryBus:
     async def dead_letters(self, consumer: str) -> list[Event]:
         queue = self._queues.get(consumer)
         return list(queue.dead) if queue else []
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Never disconnected, so never called."""
 
     async def ping(self) -> None:
         """Always reachable."""

@@ -21,7 +21,8 @@ Connecting is lazy (first publish, subscribe, `dead_letters` or `ping`);
 `start()` connects eagerly so a misconfigured broker fails at start-up. The
 connection is robust: aio-pika reconnects and restores channels, queues and
 consumers. While it is down `publish` raises at once, and a stalled broker
-makes it raise after `publish_timeout`, so the outbox relay keeps the event.
+makes it raise after `publish_timeout`, so the outbox relay keeps the event;
+`on_reconnect` tells the relay when the connection is back.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aio_pika
@@ -97,6 +98,7 @@ class RabbitBus:
         self._lock = asyncio.Lock()
         self._connection: AbstractRobustConnection | None = None
         self._exchange: AbstractExchange | None = None
+        self._reconnect_listeners: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         await self._publisher()
@@ -164,6 +166,9 @@ class RabbitBus:
                     log.warning("undecodable message in %s skipped", queue.name)
         return events
 
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        self._reconnect_listeners.append(callback)
+
     async def ping(self) -> None:
         """Raise within `connect_timeout` unless the broker answers a round trip."""
         connection = await self._connect()
@@ -201,7 +206,14 @@ class RabbitBus:
                 reconnect_interval=self._reconnect_interval,
                 client_properties={"connection_name": "streamcart"},
             )
+            # Called once the channels, queues and consumers are restored.
+            self._connection.reconnect_callbacks.add(self._reconnected)
         return self._connection
+
+    def _reconnected(self, _connection: AbstractRobustConnection) -> None:
+        log.info("reconnected to the broker")
+        for listener in self._reconnect_listeners:
+            listener()
 
     async def _declare_exchange(self, channel: AbstractChannel) -> AbstractExchange:
         return await channel.declare_exchange(

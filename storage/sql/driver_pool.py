@@ -6,7 +6,8 @@ checkout). A path whose statements each commit on their own (no transaction, no
 session state, nothing to reset) can use this pool instead. asyncpg resets a returned
 connection with a round trip of its own; these connections have nothing to reset, so
 that is skipped unless a transaction was left open. The pool opens on first use and keeps at most
-`size` connections, beside SQLAlchemy's.
+`size` connections, beside SQLAlchemy's. A connection its server broke off is discarded
+and its error reported as a connection failure (`storage/sql/disconnects.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 from sqlalchemy.engine import make_url
+
+from storage.sql import disconnects
 
 CLOSE_WAIT = 5.0
 
@@ -33,7 +36,13 @@ class DriverPool:
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
         pool = self._pool or await self._open()
         async with pool.acquire() as connection:
-            yield connection
+            try:
+                yield connection
+            except Exception as error:
+                if not disconnects.broken(error):
+                    raise
+                connection.terminate()  # out of step with its server: never reuse it
+                raise disconnects.failure(error) from error
 
     async def close(self) -> None:
         """Close the connections, waiting CLOSE_WAIT seconds at most for those still in
@@ -49,7 +58,11 @@ class DriverPool:
         async with self._opening:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
-                    self._dsn, min_size=0, max_size=self._size, reset=_roll_back_if_left_open
+                    self._dsn,
+                    min_size=0,
+                    max_size=self._size,
+                    reset=_roll_back_if_left_open,
+                    connect=disconnects.connect,
                 )
         return self._pool
 

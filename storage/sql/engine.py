@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+from storage.sql import disconnects
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -67,7 +69,13 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     # Up to 3 x pool_size connections, each kept once opened. (SQLAlchemy's "overflow"
     # connections beyond pool_size are closed as soon as they are returned: under a load
     # hovering around pool_size every checkout could pay for a new backend process.)
-    engine = create_async_engine(url, pool_size=pool_size * 3, max_overflow=0)
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size * 3,
+        max_overflow=0,
+        connect_args={"async_creator_fn": disconnects.connect},
+    )
+    event.listen(engine.sync_engine, "handle_error", disconnects.flag_broken_connection)
     event.listen(engine.sync_engine, "checkin", _note_idle_since)
     event.listen(engine.sync_engine, "checkout", _ping_if_idle)
     return engine

@@ -1,8 +1,13 @@
-"""OpenAPI 3.1 built from the declared operations and their pydantic models."""
+"""OpenAPI 3.1 built from the declared operations and their pydantic models.
+
+Nothing is written by hand that the code already knows: each operation's responses
+are its `errors` plus every status the route wrapper may answer on its own
+(`Operation.wrapper_statuses`), and its security scheme is the one its route declares,
+so the document cannot drift from what the server does.
+"""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
@@ -10,10 +15,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from storage.web.routes import Operation
+from storage.web.routes import PATH_PARAM, Operation
 
 REF = "#/components/schemas/{model}"
-PATH_PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 
 PROBLEM_SCHEMA = {
     "type": "object",
@@ -49,7 +53,11 @@ def build_spec(
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
         path = PATH_PARAM.sub(r"{\1}", op.path)
-        paths.setdefault(path, {})[op.method.lower()] = _operation(op, refs)
+        paths.setdefault(path, {})[op.method.lower()] = _operation(op, schemas, refs)
+    bodies = {op.body for op in operations}
+    for op in operations:  # query models are documented as parameters, not as schemas
+        if op.query is not None and op.query not in bodies:
+            schemas.pop(_name(refs[(op.query, "validation")]), None)
     schemas["Problem"] = PROBLEM_SCHEMA
     return {
         "openapi": "3.1.0",
@@ -58,7 +66,7 @@ def build_spec(
         "components": {
             "schemas": schemas,
             "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                op.scheme.name: dict(op.scheme.spec) for op in operations if op.scheme
             },
         },
     }
@@ -67,7 +75,11 @@ def build_spec(
 def _component_schemas(operations: list[Operation]):
     models: list[tuple[type[BaseModel], str]] = []
     for op in operations:
-        for model, mode in ((op.body, "validation"), (op.response, "serialization")):
+        for model, mode in (
+            (op.body, "validation"),
+            (op.query, "validation"),
+            (op.response, "serialization"),
+        ):
             if model is not None and (model, mode) not in models:
                 models.append((model, mode))
     if not models:
@@ -76,18 +88,22 @@ def _component_schemas(operations: list[Operation]):
     return dict(top.get("$defs", {})), refs
 
 
-def _operation(op: Operation, refs) -> dict[str, Any]:
+def _name(ref: dict[str, str]) -> str:
+    return ref["$ref"].rsplit("/", 1)[1]
+
+
+def _operation(op: Operation, schemas, refs) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,
         "tags": list(op.tags),
-        "parameters": _parameters(op, refs),
+        "parameters": _parameters(op, schemas, refs),
         "responses": _responses(op, refs),
     }
     if (op.handler.__doc__ or "").strip():
         doc["description"] = op.handler.__doc__.strip()
-    if op.auth:
-        doc["security"] = [{"bearerAuth": []}]
+    if op.scheme is not None:
+        doc["security"] = [{op.scheme.name: []}]
     if op.body is not None:
         doc["requestBody"] = {
             "required": True,
@@ -101,13 +117,13 @@ def _operation(op: Operation, refs) -> dict[str, Any]:
     return doc
 
 
-def _parameters(op: Operation, refs) -> list[dict[str, Any]]:
+def _parameters(op: Operation, schemas, refs) -> list[dict[str, Any]]:
     params = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in PATH_PARAM.findall(op.path)
+        for name in op.path_params
     ]
     if op.query is not None:
-        schema = op.query.model_json_schema(ref_template=REF)
+        schema = schemas[_name(refs[(op.query, "validation")])]
         required = set(schema.get("required", []))
         for name, prop in schema.get("properties", {}).items():
             param = {"name": name, "in": "query", "required": name in required, "schema": prop}
@@ -124,16 +140,10 @@ def _responses(op: Operation, refs) -> dict[str, Any]:
     elif op.response_media_type != "application/json":
         ok["content"] = {op.response_media_type: {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(op.status): ok}
-    statuses = set(op.errors)
-    if op.body is not None or op.query is not None:
-        statuses |= {400, 422}
-    if op.auth:
-        statuses |= {401}
-    for status in sorted(statuses):
-        responses[str(status)] = {
-            "description": HTTPStatus(status).phrase,
-            "content": {
+    for status in sorted((set(op.errors) | op.wrapper_statuses) - {op.status}):
+        responses[str(status)] = {"description": HTTPStatus(status).phrase}
+        if status != HTTPStatus.NO_CONTENT:
+            responses[str(status)]["content"] = {
                 "application/problem+json": {"schema": {"$ref": REF.format(model="Problem")}}
-            },
-        }
-    return responses
+            }
+    return dict(sorted(responses.items()))

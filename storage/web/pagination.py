@@ -35,9 +35,15 @@ def decode_cursor(cursor: str) -> str:
     return last_id
 
 
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{48}$"  # a UUID's 36 characters in unpadded base64url
+
 Cursor = Annotated[
     str,
-    Field(max_length=64, description="`next_cursor` of the previous page."),
+    Field(
+        pattern=CURSOR_PATTERN,
+        description="`next_cursor` of the previous page, as it was given: 48 characters "
+        "of base64url. Anything this API did not hand out is refused with 422.",
+    ),
     AfterValidator(decode_cursor),
 ]
 

@@ -1,23 +1,40 @@
 """Declared API routes: one decorator validates input, shapes output and feeds OpenAPI.
 
 A handler declares its body and query models; the wrapper parses and validates
-them (400 for malformed JSON, 415 for a wrong content type, 422 for invalid
-fields) before the handler runs, so handlers only ever see valid input.
+them (400 for malformed JSON, 413 for a body over the size limit, 415 for a wrong
+content type, 422 for invalid fields or NUL in any input) before the handler runs,
+so handlers only ever see valid input. `Operation.wrapper_statuses` says which of
+those an operation can answer, so its OpenAPI document lists them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+import re
+import types
+import typing
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from storage.web.problems import Problem
+from storage.web.inputs import pairs, parse_body, refuse_nul, validate
 
 Handler = Callable[..., Awaitable[Any]]
 Guard = Callable[[web.Request], Awaitable[None]]
+PATH_PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+
+
+@dataclass(frozen=True)
+class SecurityScheme:
+    """How a caller proves who they are, as an OpenAPI security scheme named `name`."""
+
+    name: str
+    spec: Mapping[str, Any] = field(hash=False, compare=False)
+
+
+BEARER = SecurityScheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
 
 
 @dataclass(frozen=True)
@@ -38,10 +55,43 @@ class Operation:
     request_media_type: str = "application/json"
     response_media_type: str = "application/json"
     guard: Guard | None = None
+    security: SecurityScheme | None = None
+    allow_nul: bool = False
 
     @property
     def operation_id(self) -> str:
         return self.handler.__name__
+
+    @property
+    def path_params(self) -> list[str]:
+        return PATH_PARAM.findall(self.path)
+
+    @property
+    def scheme(self) -> SecurityScheme | None:
+        """What authenticates a caller: `security`, else bearer tokens when `auth`."""
+        return self.security or (BEARER if self.auth else None)
+
+    @property
+    def wrapper_statuses(self) -> frozenset[int]:
+        """Every status the wrapper itself may answer, whatever the handler does."""
+        statuses: set[int] = set()
+        if self.body is not None:
+            statuses |= {400, 413, 415, 422}
+        if self.query is not None or (self.path_params and not self.allow_nul):
+            statuses.add(422)
+        if self.scheme is not None:
+            statuses.add(401)
+        if self.status == 200 and _may_return_none(self.handler):
+            statuses.add(204)
+        return frozenset(statuses)
+
+
+def _may_return_none(handler: Handler) -> bool:
+    """A handler annotated `-> Model | None` may answer 204 (the wrapper's rule for None)."""
+    returned = typing.get_type_hints(handler).get("return")
+    if typing.get_origin(returned) in (typing.Union, types.UnionType):
+        return type(None) in typing.get_args(returned)
+    return returned is type(None)
 
 
 class ApiRoutes:
@@ -66,9 +116,13 @@ class ApiRoutes:
         request_media_type: str = "application/json",
         response_media_type: str = "application/json",
         guard: Guard | None = None,
+        security: SecurityScheme | None = None,
+        allow_nul: bool = False,
     ) -> Callable[[Handler], Handler]:
         """Declare an endpoint. `guard` runs before any input is read (e.g. to reject a
-        caller without credentials before parsing what they sent)."""
+        caller without credentials before parsing what they sent); `security` documents
+        what it checks. `allow_nul` lets NUL characters through to a handler that cleans
+        them itself (NUL is refused with 422 everywhere else)."""
 
         def register(handler: Handler) -> Handler:
             self.operations.append(
@@ -87,6 +141,8 @@ class ApiRoutes:
                     request_media_type=request_media_type,
                     response_media_type=response_media_type,
                     guard=guard,
+                    security=security,
+                    allow_nul=allow_nul,
                 )
             )
             return handler
@@ -107,10 +163,14 @@ def _serve(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamRespons
         kwargs: dict[str, Any] = {}
         if op.guard is not None:
             await op.guard(request)
+        if not op.allow_nul:
+            refuse_nul("path", pairs(request.match_info.items()))
         if op.query is not None:
+            if not op.allow_nul:
+                refuse_nul("query", pairs(request.query.items()))
             kwargs["query"] = validate(op.query, dict(request.query), "query")
         if op.body is not None:
-            kwargs["body"] = await parse_body(request, op.body)
+            kwargs["body"] = await parse_body(request, op.body, allow_nul=op.allow_nul)
         result = await op.handler(request, **kwargs)
         if isinstance(result, web.StreamResponse):
             return result
@@ -126,47 +186,3 @@ def _serve(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamRespons
 
     endpoint.__name__ = op.operation_id
     return endpoint
-
-
-async def parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
-    """The JSON body as `model`, or a problem saying exactly what is wrong with it.
-
-    Parsed by pydantic straight from the bytes, so strict models still accept what JSON
-    can only carry as strings (ISO 8601 datetimes).
-    """
-    optional = not any(field.is_required() for field in model.model_fields.values())
-    if optional and not request.body_exists:
-        return model.model_validate({})
-    if request.content_type != "application/json":
-        raise Problem(415, "unsupported-media-type", "Send the body as application/json.")
-    raw = await request.read()
-    if not raw:
-        raise Problem(400, "malformed-json", "The request body is empty.")
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as exc:
-        if any(error["type"] == "json_invalid" for error in exc.errors()):
-            raise Problem(400, "malformed-json", "The body is not valid JSON.") from None
-        raise validation_problem(exc, "body") from None
-
-
-def validate(model: type[BaseModel], data: Any, where: str) -> BaseModel:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise validation_problem(exc, where) from None
-
-
-def validation_problem(exc: ValidationError, where: str) -> Problem:
-    """422 listing each invalid field; never echoes the submitted values (passwords)."""
-    errors = [
-        {
-            "loc": ".".join([where, *(str(part) for part in err["loc"])]),
-            "message": err["msg"],
-            "type": err["type"],
-        }
-        for err in exc.errors(include_url=False, include_input=False, include_context=False)
-    ]
-    return Problem(
-        422, "validation-error", f"{len(errors)} invalid field(s) in the {where}.", errors=errors
-    )
