@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
+import commerce.accounts.admin_routes
 import commerce.accounts.routes
 import commerce.carts.routes
 import commerce.catalog.routes
@@ -43,6 +44,7 @@ from live.flash.gatekeeper import FlashGatekeeper
 from live.flash.routes import FLASH_SALES
 from live.flash.service import FlashSaleService
 from live.http import system
+from live.http.loop_metrics import LoopCollector
 from live.http.metrics import METRICS, Metrics
 from live.http.middleware import make_middlewares
 from live.http.webrtc_metrics import WebrtcCollector
@@ -88,6 +90,7 @@ RELAY_EDGE = web.AppKey("relay_edge", RelayEdge)
 API_ROUTES = (
     system.routes,
     commerce.accounts.routes.routes,
+    commerce.accounts.admin_routes.routes,
     commerce.shops.routes.routes,
     commerce.catalog.routes.routes,
     commerce.carts.routes.routes,
@@ -116,7 +119,6 @@ def backend_urls(settings: Settings) -> BackendUrls:
 def build_accounts(settings: Settings, backends: Backends) -> AccountService:
     return AccountService(
         sessions=backends.sessions,
-        cache=backends.cache,
         access_tokens=AccessTokens(
             jwt_secret(settings.jwt_secret, settings.data_dir), settings.access_token_ttl
         ),
@@ -225,6 +227,7 @@ def build_app(settings: Settings) -> web.Application:
     )
     build_streaming(app, settings, backends)
     metrics.registry.register(WebrtcCollector(app[WHEP], app[RELAY_ORIGIN], app[RELAY_EDGE]))
+    metrics.registry.register(LoopCollector())
     app[RTMP_URL] = lambda: settings.rtmp_url_on(app[RTMP_SERVER].port)
     for routes in API_ROUTES:
         routes.add_to(app, authenticate=bearer_guard)
@@ -302,6 +305,7 @@ async def _run_backends(app: web.Application):
             app[ALLOCATIONS].on_session_ended,
         )
         jobs = (
+            app[ACCOUNTS].revocations,
             app[SWEEPER],
             app[FLASH_ANNOUNCER],
             app[FLASH_GATEKEEPER],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 
@@ -136,6 +137,8 @@ async def test_metrics_count_requests_by_route_template(api):
     assert 'route="/api/auth/me",status="401"' in text
     assert "streamcart_http_request_duration_seconds_bucket" in text
     assert "streamcart_outbox_pending_events" in text
+    tasks = re.search(r"^streamcart_asyncio_tasks (\d+)", text, re.MULTILINE)
+    assert tasks is not None and int(tasks.group(1)) > 0
 
 
 async def test_openapi_describes_every_route(api):
