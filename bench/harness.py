@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -126,6 +127,46 @@ async def seller_with_shop(http: aiohttp.ClientSession) -> tuple[dict[str, str],
         await http.post("/api/shops", json={"name": "Bench"}, headers=auth), 201
     )
     return auth, shop
+
+
+async def scheduled_show(
+    http: aiohttp.ClientSession,
+    auth: dict[str, str],
+    shop: dict,
+    products: Iterable[tuple[str, int, int]],
+    stock: int,
+    title: str,
+) -> tuple[dict, list[dict]]:
+    """Products (name, price, live price) with `stock` each, on show in a live session
+    scheduled a minute ahead: (the session, its product lines)."""
+    on_show = []
+    for name, price, live_price in products:
+        body = {"shop_id": shop["id"], "name": name, "base_price": price, "stock": stock}
+        body["images"] = [f"https://img.example/{len(on_show)}.jpg"]
+        product = await expect_json(await http.post("/api/products", json=body, headers=auth), 201)
+        on_show.append({"product_id": product["id"], "live_price": live_price})
+    session = {
+        "shop_id": shop["id"],
+        "title": title,
+        "scheduled_at": (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
+        "products": on_show,
+    }
+    live = await expect_json(await http.post("/api/live-sessions", json=session, headers=auth), 201)
+    return live, on_show
+
+
+async def read_phase(process: asyncio.subprocess.Process, name: str, phase: str) -> dict:
+    """The next JSON line a load process reports on stdout, insisting it is `phase`."""
+    assert process.stdout is not None
+    line = await process.stdout.readline()
+    if not line:
+        raise RuntimeError(f"{name} ended ({await process.wait()}) before {phase}")
+    message = json.loads(line)
+    if message["phase"] == "error":
+        raise RuntimeError(f"{name} failed: {message['message']}")
+    if message["phase"] != phase:
+        raise RuntimeError(f"{name}: expected {phase}, got {message['phase']}")
+    return message
 
 
 def free_port() -> int:

@@ -55,7 +55,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -213,23 +213,7 @@ async def seed(url: str, args: argparse.Namespace) -> Scene:
     takes it live); buyer and chatter accounts registered and logged in."""
     async with aiohttp.ClientSession(url, timeout=REQUEST_TIMEOUT) as http:
         auth, shop = await harness.seller_with_shop(http)
-        on_show = []
-        for index, (name, price, live_price) in enumerate(PRODUCTS):
-            body = {"shop_id": shop["id"], "name": name, "base_price": price, "stock": STOCK}
-            body["images"] = [f"https://img.example/{index}.jpg"]
-            product = await harness.expect_json(
-                await http.post("/api/products", json=body, headers=auth), 201
-            )
-            on_show.append({"product_id": product["id"], "live_price": live_price})
-        session = {
-            "shop_id": shop["id"],
-            "title": "Soak",
-            "scheduled_at": (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
-            "products": on_show,
-        }
-        live = await harness.expect_json(
-            await http.post("/api/live-sessions", json=session, headers=auth), 201
-        )
+        live, on_show = await harness.scheduled_show(http, auth, shop, PRODUCTS, STOCK, "Soak")
         tokens = await accounts(http, args.buyers + args.chatters)
     return Scene(
         url=url,
@@ -326,20 +310,11 @@ class LoadProcess:
         return self.process.pid
 
     async def expect(self, phase: str, within: float) -> dict:
-        assert self.process.stdout is not None
         try:
             async with asyncio.timeout(within):
-                line = await self.process.stdout.readline()
+                return await harness.read_phase(self.process, self.name, phase)
         except TimeoutError:
             raise RuntimeError(f"{self.name}: no {phase} within {within:g} s") from None
-        if not line:
-            raise RuntimeError(f"{self.name} ended ({await self.process.wait()}) before {phase}")
-        message = json.loads(line)
-        if message["phase"] == "error":
-            raise RuntimeError(f"{self.name} failed: {message['message']}")
-        if message["phase"] != phase:
-            raise RuntimeError(f"{self.name}: expected {phase}, got {message['phase']}")
-        return message
 
     async def ask(self, command: str, phase: str) -> dict:
         assert self.process.stdin is not None

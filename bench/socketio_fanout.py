@@ -31,7 +31,7 @@ import tempfile
 from array import array
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -179,22 +179,8 @@ async def set_up_session(url: str) -> tuple[str, str, list[dict]]:
     async with aiohttp.ClientSession(url, timeout=aiohttp.ClientTimeout(total=30)) as http:
         auth, shop = await harness.seller_with_shop(http)
         token = auth["Authorization"].removeprefix("Bearer ")
-        on_show = []
-        for name, price, live_price in PRODUCTS:
-            body = {"shop_id": shop["id"], "name": name, "base_price": price, "stock": 1_000}
-            body["images"] = [f"https://img.example/{len(on_show)}.jpg"]
-            product = await harness.expect_json(
-                await http.post("/api/products", json=body, headers=auth), 201
-            )
-            on_show.append({"product_id": product["id"], "live_price": live_price})
-        session = {
-            "shop_id": shop["id"],
-            "title": "Flash sale tối nay",
-            "scheduled_at": (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
-            "products": on_show,
-        }
-        live = await harness.expect_json(
-            await http.post("/api/live-sessions", json=session, headers=auth), 201
+        live, _ = await harness.scheduled_show(
+            http, auth, shop, PRODUCTS, 1_000, "Flash sale tối nay"
         )
         path = f"/api/live-sessions/{live['id']}"
         await harness.expect_json(await http.post(f"{path}/start", headers=auth), 200)
@@ -301,16 +287,7 @@ class LoadProcess:
         return self.process.pid
 
     async def expect(self, phase: str) -> dict:
-        assert self.process.stdout is not None
-        line = await self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{self.name} ended ({await self.process.wait()}) before {phase}")
-        message = json.loads(line)
-        if message["phase"] == "error":
-            raise RuntimeError(f"{self.name} failed: {message['message']}")
-        if message["phase"] != phase:
-            raise RuntimeError(f"{self.name}: expected {phase}, got {message['phase']}")
-        return message
+        return await harness.read_phase(self.process, self.name, phase)
 
     async def send(self, command: dict) -> None:
         assert self.process.stdin is not None

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cache
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import pytest
@@ -43,11 +44,14 @@ def require(url: str, what: str) -> str:
     """Return `url` when its server answers; otherwise fail under CI, skip elsewhere."""
     if reachable(url):
         return url
-    message = f"{what} is not reachable at {urlsplit(url).netloc}"
+    missing(f"{what} is not reachable at {urlsplit(url).netloc}")
+
+
+def missing(message: str) -> NoReturn:
+    """A test's backend or tool is not there: fail under CI, skip elsewhere."""
     if IN_CI:
         pytest.fail(f"{message} (required under CI=true)")
     pytest.skip(message)
-    raise AssertionError("unreachable")
 
 
 def require_mongo() -> str:

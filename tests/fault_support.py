@@ -25,10 +25,9 @@ from pathlib import Path
 import aio_pika
 import aiohttp
 import asyncpg
-import pytest
 
 from storage.bus import Event
-from tests.backends import IN_CI
+from tests.backends import missing
 from tests.server_process import HOST, ServerApi, free_port
 from tests.test_auth import bearer
 
@@ -42,11 +41,7 @@ def require_binary(path: str, what: str) -> str:
     """`path` when it is an executable; otherwise fail under CI, skip elsewhere."""
     if shutil.which(path):
         return path
-    message = f"{what} is not installed ({path})"
-    if IN_CI:
-        pytest.fail(f"{message} (required under CI=true)")
-    pytest.skip(message)
-    raise AssertionError("unreachable")
+    missing(f"{what} is not installed ({path})")
 
 
 def wait_port(port: int, up: bool, within: float = START_WITHIN) -> None:
