@@ -13,6 +13,9 @@ from datetime import UTC, datetime
 
 from storage.web.context import request_id
 
+# Loggers whose INFO lines say nothing an operator acts on: every request, every Alembic plug-in.
+QUIET_LOGGERS = ("aiohttp.access", "alembic.runtime.plugins")
+ALEMBIC_PREAMBLE = ("Context impl", "Will assume")
 STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
 
 
@@ -61,4 +64,11 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.migration").addFilter(_drop_alembic_preamble)
+
+
+def _drop_alembic_preamble(record: logging.LogRecord) -> bool:
+    """Keep the "Running upgrade" lines an operator wants; drop the dialect chatter before them."""
+    return not record.getMessage().startswith(ALEMBIC_PREAMBLE)

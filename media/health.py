@@ -25,6 +25,7 @@ MIN_BITS_PER_PIXEL = 0.03  # per frame; 720p30 -> ~830 kbps, 1080p30 -> ~1,900 k
 MAX_VIDEO_KBPS = 8_000  # passthrough: every viewer needs this much bandwidth
 MAX_SHORT_SIDE = 1080  # 1080p, landscape or portrait
 NO_AUDIO_AFTER_MS = 3_000
+SILENT_AFTER_S = 2.0  # wall-clock seconds without a packet before the rates read zero
 SUPPORTED_SAMPLE_RATES = (44_100, 48_000)
 
 
@@ -97,6 +98,7 @@ class HealthMeter:
 
     def __init__(self) -> None:
         self._started_at: float | None = None
+        self._last_packet_at: float | None = None
         self._video_config: VideoConfig | None = None
         self._audio_config: AudioConfig | None = None
         self._video = _RateWindow()
@@ -111,6 +113,7 @@ class HealthMeter:
         """Account for one packet; `now` is a monotonic clock reading in seconds."""
         if self._started_at is None:
             self._started_at = now
+        self._last_packet_at = now
         if isinstance(packet, VideoFrame):
             self._observe_video_frame(packet)
         elif isinstance(packet, AudioFrame):
@@ -171,9 +174,11 @@ class HealthMeter:
         if audio is not None:
             health.audio_codec = "aac"
             health.audio_sample_rate, health.audio_channels = audio.sample_rate, audio.channels
-        health.video_kbps = _rounded(self._video.kbps())
-        health.audio_kbps = _rounded(self._audio.kbps())
-        health.frame_rate = _rounded(self._video.per_second())
+        silent_s = self._silent_s(now)
+        if silent_s is None:
+            health.video_kbps = _rounded(self._video.kbps())
+            health.audio_kbps = _rounded(self._audio.kbps())
+            health.frame_rate = _rounded(self._video.per_second())
         health.keyframe_interval_s = _rounded(self._keyframe_interval_s())
         health.warnings = _warnings(
             health,
@@ -182,7 +187,24 @@ class HealthMeter:
             audio_missing=audio is None and self._video_duration_ms() >= NO_AUDIO_AFTER_MS,
             transcode_behind=transcode_behind,
         )
+        if silent_s is not None:  # the last rates measured are history, not the stream now
+            health.video_kbps = health.audio_kbps = health.frame_rate = 0.0
+            health.warnings.insert(0, _silent_warning(silent_s))
         return health
+
+    def _silent_s(self, now: float) -> float | None:
+        """Seconds since the last packet, once that is long enough to mean nothing arrives."""
+        if self._last_packet_at is None or now - self._last_packet_at < SILENT_AFTER_S:
+            return None
+        return now - self._last_packet_at
+
+
+def _silent_warning(silent_s: float) -> HealthWarning:
+    return HealthWarning(
+        "no-media",
+        f"Nothing has arrived from the encoder for {silent_s:.0f} s: check that OBS is still "
+        "streaming and that its network connection holds.",
+    )
 
 
 def _rounded(value: float | None) -> float | None:

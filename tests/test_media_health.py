@@ -20,14 +20,15 @@ def _timestamp(packet: Packet) -> int:
     return 0
 
 
-def measure(packets: list[Packet], **report_facts) -> StreamHealth:
-    """Feed a stream as if it arrived in real time (the clock follows the timestamps)."""
+def measure(packets: list[Packet], silent_for: float = 0.0, **report_facts) -> StreamHealth:
+    """Feed a stream as if it arrived in real time (the clock follows the timestamps), then
+    ask for the report `silent_for` seconds after the last packet."""
     meter = HealthMeter()
     now = 0.0
     for packet in packets:
         now = max(now, _timestamp(packet) / 1000)
         meter.observe(packet, now)
-    return meter.report(now, **report_facts)
+    return meter.report(now + silent_for, **report_facts)
 
 
 def codes(health: StreamHealth) -> set[str]:
@@ -59,6 +60,22 @@ def test_clean_stream_has_measurements_and_no_warnings(media_dir):
     assert 32 < health.audio_kbps < 128  # encoder target 64k
     assert health.uptime_s == pytest.approx(4, abs=0.2)
     assert json.loads(json.dumps(health.as_dict()))["width"] == 320
+
+
+@pytest.mark.parametrize("silent_for", [1.0, 5.0])
+def test_a_publisher_gone_silent_reads_zero_and_is_warned(media_dir, silent_for):
+    """The rates are measured on the publisher's clock, which stops with it: without the
+    wall clock the last figures would be reported as the stream's for as long as asked."""
+    flv = write_test_flv(media_dir / "clean.flv", seconds=4, gop=60, bframes=0)
+    health = measure(depacketize(flv), silent_for=silent_for)
+
+    if silent_for < 2:
+        assert health.warnings == [] and health.video_kbps > 250
+        return
+    assert (health.video_kbps, health.audio_kbps, health.frame_rate) == (0.0, 0.0, 0.0)
+    assert [w.code for w in health.warnings] == ["no-media"]
+    assert "5 s" in health.warnings[0].message and "OBS" in health.warnings[0].message
+    assert health.width == 320  # what was configured is still known
 
 
 def test_long_keyframe_interval_is_reported_with_obs_advice(media_dir):

@@ -138,6 +138,7 @@ class StreamOutputs:
         finally:
             publisher.cancel()
             self._streams.pop(live_session_id, None)
+            await self._forget_health(live_session_id)
             await self._finish(live_session_id, stream)
 
     async def _publish_every_interval(self, live_session_id: str, stream: _Stream) -> None:
@@ -157,6 +158,13 @@ class StreamOutputs:
                 )
             except Exception:  # a cache outage must not stop the stream's outputs
                 log.exception("stream %s: could not publish its health", live_session_id)
+
+    async def _forget_health(self, live_session_id: str) -> None:
+        """Every replica answers "not live" at once, not the last report until it expires."""
+        try:
+            await self._cache.delete(health_key(live_session_id))
+        except Exception:  # it expires by itself
+            log.exception("stream %s: could not delete its last health report", live_session_id)
 
     async def _report(self, live_session_id: str, stream: _Stream) -> dict[str, Any]:
         hub, now = stream.hub, time.monotonic()
