@@ -39,7 +39,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN pip install --no-deps . \
-    && python -c "import signaling._sendpath" \
+    && python -c "import signaling.rtp._sendpath" \
     && streamcart --help > /dev/null
 
 # ---------------------------------------------------------------------------

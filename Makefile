@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: install media-tools run test lint format migrate demo clean
 
-$(INSTALLED): pyproject.toml signaling/_sendpath.c
+$(INSTALLED): pyproject.toml setup.py signaling/rtp/_sendpath.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

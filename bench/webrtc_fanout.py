@@ -13,7 +13,7 @@ reference. For each server and N, a fresh server process starts on 127.0.0.1
 (`webrtc_peers.py`): "ours" is the project's WHEP routes, WhepService, StreamRegistry
 and StreamHub, the hub fed the FLV tags at real time, each peer on a UDP socket of its
 own; "port" is the same with every peer on one shared UDP port (IcePort); "paced" is
-"port" with each video frame's packets paced (signaling/pacer.py; the others send a
+"port" with each video frame's packets paced (signaling/rtp/pacer.py; the others send a
 frame at once, as before pacing came); "relay" is
 aiortc's MediaPlayer (decode=False) relayed by MediaRelay. The order of the servers is
 reversed at every other N. A separate viewers process joins N aiortc peers over HTTP

@@ -12,7 +12,7 @@ are the same app, the project's WHEP service; "ours" leaves each peer its own UD
 socket (aioice's default), "port" puts every peer on one shared `IcePort` on 127.0.0.1
 (a free UDP port, no ICE-TCP), as `streamcart serve` does by default; both send each
 frame at once, and "paced" is "port" with the send pacing `streamcart serve` turns on
-by default (signaling/pacer.py). All of them serve
+by default (signaling/rtp/pacer.py). All of them serve
 the internal relay route (`RelayOrigin`), so either can be the origin of an "edge": the
 "port" app on a replica that ingests nothing, its stream pulled from the origin at
 ORIGIN_URL by a `RelayEdge`. Every server runs on uvloop (as `streamcart serve` does),
@@ -67,7 +67,8 @@ from live.streaming.relay import (  # noqa: E402
 from media.packets import VideoFrame  # noqa: E402
 from media.registry import StreamRegistry  # noqa: E402
 from media.relay_wire import RelayDecoder  # noqa: E402
-from signaling import WhepService, aioice_hooks  # noqa: E402
+from signaling import WhepService  # noqa: E402
+from signaling.adapters import aioice_private  # noqa: E402
 from signaling.ice_port import IcePort  # noqa: E402
 from signaling.routes import WHEP, routes  # noqa: E402
 from storage.cache.memory import MemoryCache  # noqa: E402
@@ -213,7 +214,7 @@ def on_one_port(
     reports what it dropped over its life, by reason (nothing, in a clean run)."""
 
     async def ice_port(app: web.Application) -> AsyncIterator[None]:
-        aioice_hooks.check()  # fail at start, not in every viewer's answer
+        await aioice_private.check()  # fail at start, not in every viewer's answer
         port = IcePort(0, None, [HOST])
         await port.start()
         service.use_ice_port(port)

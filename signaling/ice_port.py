@@ -18,7 +18,7 @@ The TCP port carries the same messages framed as RFC 4571 says (a 16-bit length 
 each), for ICE-TCP passive candidates (RFC 6544): a viewer whose network drops UDP
 connects there, and the connection is bound to a peer by its first message, which must
 be an authenticated binding request. The peers themselves stay aioice's; how they are
-made to gather on this port is in signaling/aioice_hooks.py.
+made to gather on this port is in signaling/adapters/aioice_private.py.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aioice import stun
+from signaling.adapters.aioice_private import stun
 
 log = logging.getLogger("streamcart.signaling")
 

@@ -1,5 +1,5 @@
 """What the process offers viewers for ICE, decided once at start: the addresses, and
-whether the shared port can be used with the aioice installed."""
+the shared port (where the start-up check found the internals it needs)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ import logging
 import socket
 from collections.abc import Iterable
 
-import aioice.ice
-
-from signaling import aioice_hooks
+from signaling.adapters.aioice_private import host_addresses
 from signaling.ice_port import IcePort
 from signaling.ice_servers import HOST_NAME, split_list
 
@@ -25,7 +23,7 @@ def remote_reachable(address: str) -> bool:
 
 
 def interface_addresses() -> list[str]:
-    return [a for a in aioice.ice.get_host_addresses(True, True) if remote_reachable(a)]
+    return [a for a in host_addresses() if remote_reachable(a)]
 
 
 async def resolve(hosts: Iterable[str]) -> list[str]:
@@ -54,16 +52,17 @@ async def resolve(hosts: Iterable[str]) -> list[str]:
 
 
 async def open_ice_port(
-    udp_port: int, tcp_port: int, public_hosts: str, interface_candidates: bool
+    udp_port: int,
+    tcp_port: int,
+    public_hosts: str,
+    interface_candidates: bool,
+    *,
+    usable: bool = True,
 ) -> IcePort | None:
     """The started port, or None for aioice's own sockets per peer: when the setting
-    says 0, or (logged as an error) when this aioice cannot be hooked."""
-    if not udp_port:
-        return None
-    try:
-        aioice_hooks.check()
-    except aioice_hooks.AioiceIncompatible as error:
-        log.error("WebRTC falls back to a UDP port per viewer: %s", error)
+    says 0, or when the libraries lack what the port needs (`usable`: the start-up
+    check's `Internals.shared_port`, which has logged why)."""
+    if not udp_port or not usable:
         return None
     hosts = await resolve(split_list(public_hosts))
     if interface_candidates:

@@ -12,9 +12,12 @@ import re
 from dataclasses import dataclass
 
 from aiortc import RTCRtpCodecCapability, RTCRtpSender
-from aiortc.rtcpeerconnection import is_codec_compatible
-from aiortc.sdp import MediaDescription, SessionDescription
 
+from signaling.adapters.aiortc_private import (
+    MediaDescription,
+    SessionDescription,
+    is_codec_compatible,
+)
 from storage.web import Problem
 
 MAX_SDP_BYTES = 32 * 1024  # a browser's offer is a few KiB

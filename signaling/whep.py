@@ -2,12 +2,13 @@
 
 aiortc negotiates, connects and runs RTCP for each peer; the RTP itself comes from one
 `StreamFanout` per stream hub, which packetizes each frame once for all its viewers
-(signaling/fanout.py). One HTTP offer/answer is enough (aiortc gathers its ICE
-candidates inside `setLocalDescription`, so the answer carries them all). The service
-owns every peer of the process: it counts them per session, enforces the process-wide
-viewer limit, and closes a peer on DELETE, on its owner's request (a Socket.IO
-disconnect), on ICE or DTLS failure, when it never connects, and when the stream ends,
-so neither peers nor hub subscriptions can leak.
+(signaling/rtp/fanout.py); where the libraries lack what that needs, aiortc sends
+each viewer's media itself (signaling/hub_track.py). One HTTP offer/answer is enough
+(aiortc gathers its ICE candidates inside `setLocalDescription`, so the answer carries
+them all). The service owns every peer of the process: it counts them per session,
+enforces the process-wide viewer limit, and closes a peer on DELETE, on its owner's
+request (a Socket.IO disconnect), on ICE or DTLS failure, when it never connects, and
+when the stream ends, so neither peers nor hub subscriptions can leak.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from aiortc import (
 )
 
 from media.hub import StreamHub
-from signaling import aioice_hooks
-from signaling.aiortc_hooks import ice_connections
-from signaling.fanout import StreamFanout
+from signaling.adapters.aioice_private import gather_on
+from signaling.adapters.aiortc_private import ice_connections
+from signaling.hub_track import HubTrack
 from signaling.ice_port import IcePort
 from signaling.offers import (
     ViewerOffer,
@@ -40,7 +41,8 @@ from signaling.offers import (
     malformed_sdp,
     without_remb,
 )
-from signaling.rtp_sender import ViewerClock, ViewerRtpSender
+from signaling.rtp.fanout import StreamFanout
+from signaling.rtp.rtp_sender import ViewerClock, ViewerRtpSender
 from storage.web import Problem
 
 log = logging.getLogger("streamcart.signaling")
@@ -76,6 +78,7 @@ class Viewer:
     peer: RTCPeerConnection
     fanout: StreamFanout | None = None
     senders: list[ViewerRtpSender] = field(default_factory=list)
+    tracks: list[HubTrack] = field(default_factory=list)  # without the fast path
     connect_deadline: asyncio.TimerHandle | None = None
     presence_key: str | None = None  # counted in the audience under this key
 
@@ -86,6 +89,8 @@ class WhepService:
     `find_stream` is injected by the composition root (this package cannot import the
     live layer), `find_relayed` finds a stream another replica ingests, and `owner` ties
     a viewer to whatever opened it (a socket id) so it can be closed with it.
+    `fast_path`: viewers are fed by the shared-frame fan-out (False where the start-up
+    check found the internals it needs missing: aiortc's own sender feeds them).
     """
 
     def __init__(
@@ -98,6 +103,7 @@ class WhepService:
         ice_port: IcePort | None = None,
         find_relayed: FindRelayed | None = None,
         pacing: bool = True,
+        fast_path: bool = True,
     ) -> None:
         if max_viewers < 1:
             raise ValueError("max_viewers must be at least 1")
@@ -107,6 +113,7 @@ class WhepService:
         self._retry_after = retry_after_seconds
         self._connect_timeout = connect_timeout_seconds
         self._pacing = pacing
+        self.fast_path = fast_path
         self.use_ice_port(ice_port)
         self._viewers: dict[str, Viewer] = {}
         self._per_session: Counter[str] = Counter()
@@ -232,27 +239,36 @@ class WhepService:
         return viewer
 
     async def _negotiate(self, viewer: Viewer, offer: ViewerOffer) -> str:
-        fanout = viewer.fanout = self._fanouts.get(viewer.hub) or StreamFanout(
-            viewer.hub, pacing=self._pacing
-        )
-        self._fanouts[viewer.hub] = fanout
-        fanout.join()
+        fanout = self._join_fanout(viewer) if self.fast_path else None
         clock = ViewerClock()
         for kind in ("video", "audio") if offer.audio else ("video",):
             transceiver = viewer.peer.addTransceiver(kind, direction="sendonly")
             transceiver.setCodecPreferences(codec_preferences(kind))
+            if fanout is None:
+                track = HubTrack(kind, viewer.hub)
+                viewer.tracks.append(track)
+                transceiver.sender.replaceTrack(track)
+                continue
             sender = ViewerRtpSender(kind, clock, fanout)
             sender.install(transceiver.sender)
             viewer.senders.append(sender)
         if self.ice_port is not None:
             for connection in ice_connections(viewer.peer):
-                aioice_hooks.gather_on(connection, self.ice_port)
+                gather_on(connection, self.ice_port)
         try:
             await viewer.peer.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
         except Exception as error:  # aiortc validates with asserts and assorted errors
             raise malformed_sdp(str(error) or type(error).__name__) from None
         await viewer.peer.setLocalDescription(await viewer.peer.createAnswer())
         return without_remb(viewer.peer.localDescription.sdp)
+
+    def _join_fanout(self, viewer: Viewer) -> StreamFanout:
+        fanout = viewer.fanout = self._fanouts.get(viewer.hub) or StreamFanout(
+            viewer.hub, pacing=self._pacing
+        )
+        self._fanouts[viewer.hub] = fanout
+        fanout.join()
+        return fanout
 
     def _watch(self, hub: StreamHub) -> None:
         """Close a stream's viewers as soon as it ends, even those not yet connected."""
@@ -283,6 +299,8 @@ class WhepService:
             viewer.connect_deadline.cancel()
         for sender in viewer.senders:
             sender.stop()
+        for track in viewer.tracks:
+            track.stop()
         if viewer.fanout is not None and viewer.fanout.leave():
             del self._fanouts[viewer.hub]
         try:

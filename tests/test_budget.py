@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from signaling.budget import Budget
+from signaling.rtp.budget import Budget
 
 
 class Clock:

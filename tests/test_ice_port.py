@@ -21,7 +21,7 @@ from aioice import stun
 from aioice.utils import random_transaction_id
 
 from signaling import ice_port
-from signaling.aiortc_hooks import ice_connections
+from signaling.adapters.aiortc_private import ice_connections
 from signaling.ice_setup import remote_reachable, resolve
 from signaling.routes import WHEP
 from tests import test_whep

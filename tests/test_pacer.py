@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from signaling import pacer
-from signaling.pacer import (
+from signaling.rtp import pacer
+from signaling.rtp.pacer import (
     BURST_BYTES,
     CHUNK_PACKETS,
     MAX_QUEUE_SECONDS,
@@ -14,7 +14,7 @@ from signaling.pacer import (
     PACING_FACTOR,
     Pacer,
 )
-from signaling.packetizer import VIDEO_TICKS_PER_MS, RtpFrame
+from signaling.rtp.packetizer import VIDEO_TICKS_PER_MS, RtpFrame
 
 PACKET = 1200
 

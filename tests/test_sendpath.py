@@ -1,4 +1,4 @@
-"""The C send path (signaling/_sendpath.c) beside its Python fallback: it is built where
+"""The C send path (signaling/rtp/_sendpath.c) beside its Python fallback: it is built where
 it should be, sends datagrams exactly as given, and refuses bad input with an error
 instead of writing or reading out of bounds."""
 
@@ -8,15 +8,17 @@ import asyncio
 import os
 import socket
 import sys
+import types
 
 import pytest
 
-from signaling import datagrams
-from signaling.datagrams import DatagramSender
+from signaling.adapters.pylibsrtp_private import SrtpAddresses
+from signaling.rtp import datagrams
+from signaling.rtp.datagrams import DatagramSender
 from tests.webrtc_support import WAIT
 
 native = datagrams.native
-needs_native = pytest.mark.skipif(native is None, reason="signaling._sendpath is not built")
+needs_native = pytest.mark.skipif(native is None, reason="signaling.rtp._sendpath is not built")
 
 
 def test_the_c_send_path_is_built_on_linux():
@@ -24,7 +26,7 @@ def test_the_c_send_path_is_built_on_linux():
         pytest.skip("the C send path is Linux only (UDP segmentation offload)")
     if native is None and not os.environ.get("CI"):
         pytest.skip("not built here: a C compiler and Python's headers are needed at install")
-    assert native is not None, "make install should have built signaling._sendpath"
+    assert native is not None, "make install should have built signaling.rtp._sendpath"
 
 
 @pytest.fixture(params=["c", "python"])
@@ -32,7 +34,7 @@ def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     if request.param == "python":
         monkeypatch.setattr(datagrams, "native", None)
     elif native is None:
-        pytest.skip("signaling._sendpath is not built here")
+        pytest.skip("signaling.rtp._sendpath is not built here")
     return request.param
 
 
@@ -96,6 +98,24 @@ async def test_without_segmentation_each_datagram_goes_alone(implementation):
     assert got == packets
 
 
+def protect_frame(buffer: bytearray, bodies: list, srtp: object = None) -> int:
+    """The C protect of `bodies` at the start of `buffer` (the addresses are never used:
+    each call here is refused before libsrtp is called)."""
+    return native.protect(
+        srtp=srtp or SrtpAddresses(protect=1, protect_rtcp=1, context=1),
+        buffer=buffer,
+        offset=0,
+        first_byte=0x80,
+        payload_type=96,
+        ssrc=1,
+        sequence=1,
+        timestamp=0,
+        bodies=bodies,
+        marker_index=0,
+        sizes=[],
+    )
+
+
 @needs_native
 def test_bad_input_is_refused_not_read_or_written_out_of_bounds():
     a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -108,11 +128,39 @@ def test_bad_input_is_refused_not_read_or_written_out_of_bounds():
         with pytest.raises(ValueError, match="not a numeric address"):
             native.sockaddr("localhost", 9)
         with pytest.raises(ValueError, match="no room"):
-            native.protect(0, 0, bytearray(100), 0, 0x80, 96, 1, 1, 0, [b"x" * 90], 0, [])
+            protect_frame(bytearray(100), [b"x" * 90])
         with pytest.raises(TypeError, match="bytes"):
-            native.protect(0, 0, bytearray(1000), 0, 0x80, 96, 1, 1, 0, ["text"], 0, [])
+            protect_frame(bytearray(1000), ["text"])
     finally:
         a.close()
+
+
+@needs_native
+def test_addresses_and_arguments_are_taken_by_name_only():
+    """libsrtp's addresses cross into C as a number each: by position, one mistake in
+    the order would hand it a context for a function. They go by name, or not at all."""
+    with pytest.raises(TypeError, match="keyword arguments only"):
+        native.protect(SrtpAddresses(1, 1, 1), bytearray(1000), 0)
+    with pytest.raises(TypeError, match="keyword arguments only"):
+        native.ViewerState(1, 2, 3, 4)
+    with pytest.raises(AttributeError, match="protect"):
+        protect_frame(bytearray(1000), [b"x"], srtp=(1, 1, 1))  # a bare tuple names nothing
+    with pytest.raises(ValueError, match=r"srtp\.context is a null address"):
+        protect_frame(bytearray(1000), [b"x"], SrtpAddresses(protect=1, protect_rtcp=1, context=0))
+    outbound, inbound = srtp_pair()
+    from signaling.rtp.srtp_frames import FrameProtector
+
+    srtp = FrameProtector(outbound).srtp
+    buffer, sizes = bytearray(1000), []
+    reordered = types.SimpleNamespace(
+        context=srtp.context, protect_rtcp=srtp.protect_rtcp, protect=srtp.protect
+    )
+    end = native.protect(
+        sizes=sizes, marker_index=0, bodies=[b"hello"], timestamp=0, sequence=1, ssrc=1,
+        payload_type=96, first_byte=0x80, offset=0, buffer=buffer, srtp=reordered,
+    )  # fmt: skip
+    assert end == sizes[0] > 12 + 5
+    assert inbound.unprotect(bytes(buffer[:end]))[12:] == b"hello"
 
 
 def srtp_pair() -> tuple[object, object]:
@@ -141,18 +189,18 @@ def viewer_state(
     counts: tuple[int, int] = (0, 0),
 ) -> object:
     return native.ViewerState(
-        *protector.addresses,
-        protector.rtcp_address,
-        sending.fileno(),
-        native.sockaddr(*to),
-        True,
-        first_byte,
-        payload_type,
-        ssrc,
-        sequence,
-        offset,
-        b"viewer-cname",
-        *counts,
+        srtp=protector.srtp,
+        fd=sending.fileno(),
+        address=native.sockaddr(*to),
+        segmented=True,
+        first_byte=first_byte,
+        payload_type=payload_type,
+        ssrc=ssrc,
+        sequence=sequence,
+        timestamp_offset=offset,
+        cname=b"viewer-cname",
+        packets=counts[0],
+        octets=counts[1],
     )
 
 
@@ -160,7 +208,7 @@ def viewer_state(
 def test_fan_out_sends_each_viewer_its_own_packets_and_remembers_them():
     from aiortc.rtp import RtpPacket
 
-    from signaling.srtp_frames import FrameProtector
+    from signaling.rtp.srtp_frames import FrameProtector
 
     receivers, viewers, inbound, outbound_sessions = [], [], [], []
     sending = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -222,7 +270,7 @@ def test_fan_out_batches_viewers_of_one_socket_and_keeps_each_ones_packets():
     one libsrtp refuses, in between, break a batch without losing anything."""
     from aiortc.rtp import RtpPacket
 
-    from signaling.srtp_frames import FrameProtector
+    from signaling.rtp.srtp_frames import FrameProtector
 
     shared = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -262,7 +310,7 @@ def test_fan_out_batches_viewers_of_one_socket_and_keeps_each_ones_packets():
 
 @needs_native
 def test_fan_out_refuses_bad_frames_and_reports_a_viewer_libsrtp_refuses():
-    from signaling.srtp_frames import FrameProtector
+    from signaling.rtp.srtp_frames import FrameProtector
 
     outbound, _ = srtp_pair()
     sending = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -289,7 +337,7 @@ def test_fan_out_refuses_bad_frames_and_reports_a_viewer_libsrtp_refuses():
 def test_report_sends_a_sender_report_with_the_cname_over_srtcp():
     from aiortc.rtp import RtcpPacket, RtcpSdesPacket, RtcpSrPacket
 
-    from signaling.srtp_frames import FrameProtector
+    from signaling.rtp.srtp_frames import FrameProtector
 
     outbound, inbound = srtp_pair()
     sending = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

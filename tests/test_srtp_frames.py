@@ -1,6 +1,6 @@
 """The frame protector: packets laid end to end and SRTP-protected in place must be the
 very bytes pylibsrtp's own `Session.protect` makes, and a viewer must read them back.
-Every test runs on the C send path (signaling._sendpath) and on the Python one."""
+Every test runs on the C send path (signaling.rtp._sendpath) and on the Python one."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 from aiortc.rtp import RtpPacket
 from pylibsrtp import Error, Policy, Session
 
-from signaling import srtp_frames
-from signaling.srtp_frames import FrameProtector, SrtpIncompatible
+from signaling.adapters import Incompatible
+from signaling.rtp import srtp_frames
+from signaling.rtp.srtp_frames import FrameProtector
 
 PROFILES = {
     Policy.SRTP_PROFILE_AES128_CM_SHA1_80: 30,
@@ -28,7 +29,7 @@ def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     if request.param == "python":
         monkeypatch.setattr(srtp_frames, "native", None)
     elif srtp_frames.native is None:
-        pytest.skip("signaling._sendpath is not built here (tests/test_sendpath.py says why)")
+        pytest.skip("signaling.rtp._sendpath is not built here (tests/test_sendpath.py says why)")
     return request.param
 
 
@@ -127,5 +128,5 @@ def test_a_failed_protect_leaves_nothing_behind():
 
 
 def test_a_pylibsrtp_without_the_internals_is_refused():
-    with pytest.raises(SrtpIncompatible):
+    with pytest.raises(Incompatible):
         FrameProtector(object())  # type: ignore[arg-type]

@@ -15,10 +15,11 @@ from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSe
 from aiortc.rtp import RtcpPsfbPacket, RtcpRrPacket, RtcpRtpfbPacket, RtcpSdesPacket, RtpPacket
 
 from media.transcode import OPUS_FRAME_SAMPLES
-from signaling import datagrams, srtp_frames
-from signaling.aiortc_hooks import AiortcIncompatible, SenderHooks, only_reports
-from signaling.datagrams import DatagramSender
-from signaling.rtp_sender import RETRANSMISSIONS_PER_SECOND, ViewerRtpSender
+from signaling.adapters import Incompatible
+from signaling.adapters.aiortc_private import SenderHooks, only_reports
+from signaling.rtp import datagrams, srtp_frames
+from signaling.rtp.datagrams import DatagramSender
+from signaling.rtp.rtp_sender import RETRANSMISSIONS_PER_SECOND, ViewerRtpSender
 from tests import test_whep
 from tests.media_support import publish
 from tests.test_whep import FPS, SPEED
@@ -77,11 +78,11 @@ def fanout_tasks() -> list[asyncio.Task]:
 async def test_several_viewers_decode_one_packetizing_and_close_cleanly(
     make_server, stream_tags, send_path, monkeypatch
 ):
-    if send_path == "python":  # where signaling._sendpath was not built
+    if send_path == "python":  # where signaling.rtp._sendpath was not built
         monkeypatch.setattr(srtp_frames, "native", None)
         monkeypatch.setattr(datagrams, "native", None)
     elif srtp_frames.native is None:
-        pytest.skip("signaling._sendpath is not built here")
+        pytest.skip("signaling.rtp._sendpath is not built here")
     server = await make_server()
     hub = server.open_stream()
     viewers = [DecodingViewer() for _ in range(3)]
@@ -472,7 +473,7 @@ async def test_aiortc_still_has_the_internals_the_send_path_uses():
         transceiver = peer.addTransceiver("video", direction="sendonly")
         hooks = SenderHooks(transceiver.sender)
         assert hooks.ssrc != hooks.rtx_ssrc
-        with pytest.raises(AiortcIncompatible):
+        with pytest.raises(Incompatible):
             SenderHooks(object())  # type: ignore[arg-type]
         assert callable(RTCRtpSender._run_rtp) and callable(RTCRtpSender._retransmit)
     finally:

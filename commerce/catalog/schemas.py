@@ -17,8 +17,8 @@ from pydantic import (
     model_validator,
 )
 
-from commerce.accounts.schemas import Input
 from commerce.shops.schemas import Id
+from storage.web import Input
 from storage.web.pagination import Page, PageQuery
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from commerce.accounts.schemas import Input
+from storage.web import Input
 from storage.web.pagination import Page
 
 ShopName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]

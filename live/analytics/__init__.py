@@ -1,4 +1,6 @@
-"""Live-session analytics: durable viewer visits, the pin timeline and the owner's stats.
+"""Live-session analytics: durable viewer visits and the owner's stats and timeline.
 
-Kept free of imports so that `live.sessions.service` can record pins without a cycle.
+It stands above sessions, flash, streaming and the hub, reading what they record, and
+none of them imports it: the hub notes visits on the `VisitRecorder` that the
+composition root hands it (docs/architecture.md, "Inside `live`").
 """

@@ -1,4 +1,4 @@
-"""What analytics keeps in the database, so every server process sees the same history."""
+"""What analytics keeps in the database, so every server process sees the same visits."""
 
 from __future__ import annotations
 
@@ -29,17 +29,3 @@ class LiveVisit(Base):
     left_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
     __table_args__ = (Index("ix_live_visits_session_socket", "live_session_id", "socket_id"),)
-
-
-class LivePin(Base):
-    """One stretch of time a product spent pinned; `unpinned_at` is NULL while it is."""
-
-    __tablename__ = "live_pins"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    live_session_id: Mapped[str] = mapped_column(ForeignKey("live_sessions.id", ondelete="CASCADE"))
-    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"))
-    pinned_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    unpinned_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
-
-    __table_args__ = (Index("ix_live_pins_session_pinned", "live_session_id", "pinned_at"),)

@@ -25,7 +25,7 @@ from commerce.accounts.tokens import Principal
 from commerce.catalog.models import Product
 from commerce.orders.models import Order, OrderItem, OrderStatus
 from live.analytics.intervals import Interval, clip, contains, overlaps, peak, seconds, union
-from live.analytics.models import LivePin, LiveVisit
+from live.analytics.models import LiveVisit
 from live.analytics.schemas import (
     LiveStatsOut,
     OrderStatsOut,
@@ -37,7 +37,7 @@ from live.analytics.timeline import timeline
 from live.analytics.visits import VisitRecorder
 from live.hub.chat import CHAT
 from live.hub.presence import Presence
-from live.sessions.models import LiveProduct
+from live.sessions.models import LivePin, LiveProduct
 from live.sessions.service import LiveSessionService
 from storage.documents.port import DocumentStore
 

@@ -13,9 +13,8 @@ from typing import get_args
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from live.analytics.models import LivePin
 from live.analytics.schemas import TimelineEntryOut, TimelineKind
-from live.sessions.models import FlashSale
+from live.sessions.models import FlashSale, LivePin
 
 KIND_ORDER = get_args(TimelineKind)
 

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from commerce.accounts.schemas import Input
 from live.flash.service import MAX_COUNTDOWN_SECONDS, MAX_DURATION_SECONDS, MIN_DURATION_SECONDS
+from storage.web import Input
 from storage.web.pagination import Page
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]

@@ -17,35 +17,25 @@ transport holds more than `max_buffered_bytes` unsent, or that has more than
 and catches up from the `session:join` snapshot). No write ever waits, so a stalled
 client never delays the others.
 
-This is also the one module that touches python-socketio's and python-engineio's
-internals for the rest of the hub: `AckAwareServer` tells handlers whether the client
-asked for an ack, `end_session` ends an Engine.IO session without waiting for the
-client, and `start_manager` starts the backplane before the first connection. Both
-libraries are pinned exactly for these; `fast_path` checks for every one at start
-(`check`) and, without one, logs an error and the hub takes the public path:
-`NotifyingManager` (which still tells the join snapshots of every emit), a plain
-`socketio.AsyncServer` (refusals then go only in acks) and no `end_session` (a refused
-long-polling session then lasts until its ping timeout).
+The engineio and socketio internals this takes are in `live.hub.engineio_private` and
+`live.hub.socketio_private`; when the start-up check finds one missing
+(`live.hub.internals`), `client_manager` gives `NotifyingManager`, python-socketio's
+own path, which still tells the join snapshots of every emit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import struct
-from collections.abc import Callable
-from importlib.metadata import version
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import engineio
 import socketio
 from aiohttp import web
-from engineio import packet as eio_packet
-from engineio.async_socket import AsyncSocket
-from socketio import packet as sio_packet
 
-from live.hub.dispatch import ACK_WANTED
+from live.hub import engineio_private, socketio_private
 
 log = logging.getLogger("streamcart.hub.broadcast")
 MAX_BUFFERED_BYTES = 1024 * 1024
@@ -82,26 +72,21 @@ class WebsocketTransports:
         return self._by_sid.get(eio_sid)
 
     def install(self, eio: engineio.AsyncServer) -> None:
-        """Wrap `eio`'s websocket class (on a copy of its driver table, which the driver
-        module shares with every other server)."""
-        registry = self._by_sid
-        driver_websocket = eio._async["websocket"]
+        """Track every websocket session of `eio`."""
+        engineio_private.wrap_websockets(eio, self._serve)
 
-        class TrackedWebSocket(driver_websocket):
-            async def __call__(self, environ: dict[str, Any]) -> Any:
-                eio_sid = self.handler.__self__.sid  # the AsyncSocket's bound handler
-                transport = environ["aiohttp.request"].transport
-                if transport is None:  # the client is already gone
-                    return await super().__call__(environ)
-                registry[eio_sid] = transport
-                environ["aiohttp.request"] = without_deflate(environ["aiohttp.request"])
-                try:
-                    return await super().__call__(environ)
-                finally:
-                    if registry.get(eio_sid) is transport:
-                        del registry[eio_sid]
-
-        eio._async = {**eio._async, "websocket": TrackedWebSocket}
+    async def _serve(
+        self, eio_sid: str, request: web.Request, serve: Callable[[web.Request], Awaitable[Any]]
+    ) -> Any:
+        transport = request.transport
+        if transport is None:  # the client is already gone
+            return await serve(request)
+        self._by_sid[eio_sid] = transport
+        try:
+            return await serve(without_deflate(request))
+        finally:
+            if self._by_sid.get(eio_sid) is transport:
+                del self._by_sid[eio_sid]
 
 
 def without_deflate(request: web.Request) -> web.Request:
@@ -116,126 +101,9 @@ def without_deflate(request: web.Request) -> web.Request:
     return request.clone(headers=headers)
 
 
-def _writer_idle(socket: AsyncSocket) -> bool:
-    """The socket is on the websocket transport and its writer task waits for a packet
-    with nothing queued, so bytes written now come after everything sent before. (The
-    writer pops its packets off the queue before writing them; while it holds some, or
-    waits for the transport to drain, nobody waits on the queue.)"""
-    queue = socket.queue
-    return (
-        socket.upgraded
-        and not socket.upgrading
-        and not socket.closing
-        and not socket.closed
-        and queue.empty()
-        and bool(queue._getters)  # asyncio.Queue's waiting getters
-    )
-
-
-def _arguments(data: Any) -> list[Any]:
-    """An emit's data as the event's argument list (python-socketio's convention: a
-    tuple is several arguments, None is none)."""
-    if isinstance(data, tuple):
-        return list(data)
-    return [] if data is None else [data]
-
-
-class SocketioIncompatible(RuntimeError):
-    """This python-socketio or python-engineio lacks an internal the fast path uses."""
-
-
-_EVENT_PARAMETERS = ["self", "server", "sid", "eio_sid", "data", "namespace", "id"]
-_CLOSE_PARAMETERS = {"wait", "abort", "reason"}
-
-
-def check() -> None:
-    """Raise SocketioIncompatible, naming the versions, unless python-engineio and
-    python-socketio have every internal this module uses (they are pinned exactly)."""
-    server = socketio.AsyncServer(async_mode="aiohttp")
-    probe = server.eio
-    missing = []
-    if "websocket" not in getattr(probe, "_async", {}):
-        missing.append("engineio.AsyncServer._async['websocket']")
-    if not isinstance(getattr(probe, "sockets", None), dict):
-        missing.append("engineio.AsyncServer.sockets")
-    socket = AsyncSocket(probe, "probe")
-    missing += [
-        f"AsyncSocket.{name}"
-        for name in ("queue", "upgraded", "upgrading", "closing", "closed")
-        if not hasattr(socket, name)
-    ]
-    if not hasattr(getattr(socket, "queue", None), "_getters"):
-        missing.append("the socket queue's _getters")
-    if not _CLOSE_PARAMETERS.issubset(_parameters(getattr(socket, "close", None))):
-        missing.append("AsyncSocket.close(wait, abort, reason)")
-    if not hasattr(getattr(probe, "reason", None), "TRANSPORT_ERROR"):
-        missing.append("engineio.AsyncServer.reason.TRANSPORT_ERROR")
-    missing += [
-        f"socketio.AsyncServer.{name}"
-        for name in ("_send_eio_packet", "packet_class", "start_background_task")
-        if not hasattr(server, name)
-    ]
-    handle_event = getattr(socketio.AsyncServer, "_handle_event_internal", None)
-    if _parameters(handle_event) != _EVENT_PARAMETERS:
-        missing.append(
-            "socketio.AsyncServer._handle_event_internal(" + ", ".join(_EVENT_PARAMETERS[1:]) + ")"
-        )
-    if missing:
-        raise SocketioIncompatible(
-            f"python-socketio {version('python-socketio')} / python-engineio "
-            f"{version('python-engineio')} lack {', '.join(missing)}"
-        )
-
-
-def _parameters(function: Any) -> list[str]:
-    return [] if function is None else list(inspect.signature(function).parameters)
-
-
-def fast_path() -> bool:
-    """Whether this python-socketio has every internal used here (logged when not)."""
-    try:
-        check()
-    except SocketioIncompatible as error:
-        log.error("the hub takes python-socketio's public path: %s", error)
-        return False
-    return True
-
-
-class AckAwareServer(socketio.AsyncServer):
-    """Records, for the handler about to run, whether the client asked for an ack
-    (`ACK_WANTED`): python-socketio tells handlers nothing of it."""
-
-    async def _handle_event_internal(self, server, sid, eio_sid, data, namespace, id):
-        ACK_WANTED.set(id is not None)
-        await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
-
-
-def start_manager(sio: socketio.AsyncServer) -> None:
-    """Start the client manager (the backplane's listener) now: python-socketio starts
-    it at the first connection, noting it in `manager_initialized`. Without that flag
-    the manager is left to start as python-socketio does."""
-    if getattr(sio, "manager_initialized", True):
-        return
-    sio.manager_initialized = True
-    sio.manager.initialize()
-
-
-async def end_session(eio: engineio.AsyncServer, eio_sid: str) -> None:
-    """End an Engine.IO session now: its disconnect runs (Socket.IO's and the hub's), a
-    pending long-poll gets the close packet, and the session leaves the server's table.
-    python-engineio's own `disconnect` instead waits until the client fetches the close
-    packet, which on long-polling is for ever when no poll comes."""
-    socket = eio.sockets.get(eio_sid)
-    if socket is None:
-        return
-    if not socket.closing and not socket.closed:
-        await socket.close(wait=False, reason=eio.reason.TRANSPORT_ERROR)
-    eio.sockets.pop(eio_sid, None)
-
-
 def client_manager(redis_url: str, channel: str, fast: bool) -> socketio.AsyncManager:
-    """The managers with the fast path when `fast` (see `fast_path`), else
-    python-socketio's own, which still tell `on_emit`."""
+    """The managers with the fast path when `fast` (both adapters usable, see
+    `live.hub.internals`), else python-socketio's own, which still tell `on_emit`."""
     if not fast:
         if redis_url:
             return NotifyingRedisManager(redis_url, channel=channel)
@@ -293,17 +161,15 @@ class BroadcastManager(socketio.AsyncManager):
         room = to or room
         if self.on_emit is not None:
             self.on_emit(event, room)
-        if callback is not None or namespace not in self.rooms:
+        if callback is not None:  # each recipient's packet carries its own ack id
             return await super().emit(
                 event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
             )
-        encoded = self.server.packet_class(
-            sio_packet.EVENT, namespace=namespace, data=[event, *_arguments(data)]
-        ).encode()
+        encoded = socketio_private.encode_event(self.server, namespace, event, data)
         if isinstance(encoded, list):  # binary attachments travel as extra frames
             return await super().emit(event, data, namespace, room=room, skip_sid=skip_sid)
-        message = eio_packet.Packet(eio_packet.MESSAGE, encoded)
-        frame = text_frame(message.encode())
+        message, text = engineio_private.message(encoded)
+        frame = text_frame(text)
         skipped = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
         queued = [
             eio_sid
@@ -311,24 +177,21 @@ class BroadcastManager(socketio.AsyncManager):
             if sid not in skipped and not self._deliver(eio_sid, frame)
         ]
         if queued:
-            await asyncio.wait(
-                [
-                    asyncio.create_task(self.server._send_eio_packet(eio_sid, message))
-                    for eio_sid in queued
-                ]
-            )
+            send = self.server.eio.send_packet
+            await asyncio.wait([asyncio.create_task(send(eio_sid, message)) for eio_sid in queued])
 
     def _deliver(self, eio_sid: str, frame: bytes) -> bool:
         """Write `frame` to the socket's transport, or drop a hopelessly slow socket;
         False when the packet must take the queued path."""
-        socket = self.server.eio.sockets.get(eio_sid)
+        socket = engineio_private.session(self.server.eio, eio_sid)
         if socket is None:  # disconnected meanwhile
             return True
         transport = self.websockets.get(eio_sid)
-        if transport is None or not _writer_idle(socket):
-            if socket.queue.qsize() < self.max_queued_packets:
+        if transport is None or not engineio_private.writer_idle(socket):
+            backlog = engineio_private.queued(socket)
+            if backlog < self.max_queued_packets:
                 return False
-            self._disconnect_slow(socket, transport, f"{socket.queue.qsize()} packets queued")
+            self._disconnect_slow(socket, transport, f"{backlog} packets queued")
             return True
         if transport.is_closing():
             return True
@@ -340,16 +203,14 @@ class BroadcastManager(socketio.AsyncManager):
         return True
 
     def _disconnect_slow(
-        self, socket: AsyncSocket, transport: asyncio.Transport | None, backlog: str
+        self, socket: Any, transport: asyncio.Transport | None, backlog: str
     ) -> None:
         """Cut the connection without waiting: the websocket handler, or the next poll,
         then runs the usual disconnect (rooms, presence)."""
         log.warning("disconnecting a client that does not keep up (%s)", backlog)
         if transport is not None:
             transport.abort()
-        if not socket.closing:
-            reason = self.server.eio.reason.TRANSPORT_ERROR
-            self.server.start_background_task(socket.close, wait=False, abort=True, reason=reason)
+        engineio_private.close_soon(self.server.eio, socket)
 
 
 class RedisBroadcastManager(socketio.AsyncRedisManager, BroadcastManager):

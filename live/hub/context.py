@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     import socketio
 
     from commerce.shops.access import ShopTeams
-    from live.analytics.visits import VisitRecorder
     from live.hub.presence import Presence
     from live.hub.reactions import Reactions
     from live.hub.snapshots import Snapshots
@@ -84,6 +83,22 @@ class Member:
         return self.user_id or f"guest:{self.sid}"
 
 
+class Visits(Protocol):
+    """Where the hub notes each socket's visit to a session, and which it starts and stops
+    with itself. `live.analytics.visits.VisitRecorder` is the one; the composition root
+    hands it in, so the hub stays below analytics (docs/architecture.md, "Inside `live`")."""
+
+    def open(
+        self, live_session_id: str, socket_id: str, viewer_key: str, signed_in: bool
+    ) -> None: ...
+
+    def close(self, live_session_id: str, socket_id: str) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class HubContext:
     sio: socketio.AsyncServer
@@ -97,7 +112,7 @@ class HubContext:
     whep: WhepService
     teams: ShopTeams
     snapshots: Snapshots
-    visits: VisitRecorder
+    visits: Visits
 
     async def emit(self, event: str, data: dict[str, Any], room: str) -> None:
         """To every socket in `room`, on every process when the Redis manager is in use."""

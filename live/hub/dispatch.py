@@ -17,15 +17,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from commerce.accounts.schemas import Input
 from live.hub.context import HubContext, Member
 from storage.outages import unavailable
-from storage.web import Problem
+from storage.web import Input, Problem
 
 log = logging.getLogger("streamcart.hub")
 
-# Set per event by `broadcast.AckAwareServer` (python-socketio does not tell a handler
-# whether the client asked for an ack).
+# Set per event by `socketio_private.AckAwareServer` (python-socketio does not tell a
+# handler whether the client asked for an ack).
 ACK_WANTED: ContextVar[bool] = ContextVar("ack_wanted", default=True)
 
 Result = dict[str, Any] | None

@@ -5,8 +5,10 @@ session and waiting, inside that request, for the client to fetch the close pack
 a GET: a client that never polls again gets no answer, and the request and its session
 are held for good (400 such requests held 35 MiB). Here such a POST is answered at once
 with 413, its body unread, and its session ends (`end_session`: the Socket.IO disconnect
-runs as usual). A POST without a Content-Length (chunked) gets 411: python-engineio
-reads only as many bytes as the header announces, so it would take nothing of it.
+runs as usual; it takes python-engineio internals, so on its public path the session
+instead lasts until its ping timeout). A POST without a Content-Length (chunked) gets
+411: python-engineio reads only as many bytes as the header announces, so it would take
+nothing of it.
 
 Long-polling itself stays: some Socket.IO clients start on it before upgrading, and
 behind proxies without websockets it is the only transport. The web client connects
@@ -26,10 +28,13 @@ PATH = "/socket.io/"
 EndSession = Callable[[str], Awaitable[None]]
 
 
-def attach(app: web.Application, sio: socketio.AsyncServer, end_session: EndSession | None):
-    """Serve `sio` at PATH (as `sio.attach` would), ending a session that posts too much
-    with `end_session` (without one, it lasts until its ping timeout)."""
-    limit = sio.eio.max_http_buffer_size
+def attach(
+    app: web.Application, sio: socketio.AsyncServer, limit: int, end_session: EndSession | None
+) -> None:
+    """Serve `sio` at PATH (as `sio.attach` would), refusing POSTs over `limit` bytes (the
+    `max_http_buffer_size` it was built with) and ending their session with `end_session`
+    (`live.hub.engineio_private`'s; without one, the session lasts until its ping
+    timeout)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         if request.method == "POST":

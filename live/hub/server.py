@@ -19,6 +19,9 @@ Choices, and why:
 - Either way the manager is `live.hub.broadcast`'s: a broadcast is framed once and the
   same bytes are written to every websocket client, so a room of thousands costs little
   more than one `transport.write` per viewer.
+- python-engineio's and python-socketio's internals are used only in
+  `live.hub.engineio_private` and `live.hub.socketio_private`, checked once here
+  (`live.hub.internals`); without them the hub serves on the libraries' public path.
 """
 
 from __future__ import annotations
@@ -33,22 +36,23 @@ from aiohttp import web
 
 from commerce.accounts.service import AccountService
 from commerce.shops.access import ShopTeams
-from live.analytics.visits import VisitRecorder
 from live.hub import bridge, chat, connection, moderation, pins, polling, reactions, rooms, webrtc
-from live.hub.broadcast import (
-    AckAwareServer,
-    client_manager,
-    end_session,
-    fast_path,
-    start_manager,
-)
+from live.hub.broadcast import client_manager
 from live.hub.chat import recent
-from live.hub.context import HubContext, live_room
+from live.hub.context import HubContext, Visits, live_room
 from live.hub.dispatch import attach_unknown_event_handler
+from live.hub.engineio_private import end_session
+from live.hub.internals import Internals, check_internals
 from live.hub.presence import Presence
 from live.hub.reactions import Reactions
 from live.hub.rooms import shared_builder
 from live.hub.snapshots import Snapshots
+from live.hub.socketio_private import (
+    AckAwareServer,
+    backplane_client,
+    backplane_listener,
+    start_manager,
+)
 from live.sessions.service import LiveSessionService
 from signaling.whep import WhepService
 from storage.backends import Backends
@@ -64,9 +68,10 @@ HANDLER_MODULES = (rooms, chat, moderation, pins, reactions, webrtc)
 class Hub:
     """The hub of one process: its Socket.IO server and its background work."""
 
-    def __init__(self, context: HubContext, bus: EventBus) -> None:
+    def __init__(self, context: HubContext, bus: EventBus, usable: Internals) -> None:
         self.context = context
         self._bus = bus
+        self._usable = usable
         self._ticker: asyncio.Task[None] | None = None
         self._bridge: bridge.Bridge | None = None
 
@@ -77,7 +82,8 @@ class Hub:
     async def start(self) -> None:
         """Listen to the backplane now rather than at the first connection, then start
         forwarding bus events and the once-a-second tickers."""
-        start_manager(self.sio)
+        if self._usable.socketio:
+            start_manager(self.sio)
         self._bridge = bridge.Bridge(self.context)
         await self._bus.subscribe(bridge.CONSUMER, bridge.PATTERNS, self._bridge.handle)
         self._ticker = asyncio.create_task(self._tick(), name="hub-ticker")
@@ -122,10 +128,10 @@ async def _stop_backplane(manager: socketio.AsyncManager) -> None:
     """python-socketio starts the pub/sub listener task but never stops it; a clean
     shutdown (and a test run without leaked tasks) needs it cancelled and its Redis
     connection closed."""
-    listener = getattr(manager, "thread", None)
-    if isinstance(listener, asyncio.Task):
+    listener = backplane_listener(manager)
+    if listener is not None:
         await _cancel(listener)
-    redis = getattr(manager, "redis", None)
+    redis = backplane_client(manager)
     if redis is not None:
         await redis.aclose()
 
@@ -137,18 +143,21 @@ def build_hub(
     live_sessions: LiveSessionService,
     whep: WhepService,
     teams: ShopTeams,
+    visits: Visits,
     redis_url: str,
     *,
     channel: str = CHANNEL,
 ) -> Hub:
-    fast = fast_path()
-    sio = (AckAwareServer if fast else socketio.AsyncServer)(
+    usable = check_internals()
+    server_class = AckAwareServer if usable.socketio else socketio.AsyncServer
+    sio = server_class(
         async_mode="aiohttp",
-        client_manager=client_manager(redis_url, channel, fast),
+        client_manager=client_manager(redis_url, channel, usable.fast_broadcast),
         async_handlers=False,
         max_http_buffer_size=MAX_PACKET_BYTES,
     )
-    polling.attach(app, sio, partial(end_session, sio.eio) if fast else None)
+    ending = partial(end_session, sio.eio) if usable.engineio else None
+    polling.attach(app, sio, MAX_PACKET_BYTES, ending)
 
     async def emit_count(live_session_id: str, viewers: int) -> None:
         count = {"live_session_id": live_session_id, "viewers": viewers}
@@ -176,10 +185,10 @@ def build_hub(
         whep=whep,
         teams=teams,
         snapshots=snapshots,
-        visits=VisitRecorder(backends.sessions),
+        visits=visits,
     )
     connection.attach(context)
     for module in HANDLER_MODULES:
         module.events.attach(context)
     attach_unknown_event_handler(context)
-    return Hub(context, backends.bus)
+    return Hub(context, backends.bus, usable)

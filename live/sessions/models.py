@@ -1,4 +1,5 @@
-"""Live sessions, the products on show in them, and their flash sales."""
+"""Live sessions, the products on show in them, the stretches each was pinned, and their
+flash sales."""
 
 from __future__ import annotations
 
@@ -60,6 +61,20 @@ class LiveProduct(Base):
         CheckConstraint("live_price IS NULL OR live_price >= 0", name="price"),
         CheckConstraint("live_stock IS NULL OR live_sold <= live_stock", name="allocation"),
     )
+
+
+class LivePin(Base):
+    """One stretch of time a product spent pinned; `unpinned_at` is NULL while it is."""
+
+    __tablename__ = "live_pins"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    live_session_id: Mapped[str] = mapped_column(ForeignKey("live_sessions.id", ondelete="CASCADE"))
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"))
+    pinned_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    unpinned_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+
+    __table_args__ = (Index("ix_live_pins_session_pinned", "live_session_id", "pinned_at"),)
 
 
 class FlashSale(Base):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
-from commerce.accounts.schemas import Input
+from storage.web import Input
 from storage.web.pagination import Page, PageQuery
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]

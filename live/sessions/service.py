@@ -17,8 +17,8 @@ from commerce.catalog.models import Product, ProductStatus, Variant
 from commerce.pricing import regular_price
 from commerce.shops.access import require_shop_access, shop_role
 from commerce.shops.models import Shop, ShopStatus
-from live.analytics.pins import close_pin, record_pin
 from live.sessions.models import FlashSale, LiveProduct, LiveSession, LiveStatus
+from live.sessions.pins import close_pin, record_pin
 from live.sessions.schemas import ShowcaseItemOut
 from storage.ids import new_id
 from storage.outbox import add_event

@@ -1,10 +1,11 @@
 """HTTP API toolkit shared by every package: problems, declared routes, OpenAPI.
 
-It lives in `storage` (infrastructure) because every package may import
-`storage` and none may import `live`, yet all of them serve HTTP endpoints.
+It lives in `storage` (infrastructure) because `commerce`, `signaling` and `live` all
+serve HTTP endpoints and none but `live` may import `live`; `signaling` may import this
+part of `storage` alone.
 """
 
-from storage.web.inputs import parse_body, validate
+from storage.web.inputs import Input, parse_body, validate
 from storage.web.problems import PROBLEM_JSON, Problem
 from storage.web.routes import BEARER, ApiRoutes, Operation, SecurityScheme
 
@@ -12,6 +13,7 @@ __all__ = [
     "BEARER",
     "PROBLEM_JSON",
     "ApiRoutes",
+    "Input",
     "Operation",
     "Problem",
     "SecurityScheme",

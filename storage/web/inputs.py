@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from storage.web.problems import Problem
 
@@ -28,6 +28,13 @@ NUL = "\x00"
 MAX_INTEGRAL_EXPONENT = 18
 # pydantic refuses JSON nested deeper than this (as malformed), so no need to look deeper.
 MAX_DEPTH = 200
+
+
+class Input(BaseModel):
+    """The base of every request body and socket payload model: unknown fields and loose
+    types are refused, so a typo or a string where a number belongs is a 422, not a guess."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 async def parse_body(

@@ -3,7 +3,7 @@
 The stream's fan-out hands every viewer the same `RtpFrame`; per packet a viewer only
 packs its 12-byte RTP header (SSRC, sequence number, its own timestamp origin) before
 the shared extension block and payload, in one buffer where its SRTP session protects
-the frame's packets in place (signaling/srtp_frames.py), and sends them on its ICE
+the frame's packets in place (signaling/rtp/srtp_frames.py), and sends them on its ICE
 pair's socket. aiortc still negotiates, connects, derives the keys and runs RTCP: its
 sender reports carry the counts kept here, and NACKs are answered over RTX from a
 short per-viewer history of the frames sent.
@@ -19,14 +19,17 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from aiortc import RTCRtpCodecParameters, RTCRtpSender
-from aiortc.codecs import is_rtx
-from aiortc.rtcrtpparameters import RTCRtpSendParameters
-from aiortc.rtcrtpsender import random_sequence_number
-from aiortc.utils import random32
 
-from signaling.aiortc_hooks import SecureDatagramPath, SenderHooks
-from signaling.budget import Budget
-from signaling.packetizer import MID_URI, ExtensionLayout, RtpFrame
+from signaling.adapters.aiortc_private import (
+    RTCRtpSendParameters,
+    SecureDatagramPath,
+    SenderHooks,
+    is_rtx,
+    random32,
+    random_sequence_number,
+)
+from signaling.rtp.budget import Budget
+from signaling.rtp.packetizer import MID_URI, ExtensionLayout, RtpFrame
 
 SEQUENCE_NUMBER = struct.Struct("!H")
 RTP_VERSION = 0x80
@@ -52,7 +55,7 @@ class ViewerClock:
 
 
 class Fanout(Protocol):
-    """What a viewer's sender registers with (signaling.fanout.StreamFanout)."""
+    """What a viewer's sender registers with (signaling.rtp.fanout.StreamFanout)."""
 
     def attach(self, sender: ViewerRtpSender) -> None: ...
 
@@ -99,14 +102,7 @@ class ViewerRtpSender:
     def install(self, sender: RTCRtpSender) -> None:
         """Take over `sender`'s RTP: learn its parameters when aiortc starts it."""
         hooks = self._hooks = SenderHooks(sender)
-        start = sender.send
-
-        async def send(parameters: RTCRtpSendParameters) -> None:
-            self._configure(parameters)
-            await start(parameters)
-
-        sender.send = send  # type: ignore[method-assign]
-        hooks.replace(self._run, self._run_rtcp, self._retransmit)
+        hooks.replace(self._configure, self._run, self._run_rtcp, self._retransmit)
 
     def stop(self) -> None:
         if not self._stopped.done():
@@ -120,7 +116,7 @@ class ViewerRtpSender:
         """Send a shared frame (called by the fan-out, synchronously).
 
         Once one send has succeeded, the fan-out hands the viewer to the C send path
-        where it is built (`go_native`; signaling/_sendpath.c does what this does)."""
+        where it is built (`go_native`; signaling/rtp/_sendpath.c does what this does)."""
         path, hooks = self._path, self._hooks
         if path is None or hooks is None or not path.connected:
             self.stop()

@@ -1,9 +1,9 @@
 """RTP payloads of a stream's frames, made once per stream and shared by every viewer.
 
 H.264 access units are split with aiortc's own packetizer (FU-A / STAP-A), its
-fragments made equal-size; an Opus packet is one payload. What differs
-per viewer (SSRC, sequence numbers, the timestamp origin) lives in the 12-byte RTP
-header, so a viewer only puts its header before bytes made here.
+fragments made equal-size (signaling/adapters/aiortc_private.py); an Opus packet is one
+payload. What differs per viewer (SSRC, sequence numbers, the timestamp origin) lives
+in the 12-byte RTP header, so a viewer only puts its header before bytes made here.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from aiortc.codecs.h264 import FU_A_HEADER_SIZE, NAL_TYPE_FU_A, PACKET_MAX, H264Encoder
-from aiortc.rtp import pack_header_extensions
-
 from media.packets import OpusFrame, Packet, VideoFrame
+from signaling.adapters.aiortc_private import h264_payloads, pack_header_extensions
 
 VIDEO_CLOCK_RATE = 90_000
 AUDIO_CLOCK_RATE = 48_000
@@ -25,25 +23,6 @@ MAX_AUDIO_JITTER = 40 * AUDIO_TICKS_PER_MS  # beyond this a timestamp is a real 
 EXTENSION_HEADER = struct.Struct("!HH")
 
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
-
-
-class EvenFragmentsPacketizer(H264Encoder):
-    """aiortc's H.264 packetizer (STAP-A, FU-A), but a NAL unit's FU-A fragments are all
-    full-size except the last (aiortc spreads the remainder over them): a run of
-    equal-size datagrams is what one segmentation-offload send takes."""
-
-    @staticmethod
-    def _packetize_fu_a(data: bytes) -> list[bytes]:
-        indicator = (data[0] & 0xE0) | NAL_TYPE_FU_A
-        nal_type = data[0] & 0x1F
-        step = PACKET_MAX - FU_A_HEADER_SIZE
-        starts = range(1, len(data), step)
-        last = starts[-1]
-        return [
-            bytes((indicator, nal_type | (0x80 if at == 1 else 0) | (0x40 if at == last else 0)))
-            + data[at : at + step]
-            for at in starts
-        ]
 
 
 class ExtensionLayout(NamedTuple):
@@ -130,8 +109,7 @@ class StreamPacketizer:
 
     def packetize(self, packet: Packet) -> RtpFrame | None:
         if isinstance(packet, VideoFrame):
-            bitstream = EvenFragmentsPacketizer._split_bitstream(packet.data)
-            payloads = EvenFragmentsPacketizer._packetize(bitstream)
+            payloads = h264_payloads(packet.data)
             ticks = packet.pts * VIDEO_TICKS_PER_MS
             return RtpFrame(
                 "video", packet.pts, ticks, packet.keyframe, VIDEO_TICKS_PER_MS, payloads

@@ -9,7 +9,7 @@ starts mid-stream is sent them at once and decodes from a keyframe.
 
 A viewer's first frames go through its sender in Python; from then on, where the C
 send path is built, one call per frame sends to every such viewer of an answer layout
-(signaling/_sendpath.c), so a viewer costs no interpreter work per frame: the
+(signaling/rtp/_sendpath.c), so a viewer costs no interpreter work per frame: the
 per-viewer state (sequence numbers, counts, which frames went out) lives in C, sender
 reports go out from C once a second, and aiortc is given the counts for getStats().
 """
@@ -18,20 +18,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import Any
 
 from media.hub import StreamHub
-from signaling import srtp_frames
-from signaling.aiortc_hooks import ntp_now
-from signaling.pacer import Pacer
-from signaling.packetizer import ExtensionLayout, RtpFrame, StreamPacketizer
-from signaling.rtp_sender import NACK_HISTORY_FRAMES, ViewerRtpSender
+from signaling.rtp import srtp_frames
+from signaling.rtp.pacer import Pacer
+from signaling.rtp.packetizer import ExtensionLayout, RtpFrame, StreamPacketizer
+from signaling.rtp.rtp_sender import NACK_HISTORY_FRAMES, ViewerRtpSender
 
 log = logging.getLogger("streamcart.signaling")
 
 MAX_CACHED_FRAMES = 1024  # a longer GOP is not kept (memory); joiners wait for a keyframe
 SYNC_SECONDS = 1.0  # sender reports once a second, as aiortc sends them; counts with them
+NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
+
+
+def ntp_now() -> int:
+    """The wall clock as a 64-bit NTP timestamp (aiortc's goes through datetime: slower)."""
+    return int((time.time() + NTP_EPOCH_OFFSET) * (1 << 32))
 
 
 class NativeGroup:
@@ -62,7 +68,7 @@ class StreamFanout:
     """
 
     def __init__(self, hub: StreamHub, *, pacing: bool = True) -> None:
-        """`pacing`: video frames leave in runs spread over time (signaling/pacer.py)."""
+        """`pacing`: video frames leave in runs spread over time (signaling/rtp/pacer.py)."""
         self.viewers = 0
         self._subscription = hub.subscribe(webrtc=True)
         self._packetizer = StreamPacketizer()

@@ -1,27 +1,40 @@
-"""The private parts of aiortc and aioice that the fan-out's send path uses, in one place.
+"""The private parts of aiortc that the WebRTC fast path uses, in one place.
 
 aiortc keeps signaling, ICE, DTLS, SRTP keys and RTCP; only its per-packet RTP loop is
-replaced, and a viewer's receiver reports are dropped before they reach it
-(`ReportFilter`). That needs a few of its internals: the sender's RTP task hooks and
-its sender report counters (name-mangled attributes), the DTLS transport's SRTP
-sessions, state and RTCP handler, and the nominated ICE pair's datagram transport and
-protocol (aioice's); and aiortc's H.264 packetizer (signaling/packetizer.py subclasses
-it). `SenderHooks` and `SecureDatagramPath` check the attributes they use before using
-them, so an aiortc upgrade that moves them fails loudly (`AiortcIncompatible`, and
-tests/test_webrtc_fastpath.py fails) instead of quietly sending nothing.
+replaced (signaling/rtp/rtp_sender.py), and a viewer's receiver reports are dropped
+before they reach it (`ReportFilter`). That needs a few of its internals: the sender's
+RTP task hooks and its sender report counters (name-mangled attributes), the DTLS
+transport's SRTP sessions, state and RTCP handler, the ICE gatherer's and transport's
+aioice connection, and its H.264 packetizer's static methods; and, from aiortc's
+modules rather than its package, helpers the fast path and the offer check share with
+it (RTCP packets, header extensions, RTX, SDP parsing, codec matching, random
+origins). `check()` finds out once at start-up (signaling/adapters/checks.py) whether
+this aiortc has them all; where it does not, viewers are served by aiortc's own public
+sending path (signaling/hub_track.py) instead. `SenderHooks` and `SecureDatagramPath`
+check again what they use, per viewer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pylibsrtp
-from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpCodecParameters, RTCRtpSender
+from aiortc import (
+    RTCDtlsTransport,
+    RTCIceTransport,
+    RTCPeerConnection,
+    RTCRtpCodecParameters,
+    RTCRtpSender,
+)
+from aiortc.codecs import is_rtx as is_rtx
+from aiortc.codecs.h264 import FU_A_HEADER_SIZE, NAL_TYPE_FU_A, PACKET_MAX, H264Encoder
 from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcpeerconnection import is_codec_compatible as is_codec_compatible
+from aiortc.rtcrtpparameters import RTCRtpSendParameters as RTCRtpSendParameters
+from aiortc.rtcrtpsender import random_sequence_number as random_sequence_number
 from aiortc.rtp import (
     RtcpByePacket,
     RtcpSdesPacket,
@@ -30,14 +43,20 @@ from aiortc.rtp import (
     RtcpSrPacket,
     is_rtcp,
 )
+from aiortc.rtp import pack_header_extensions as pack_header_extensions
+from aiortc.sdp import MediaDescription as MediaDescription
+from aiortc.sdp import SessionDescription as SessionDescription
+from aiortc.utils import random32 as random32
 
-from signaling import srtp_frames
-from signaling.budget import Budget
-from signaling.datagrams import DatagramSender
-from signaling.srtp_frames import FrameProtector
+from signaling.adapters import Incompatible, aioice_private, missing_attributes
+from signaling.rtp import srtp_frames
+from signaling.rtp.budget import Budget
+from signaling.rtp.datagrams import DatagramSender
+from signaling.rtp.srtp_frames import FrameProtector
 
+LIBRARY = "aiortc"
+WRITTEN_FOR = "1.16.0"
 DTLS_CONNECTED = DtlsState.CONNECTED  # an Enum member looked up once, not per frame
-NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
 SENDER_ATTRIBUTES = (
     "_RTCRtpSender__rtp_started",
     "_RTCRtpSender__rtp_exited",
@@ -64,33 +83,67 @@ DTLS_ATTRIBUTES = (
     "_RTCDtlsTransport__rx_bytes",
     "_RTCDtlsTransport__rx_packets",
 )
+ICE_ATTRIBUTES = ("_connection",)  # of RTCIceGatherer and RTCIceTransport
+PACKETIZER_ATTRIBUTES = ("_split_bitstream", "_packetize", "_packetize_fu_a")
 REPORT_PACKET_TYPES = frozenset((201, 202))  # RTCP receiver reports, source descriptions
 RTCP_PER_SECOND = 100  # other RTCP packets (NACK, PLI) aiortc handles per viewer
 
 log = logging.getLogger("streamcart.signaling")
 
 
-class AiortcIncompatible(RuntimeError):
-    """This aiortc lacks an internal the fast send path relies on."""
+def _require(target: object, names: tuple[str, ...]) -> None:
+    missing = missing_attributes(target, names)
+    if missing is not None:
+        raise Incompatible(LIBRARY, WRITTEN_FOR, missing)
+
+
+async def check() -> None:
+    """Raise Incompatible unless a sender and transports made here (a peer that never
+    connects: no sockets) have every internal this module uses."""
+    peer = RTCPeerConnection()
+    try:
+        sender = peer.addTransceiver("video", direction="sendonly").sender
+        dtls = sender.transport
+        _require(sender, SENDER_ATTRIBUTES)
+        _require(dtls, DTLS_ATTRIBUTES)
+        _require(dtls.transport.iceGatherer, ICE_ATTRIBUTES)
+        _require(dtls.transport, ICE_ATTRIBUTES)
+        _require(H264Encoder, PACKETIZER_ATTRIBUTES)
+    finally:
+        await peer.close()
 
 
 def ice_connections(peer: RTCPeerConnection) -> list[Any]:
     """The aioice connection under each ICE transport of `peer` (one when bundled)."""
     gatherers = {t.sender.transport.transport.iceGatherer for t in peer.getTransceivers()}
     for gatherer in gatherers:
-        _require(gatherer, ("_connection",))
+        _require(gatherer, ICE_ATTRIBUTES)
     return [gatherer._connection for gatherer in gatherers]
 
 
-def ntp_now() -> int:
-    """The wall clock as a 64-bit NTP timestamp (aiortc's goes through datetime: slower)."""
-    return int((time.time() + NTP_EPOCH_OFFSET) * (1 << 32))
+class EvenFragmentsPacketizer(H264Encoder):
+    """aiortc's H.264 packetizer (STAP-A, FU-A), but a NAL unit's FU-A fragments are all
+    full-size except the last (aiortc spreads the remainder over them): a run of
+    equal-size datagrams is what one segmentation-offload send takes."""
+
+    @staticmethod
+    def _packetize_fu_a(data: bytes) -> list[bytes]:
+        indicator = (data[0] & 0xE0) | NAL_TYPE_FU_A
+        nal_type = data[0] & 0x1F
+        step = PACKET_MAX - FU_A_HEADER_SIZE
+        starts = range(1, len(data), step)
+        last = starts[-1]
+        return [
+            bytes((indicator, nal_type | (0x80 if at == 1 else 0) | (0x40 if at == last else 0)))
+            + data[at : at + step]
+            for at in starts
+        ]
 
 
-def _require(target: object, names: tuple[str, ...]) -> None:
-    missing = [name for name in names if not hasattr(target, name)]
-    if missing:
-        raise AiortcIncompatible(f"{type(target).__name__} has no {', '.join(missing)}")
+def h264_payloads(access_unit: bytes) -> list[bytes]:
+    """The RTP payloads of one Annex-B access unit, as `EvenFragmentsPacketizer` cuts it."""
+    nal_units = EvenFragmentsPacketizer._split_bitstream(access_unit)
+    return EvenFragmentsPacketizer._packetize(nal_units)
 
 
 class SenderHooks:
@@ -110,13 +163,21 @@ class SenderHooks:
 
     def replace(
         self,
+        configure: Callable[[RTCRtpSendParameters], None],
         run_rtp: Callable[[RTCRtpCodecParameters], Awaitable[None]],
         run_rtcp: Callable[[], Awaitable[None]],
         retransmit: Callable[[int], Awaitable[None]],
     ) -> None:
-        """aiortc's `send()` starts `_run_rtp` and `_run_rtcp`; its RTCP handler calls
-        `_retransmit`."""
+        """aiortc's `send()` (given the negotiated parameters, which `configure` sees
+        first) starts `_run_rtp` and `_run_rtcp`; its RTCP handler calls `_retransmit`."""
         sender: Any = self.sender
+        start = sender.send
+
+        async def send(parameters: RTCRtpSendParameters) -> None:
+            configure(parameters)
+            await start(parameters)
+
+        sender.send = send
         sender._run_rtp = run_rtp
         sender._run_rtcp = run_rtcp
         sender._retransmit = retransmit
@@ -182,7 +243,9 @@ class SecureDatagramPath:
         if dtls._state is not DTLS_CONNECTED:
             raise ConnectionError("DTLS is not connected")
         self.protector = FrameProtector(dtls._tx_srtp)
-        pair = dtls.transport._connection._nominated.get(1)
+        ice: RTCIceTransport = dtls.transport
+        _require(ice, ICE_ATTRIBUTES)
+        pair = aioice_private.nominated_pair(ice._connection)
         if pair is None:
             raise ConnectionError("ICE has no nominated pair")
         self.datagrams = DatagramSender(pair.protocol.transport, pair.remote_addr)
@@ -212,25 +275,26 @@ class SecureDatagramPath:
         cname: str | None,
         counts: tuple[int, int],
     ) -> Any:
-        """A `ViewerState` for the C fan-out (signaling/_sendpath.c) on this transport's
-        SRTP session and socket; None where the C send path is not available."""
+        """A `ViewerState` for the C fan-out (signaling/rtp/_sendpath.c) on this
+        transport's SRTP session and socket; None where the C send path is not built."""
         target, native = self.datagrams.native_target, srtp_frames.native
         if native is None or target is None:
             return None
         fd, address, segmented = target
+        packets, octets = counts
         return native.ViewerState(
-            *self.protector.addresses,
-            self.protector.rtcp_address,
-            fd,
-            address,
-            segmented,
-            first_byte,
-            payload_type,
-            ssrc,
-            sequence,
-            offset,
-            (cname or "").encode(),
-            *counts,
+            srtp=self.protector.srtp,
+            fd=fd,
+            address=address,
+            segmented=segmented,
+            first_byte=first_byte,
+            payload_type=payload_type,
+            ssrc=ssrc,
+            sequence=sequence,
+            timestamp_offset=offset,
+            cname=(cname or "").encode(),
+            packets=packets,
+            octets=octets,
         )
 
     def count_sent(self, packets: int, octets: int) -> None:
@@ -265,19 +329,18 @@ class ReportFilter:
 
     def __init__(self, dtls: Any, protocol: Any) -> None:
         self._dtls = dtls
-        self._others: Callable[[bytes, Any], None] = protocol.datagram_received
         self._handling: set[asyncio.Future[None]] = set()
         self._budget = Budget(
             RTCP_PER_SECOND,
             f"a WebRTC viewer sends more than {RTCP_PER_SECOND} RTCP packets a second "
             "besides its reports; the rest are dropped",
         )
-        protocol.datagram_received = self.datagram_received
+        self._others = aioice_private.intercept_datagrams(protocol, self.datagram_received)
 
     @classmethod
     def install(cls, dtls: Any, protocol: Any) -> None:
         """Once per protocol: a viewer's audio and video senders share it."""
-        if not isinstance(getattr(protocol.datagram_received, "__self__", None), cls):
+        if not isinstance(aioice_private.interceptor(protocol), cls):
             cls(dtls, protocol)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:

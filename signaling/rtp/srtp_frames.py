@@ -4,18 +4,15 @@ Per packet, pylibsrtp's `Session.protect` costs about twice what libsrtp itself 
 this path (a new `int *` and a copy into its buffer, then a copy out into new bytes),
 and the packets then travel as separate objects. Here each packet's RTP header is packed
 and its shared body copied straight into a buffer kept per viewer, libsrtp (through
-pylibsrtp's own cffi binding) protects it in place, and the next packet starts right
-after its tag. A run of equal-size packets is then one contiguous slice, which a
-segmented send (signaling/datagrams.py) takes as it is.
+pylibsrtp's own cffi binding: signaling/adapters/pylibsrtp_private.py) protects it in
+place, and the next packet starts right after its tag. A run of equal-size packets is
+then one contiguous slice, which a segmented send (signaling/rtp/datagrams.py) takes as
+it is.
 
-Where the C module `signaling._sendpath` was built (Linux with a compiler, at install),
-a frame's packets are packed and protected by it in one call: the interpreter, not
-libsrtp, is most of this loop's cost. Without it the same is done here in Python; both
-make the same bytes (tests/test_srtp_frames.py runs each).
-
-This uses two pylibsrtp internals (`pylibsrtp._binding` and `Session._srtp`); they are
-checked when a viewer's protector is made, so an upgrade that moves them fails loudly
-(`SrtpIncompatible`, and tests/test_srtp_frames.py fails) instead of sending garbage.
+Where the C module `signaling.rtp._sendpath` was built (Linux with a compiler, at
+install), a frame's packets are packed and protected by it in one call: the interpreter,
+not libsrtp, is most of this loop's cost. Without it the same is done here in Python;
+both make the same bytes (tests/test_srtp_frames.py runs each).
 """
 
 from __future__ import annotations
@@ -26,8 +23,10 @@ from typing import Any, NamedTuple, NoReturn
 import pylibsrtp
 from pylibsrtp import SRTP_MAX_TRAILER_LEN, Session
 
+from signaling.adapters.pylibsrtp_private import RawSession
+
 try:
-    from signaling import _sendpath as native
+    from signaling.rtp import _sendpath as native
 except ImportError:  # not built here: the Python loop below does the same
     native = None
 
@@ -35,26 +34,6 @@ RTP_HEADER = struct.Struct("!BBHII")
 MARKER_BIT = 0x80
 SRTP_OK = 0
 INITIAL_BUFFER = 4 << 10  # enough for audio; video grows it to its largest frame (a keyframe)
-PROTECT_SIGNATURE = ("struct srtp_ctx_t_ *", "void *", "int *")
-
-
-class SrtpIncompatible(RuntimeError):
-    """This pylibsrtp lacks an internal the protector relies on."""
-
-
-def _binding() -> tuple[Any, Any]:
-    binding = getattr(pylibsrtp, "_binding", None)
-    ffi, lib = getattr(binding, "ffi", None), getattr(binding, "lib", None)
-    if ffi is None or lib is None:
-        raise SrtpIncompatible("pylibsrtp._binding has no ffi or lib")
-    for name in ("srtp_protect", "srtp_protect_rtcp"):
-        function = getattr(lib, name, None)
-        if function is None:
-            raise SrtpIncompatible(f"pylibsrtp._binding has no {name}")
-        signature = tuple(arg.cname for arg in ffi.typeof(function).args)
-        if signature != PROTECT_SIGNATURE:
-            raise SrtpIncompatible(f"{name} takes {signature}, not {PROTECT_SIGNATURE}")
-    return ffi, lib
 
 
 class ProtectedPackets(NamedTuple):
@@ -74,22 +53,10 @@ class FrameProtector:
     """
 
     def __init__(self, session: Session) -> None:
-        self._ffi, lib = _binding()
-        context = getattr(session, "_srtp", None)
-        if context is None:
-            raise SrtpIncompatible("pylibsrtp.Session has no _srtp")
-        self._session = session  # owns the libsrtp context: kept alive while used here
-        self._context = context[0]
-        self._protect = lib.srtp_protect
+        self._raw = RawSession(session)
         self._native = native
-        self.addresses = (  # srtp_protect and the context, for the C send path
-            int(self._ffi.cast("uintptr_t", self._ffi.addressof(lib, "srtp_protect"))),
-            int(self._ffi.cast("uintptr_t", self._context)),
-        )
-        self.rtcp_address = int(  # srtp_protect_rtcp: the C path's sender reports
-            self._ffi.cast("uintptr_t", self._ffi.addressof(lib, "srtp_protect_rtcp"))
-        )
-        self._length = self._ffi.new("int *")
+        self.srtp = self._raw.addresses  # for the C send path
+        self._length = self._raw.new_length()
         self._buffer = bytearray()
         self._pointer: Any = None
         self._offset = 0
@@ -101,7 +68,7 @@ class FrameProtector:
         view of the old one may still be alive)."""
         buffer = bytearray(max(self._offset + room, 2 * len(self._buffer)))
         buffer[: self._offset] = self._buffer[: self._offset]
-        self._buffer, self._pointer = buffer, self._ffi.from_buffer(buffer)
+        self._buffer, self._pointer = buffer, self._raw.pointer(buffer)
 
     def protect(
         self,
@@ -123,15 +90,17 @@ class FrameProtector:
         last = len(bodies) - 1 if marker else -1
         if self._native is not None:  # the same, in C
             offset = self._native.protect(
-                *self.addresses, self._buffer, self._offset, first_byte, payload_type, ssrc,
-                sequence, timestamp, bodies, last, self._sizes,
+                srtp=self.srtp, buffer=self._buffer, offset=self._offset,
+                first_byte=first_byte, payload_type=payload_type, ssrc=ssrc,
+                sequence=sequence, timestamp=timestamp, bodies=bodies, marker_index=last,
+                sizes=self._sizes,
             )  # fmt: skip
             if offset < 0:
                 self._fail(-offset)
             self._offset = offset
             return
         buffer, pointer, length, sizes = self._buffer, self._pointer, self._length, self._sizes
-        protect, context, pack_into = self._protect, self._context, RTP_HEADER.pack_into
+        protect, context, pack_into = self._raw.protect, self._raw.context, RTP_HEADER.pack_into
         offset = self._offset
         for index, body in enumerate(bodies):
             end = offset + header + len(body)

@@ -3,11 +3,11 @@
 One `sendto` per packet is the largest cost left per viewer. On Linux, UDP segmentation
 offload (`UDP_SEGMENT`) sends a run of equal-size datagrams to one address in one
 `sendmsg`; the packetizer makes a NAL unit's fragments equal-size for that, SRTP adds
-the same tag to each, and the protector (signaling/srtp_frames.py) lays them end to end,
+the same tag to each, and the protector (signaling/rtp/srtp_frames.py) lays them end to end,
 so a run is one slice of its buffer, sent without copying. The viewer sends on its own
 duplicate of its ICE socket's descriptor (same socket, same port), so a full socket
 says so (the viewer is behind) instead of growing an event-loop buffer. Where the C
-module `signaling._sendpath` was built, it walks the runs and makes the calls itself.
+module `signaling.rtp._sendpath` was built, it walks the runs and makes the calls itself.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import struct
 import sys
 
 try:
-    from signaling import _sendpath as native
+    from signaling.rtp import _sendpath as native
 except ImportError:  # not built here: the Python loop below does the same
     native = None
 

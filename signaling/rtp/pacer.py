@@ -20,7 +20,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-from signaling.packetizer import RtpFrame
+from signaling.rtp.packetizer import RtpFrame
 
 CHUNK_PACKETS = 8  # about 10 KB: one fan-out call sends a run to every viewer
 BURST_BYTES = 24_000  # what may leave at once: most delta frames of a 6 Mbps stream

@@ -1,11 +1,15 @@
 /* The per-viewer send path of the WebRTC fan-out in C: SRTP-protecting a frame's packets
  * in place and sending them with as few system calls as possible.
  *
- * Same behaviour as the pure-Python path in signaling/srtp_frames.py and
- * signaling/datagrams.py (used where this module was not built); per packet that path
+ * Same behaviour as the pure-Python path in signaling/rtp/srtp_frames.py and
+ * signaling/rtp/datagrams.py (used where this module was not built); per packet that path
  * spends most of its time in the interpreter, not in libsrtp or the kernel. libsrtp
  * itself is pylibsrtp's: its srtp_protect and the session's context arrive as addresses,
- * so no second copy of libsrtp is linked here. Linux only (UDP segmentation offload).
+ * read by name from one object (`srtp`: signaling/adapters/pylibsrtp_private.py's
+ * SrtpAddresses), so no second copy of libsrtp is linked here. Every function and
+ * constructor taking more than a few arguments takes them by keyword only: a mistake in
+ * their order cannot pass a number where an address belongs. Linux only (UDP
+ * segmentation offload).
  */
 #define _GNU_SOURCE /* sendmmsg */
 #define PY_SSIZE_T_CLEAN
@@ -98,28 +102,83 @@ append_to_list(void *sink, Py_ssize_t size)
     return result;
 }
 
-/* protect(protect_fn, context, buffer, offset, first_byte, payload_type, ssrc, sequence,
- *         timestamp, bodies, marker_index, sizes) -> new offset
+/* The addresses one `srtp` object (SrtpAddresses) names. */
+typedef struct {
+    srtp_protect_fn protect, protect_rtcp;
+    void *context;
+} SrtpAddresses;
+
+static int
+address_named(PyObject *srtp, const char *name, void **address)
+{
+    PyObject *value = PyObject_GetAttrString(srtp, name);
+    if (value == NULL)
+        return -1;
+    unsigned long long number = PyLong_AsUnsignedLongLong(value);
+    Py_DECREF(value);
+    if (number == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    if (number == 0) {
+        PyErr_Format(PyExc_ValueError, "srtp.%s is a null address", name);
+        return -1;
+    }
+    *address = (void *)(uintptr_t)number;
+    return 0;
+}
+
+static int
+read_srtp_addresses(PyObject *srtp, SrtpAddresses *out)
+{
+    void *protect, *protect_rtcp;
+    if (address_named(srtp, "protect", &protect) < 0 ||
+        address_named(srtp, "protect_rtcp", &protect_rtcp) < 0 ||
+        address_named(srtp, "context", &out->context) < 0)
+        return -1;
+    out->protect = (srtp_protect_fn)(uintptr_t)protect;
+    out->protect_rtcp = (srtp_protect_fn)(uintptr_t)protect_rtcp;
+    return 0;
+}
+
+static int
+keywords_only(PyObject *args, const char *function)
+{
+    if (PyTuple_GET_SIZE(args) == 0)
+        return 0;
+    PyErr_Format(PyExc_TypeError, "%s() takes keyword arguments only", function);
+    return -1;
+}
+
+/* protect(*, srtp, buffer, offset, first_byte, payload_type, ssrc, sequence, timestamp,
+ *         bodies, marker_index, sizes) -> new offset
  * Each body behind its RTP header, protected, from `offset` on; sizes appended to
  * `sizes`. A negative result is -(libsrtp status): nothing of this call counts. */
 static PyObject *
-sendpath_protect(PyObject *module, PyObject *args)
+sendpath_protect(PyObject *module, PyObject *args, PyObject *kwargs)
 {
-    unsigned long long protect_address, context_address;
+    static char *keywords[] = {"srtp", "buffer", "offset", "first_byte", "payload_type",
+                               "ssrc", "sequence", "timestamp", "bodies", "marker_index",
+                               "sizes", NULL};
+    PyObject *srtp;
+    SrtpAddresses addresses;
     Py_buffer buffer;
     Py_ssize_t offset, marker_index;
     int first_byte, payload_type, status = 0;
     unsigned long ssrc, sequence, timestamp;
     PyObject *bodies, *sizes, *result = NULL;
 
-    if (!PyArg_ParseTuple(args, "KKw*niikkkO!nO!", &protect_address, &context_address,
-                          &buffer, &offset, &first_byte, &payload_type, &ssrc, &sequence,
-                          &timestamp, &PyList_Type, &bodies, &marker_index, &PyList_Type,
-                          &sizes))
+    if (keywords_only(args, "protect") < 0 ||
+        !PyArg_ParseTupleAndKeywords(args, kwargs, "Ow*niikkkO!nO!", keywords, &srtp,
+                                     &buffer, &offset, &first_byte, &payload_type, &ssrc,
+                                     &sequence, &timestamp, &PyList_Type, &bodies,
+                                     &marker_index, &PyList_Type, &sizes))
         return NULL;
+    if (read_srtp_addresses(srtp, &addresses) < 0) {
+        PyBuffer_Release(&buffer);
+        return NULL;
+    }
     Py_ssize_t sizes_before = PyList_GET_SIZE(sizes);
     Py_ssize_t end = protect_packets(
-        (srtp_protect_fn)(uintptr_t)protect_address, (void *)(uintptr_t)context_address,
+        addresses.protect, addresses.context,
         buffer.buf, buffer.len, offset, first_byte, payload_type, ssrc, sequence, timestamp,
         bodies, marker_index, append_to_list, sizes, &status);
     if (end == -2) {
@@ -344,14 +403,24 @@ typedef struct {
 static int
 viewer_state_init(ViewerState *self, PyObject *args, PyObject *kwargs)
 {
-    unsigned long long protect_address, context_address, rtcp_address;
+    static char *keywords[] = {"srtp", "fd", "address", "segmented", "first_byte",
+                               "payload_type", "ssrc", "sequence", "timestamp_offset",
+                               "cname", "packets", "octets", NULL};
+    PyObject *srtp;
+    SrtpAddresses addresses;
     Py_buffer address, cname;
-    if (!PyArg_ParseTuple(args, "KKKiy*piikkky*KK", &protect_address, &context_address,
-                          &rtcp_address, &self->fd, &address, &self->segmented,
-                          &self->first_byte, &self->payload_type, &self->ssrc,
-                          &self->sequence, &self->timestamp_offset, &cname, &self->packets,
-                          &self->octets))
+    if (keywords_only(args, "ViewerState") < 0 ||
+        !PyArg_ParseTupleAndKeywords(args, kwargs, "Oiy*piikkky*KK", keywords, &srtp,
+                                     &self->fd, &address, &self->segmented,
+                                     &self->first_byte, &self->payload_type, &self->ssrc,
+                                     &self->sequence, &self->timestamp_offset, &cname,
+                                     &self->packets, &self->octets))
         return -1;
+    if (read_srtp_addresses(srtp, &addresses) < 0) {
+        PyBuffer_Release(&address);
+        PyBuffer_Release(&cname);
+        return -1;
+    }
     int bad_address = address.len <= 0 || (size_t)address.len > sizeof(self->address);
     int bad_cname = cname.len > MAX_CNAME;
     if (!bad_address && !bad_cname) {
@@ -367,9 +436,9 @@ viewer_state_init(ViewerState *self, PyObject *args, PyObject *kwargs)
                                                       : "a CNAME is at most 255 bytes");
         return -1;
     }
-    self->protect_rtcp = (srtp_protect_fn)(uintptr_t)rtcp_address;
-    self->protect = (srtp_protect_fn)(uintptr_t)protect_address;
-    self->context = (void *)(uintptr_t)context_address;
+    self->protect_rtcp = addresses.protect_rtcp;
+    self->protect = addresses.protect;
+    self->context = addresses.context;
     self->sequence &= 0xFFFF;
     self->timestamp_offset &= 0xFFFFFFFF;
     struct stat about;
@@ -419,10 +488,9 @@ static PyMethodDef viewer_state_methods[] = {
 
 static PyTypeObject ViewerStateType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "signaling._sendpath.ViewerState",
-    .tp_doc = "ViewerState(protect_fn, context, protect_rtcp_fn, fd, address, segmented, "
-              "first_byte, payload_type, ssrc, sequence, timestamp_offset, cname, packets, "
-              "octets)",
+    .tp_name = "signaling.rtp._sendpath.ViewerState",
+    .tp_doc = "ViewerState(*, srtp, fd, address, segmented, first_byte, payload_type, ssrc, "
+              "sequence, timestamp_offset, cname, packets, octets)",
     .tp_basicsize = sizeof(ViewerState),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
@@ -842,7 +910,9 @@ sendpath_report(PyObject *module, PyObject *args)
 }
 
 static PyMethodDef sendpath_methods[] = {
-    {"protect", sendpath_protect, METH_VARARGS, "SRTP-protect a frame's packets in place."},
+    {"protect", (PyCFunction)(void (*)(void))sendpath_protect, METH_VARARGS | METH_KEYWORDS,
+     "protect(*, srtp, buffer, offset, first_byte, payload_type, ssrc, sequence, timestamp, "
+     "bodies, marker_index, sizes): SRTP-protect a frame's packets in place."},
     {"send", sendpath_send, METH_VARARGS, "Send datagrams laid end to end, segmented."},
     {"sockaddr", sendpath_sockaddr, METH_VARARGS, "The socket address of a numeric host."},
     {"fan_out", sendpath_fan_out, METH_VARARGS, "Send a shared frame to many viewers."},
@@ -852,7 +922,7 @@ static PyMethodDef sendpath_methods[] = {
 
 static struct PyModuleDef sendpath_module = {
     PyModuleDef_HEAD_INIT,
-    "signaling._sendpath",
+    "signaling.rtp._sendpath",
     "The WebRTC fan-out's per-viewer protect and send, in C.",
     -1,
     sendpath_methods,

@@ -1,7 +1,8 @@
 """Writing the pin timeline, inside the transaction that changes the pin.
 
 Called by `LiveSessionService` with its open transaction, so the timeline and
-`live_sessions.pinned_product_id` commit together or not at all. On PostgreSQL the pin
+`live_sessions.pinned_product_id` commit together or not at all; that is why it lives
+with the sessions, and `live.analytics` only reads it. On PostgreSQL the pin
 change first updates the session's row, which holds its lock until commit: two
 concurrent pins queue there, and the second then sees the first's interval.
 """
@@ -13,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from live.analytics.models import LivePin
+from live.sessions.models import LivePin
 from storage.ids import new_id
 
 
