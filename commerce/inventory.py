@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from commerce.catalog.models import Product, Variant
 from commerce.orders.models import Reservation, ReservationStatus
 from storage.outbox import add_event
+from storage.web import Problem
 
 AVAILABLE = Variant.on_hand - Variant.reserved
 
@@ -32,6 +33,34 @@ class Hold:
     quantity: int
 
 
+@dataclass(frozen=True)
+class Shortage:
+    """A hold that could not be covered, and how many units could have been."""
+
+    hold: Hold
+    available: int
+
+
+def out_of_stock(
+    name: str, product_id: str, variant_id: str, requested: int, available: int
+) -> Problem:
+    """409 for wanting more units than can be bought, saying how many can."""
+    return Problem(
+        409,
+        "out-of-stock",
+        f"Not enough stock for '{name}': {available} can be bought.",
+        product_id=product_id,
+        variant_id=variant_id,
+        requested=requested,
+        available=available,
+    )
+
+
+def sellable(on_hand: int, reserved: int, archived: bool = False) -> int:
+    """Units of a variant a buyer can take now."""
+    return 0 if archived else max(0, on_hand - reserved)
+
+
 async def reserve(session: AsyncSession, variant_id: str, quantity: int) -> int | None:
     """Hold `quantity` units; return what is left, or None when there are not enough."""
     result = await session.execute(
@@ -44,14 +73,21 @@ async def reserve(session: AsyncSession, variant_id: str, quantity: int) -> int 
     return result.scalar()
 
 
-async def reserve_each(session: AsyncSession, holds: list[Hold]) -> Hold | None:
+async def reserve_each(session: AsyncSession, holds: list[Hold]) -> Shortage | None:
     """Reserve each hold in turn (give them in a fixed order: no deadlocks), staging
     `stock.changed` for each; the first hold that cannot be covered is returned and
     nothing after it is tried (the caller rolls back what was reserved)."""
     for hold in holds:
         left = await reserve(session, hold.variant_id, hold.quantity)
         if left is None:
-            return hold
+            row = (
+                await session.execute(
+                    select(Variant.on_hand, Variant.reserved, Variant.archived).where(
+                        Variant.id == hold.variant_id
+                    )
+                )
+            ).one()
+            return Shortage(hold, sellable(*row))
         stock_changed(session, hold.shop_id, hold.product_id, hold.variant_id, left)
     return None
 

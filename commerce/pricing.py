@@ -44,6 +44,11 @@ class LiveAllocations(Protocol):
         the checkout's transaction; False when the allocation cannot cover them."""
         ...
 
+    async def left(self, db: Statements, live_session_id: str, product_id: str) -> int | None:
+        """Units the session's allocation of the product can still sell, or None when
+        nothing limits them (not on show, no allocation, or the session ended)."""
+        ...
+
     def holding(
         self, buyer_id: str, wanted: Mapping[tuple[str, str], int]
     ) -> AbstractAsyncContextManager[None]:
@@ -54,16 +59,22 @@ class LiveAllocations(Protocol):
 
 
 def live_stock_exhausted(
-    live_session_id: str, product_id: str, requested: int, name: str | None = None
+    live_session_id: str,
+    product_id: str,
+    requested: int,
+    available: int,
+    name: str | None = None,
 ) -> Problem:
     what = f"'{name}'" if name else "this product"
     return Problem(
         409,
         LIVE_STOCK_EXHAUSTED,
-        f"No more units of {what} are set aside for this live session.",
+        f"Not enough units of {what} are set aside for this live session:"
+        f" {available} can be bought.",
         product_id=product_id,
         live_session_id=live_session_id,
         requested=requested,
+        available=available,
     )
 
 

@@ -11,7 +11,7 @@ from itertools import count
 import pytest
 from sqlalchemy import select
 
-from commerce.orders import checkout as checkout_module
+from commerce.orders import staging as staging_module
 from commerce.orders.checkout import Line, retrying_transaction
 from commerce.orders.express import ExpressCheckout
 from commerce.orders.models import Order, OrderEvent, OrderItem, PaymentMethod, Reservation
@@ -166,7 +166,7 @@ async def test_a_colliding_payment_code_is_retried_with_a_new_one(api, shop, mon
     taken = first.payment.code
     fresh = count()
     monkeypatch.setattr(
-        checkout_module,
+        staging_module,
         "payment_code",
         lambda: taken if next(fresh) == 0 else f"SCRETRY{next(fresh)}",
     )

@@ -66,7 +66,8 @@ async def get_cart(request: web.Request) -> CartOut:
     errors=(404, 409),
 )
 async def add_item(request: web.Request, body: AddItemIn) -> CartOut:
-    """Adding a unit already in the cart (for the same live session) adds to its quantity."""
+    """Adding a unit already in the cart (for the same live session) adds to its quantity;
+    a line holding more than can be bought is refused (409 `out-of-stock`, `available`)."""
     principal = await require_principal(request)
     await request.app[CARTS].add(
         principal.user_id, body.product_id, body.variant_id, body.quantity, body.live_session_id
@@ -82,9 +83,10 @@ async def add_item(request: web.Request, body: AddItemIn) -> CartOut:
     body=SetQuantityIn,
     response=CartOut,
     auth=True,
-    errors=(404,),
+    errors=(404, 409),
 )
 async def set_quantity(request: web.Request, body: SetQuantityIn) -> CartOut:
+    """More than can be bought is refused (409 `out-of-stock`, with `available`)."""
     principal = await require_principal(request)
     await request.app[CARTS].set_quantity(
         principal.user_id, request.match_info["item_id"], body.quantity

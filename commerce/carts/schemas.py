@@ -6,8 +6,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from commerce.accounts.schemas import Input
 from commerce.carts.service import MAX_QUANTITY
+from storage.web import Input
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
@@ -40,7 +40,10 @@ class CartItemOut(BaseModel):
     unit_price: int = Field(description="Price now (live or flash price when it applies).")
     price_when_added: int
     price_changed: bool
-    available: int
+    available: int = Field(
+        description="Units this line can buy now: the stock, capped for a line bought from"
+        " a live session by what the session still sets aside for the product."
+    )
     in_stock: bool = Field(description="False when the product is off sale or short of stock.")
     line_total: int
 

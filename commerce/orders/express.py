@@ -5,7 +5,8 @@ that must scale. Through SQLAlchemy's session it cost about three times the
 CPU of its database work, most of it in the ORM's unit of work, its result loading and
 its transaction round trips. Here the same checkout is:
 
-1. one SELECT of the products, variants and shop statuses, on a connection of
+1. one SELECT of the products, variants and shop statuses (built from the tables'
+   metadata, compiled once to asyncpg's placeholders), on a connection of
    asyncpg's own pool (`storage.sql.driver_pool`) with its prepared statements,
    resolved and priced by the same code as the general checkout;
 2. the same one-statement reservation and insert as the general checkout on
@@ -16,7 +17,7 @@ Lines bought from a live session are priced by the session's live price and coun
 against its allocation by the same hooks as in the general checkout
 (`commerce.pricing`, run on this connection through `storage.sql.statements`); the
 write and the counts then go in one asyncpg transaction. The rows and events are
-staged by `stage_orders`, as in the general checkout, so the two write the same rows.
+staged by `staging.py`, as in the general checkout, so the two write the same rows.
 A cart, cash on delivery and a flash-sale claim go through `CheckoutService`'s general
 path.
 """
@@ -29,25 +30,29 @@ from contextlib import asynccontextmanager, nullcontext
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import ARRAY, String, any_, bindparam, select
 from sqlalchemy.engine import Dialect
 
+from commerce.catalog.models import Product, Variant
 from commerce.catalog.sellable import resolve_units
-from commerce.orders.checkout import (
+from commerce.orders.models import PaymentMethod
+from commerce.orders.one_statement import OneStatement, holds_each_variant_once
+from commerce.orders.staging import (
     Line,
     PlacedOrder,
     PricedUnit,
     Record,
     arrange,
     merge_lines,
+    price,
     raise_if_short,
     retrying,
     rows_of,
     stage_orders,
     take_live_allocations,
 )
-from commerce.orders.models import PaymentMethod
-from commerce.orders.one_statement import OneStatement, holds_each_variant_once
-from commerce.pricing import LiveAllocations, LivePrices, current_price
+from commerce.pricing import LiveAllocations, LivePrices
+from commerce.shops.models import Shop
 from storage.bus.port import Event
 from storage.outbox import OutboxRow, outbox_values
 from storage.sql.bulk import new_row
@@ -55,14 +60,20 @@ from storage.sql.driver_pool import DriverPool
 from storage.sql.statements import OnDriver
 
 OUTBOX = OutboxRow.__table__
-_UNITS = """
-SELECT p.id, p.shop_id, p.name, p.status, p.base_price,
-       v.id, v.price, v.archived, CAST(v.options AS text), s.status
-FROM products AS p
-JOIN variants AS v ON v.product_id = p.id
-JOIN shops AS s ON s.id = p.shop_id
-WHERE p.id = ANY(CAST($1 AS varchar[]))
-"""
+PRODUCTS, VARIANTS, SHOPS = (model.__table__ for model in (Product, Variant, Shop))
+# The columns `resolve_units` and the pricing read, taken from the tables.
+_PRODUCT_COLUMNS = ("id", "shop_id", "name", "status", "base_price")
+_VARIANT_COLUMNS = ("id", "product_id", "price", "archived", "options")
+_UNITS = (
+    select(
+        *(PRODUCTS.c[name] for name in _PRODUCT_COLUMNS),
+        *(VARIANTS.c[name] for name in _VARIANT_COLUMNS),
+        SHOPS.c.status,
+    )
+    .join_from(PRODUCTS, VARIANTS, VARIANTS.c.product_id == PRODUCTS.c.id)
+    .join(SHOPS, SHOPS.c.id == PRODUCTS.c.shop_id)
+    .where(PRODUCTS.c.id == any_(bindparam("product_ids", type_=ARRAY(String))))
+)
 
 
 class ExpressCheckout:
@@ -150,13 +161,9 @@ class ExpressCheckout:
     async def _priced(self, connection: Any, lines: list[Line]) -> list[PricedUnit]:
         db = OnDriver(connection)
         products = list({line.product_id for line in lines})
-        units = resolve_units(lines, _units(await connection.fetch(_UNITS, products)))
-        priced = merge_lines(lines, units)
-        for unit in priced:
-            if unit.unit_price is None:
-                unit.unit_price = await current_price(
-                    db, self._live_prices, unit.product, unit.variant, unit.live_session_id
-                )
+        rows = await db.rows(_UNITS, {"product_ids": products})
+        priced = merge_lines(lines, resolve_units(lines, _units(rows)))
+        await price(db, self._live_prices, priced)
         return priced
 
     async def _write(
@@ -179,7 +186,7 @@ class ExpressCheckout:
         outbox = [*(order.event for order in staged), *events]
         rows = [*rows_of(staged), *(new_row(OUTBOX, outbox_values(e)) for e in outbox)]
         short = await statement.reserve_and_insert(connection, self._dialect, rows)
-        raise_if_short(short, {unit.variant.id: unit for unit in priced})
+        raise_if_short(short, priced)
         placed = [order.placed for order in staged]
         await take_live_allocations(
             self._live_allocations, OnDriver(connection), buyer_id, placed, by_shop.values()
@@ -188,23 +195,19 @@ class ExpressCheckout:
 
 
 def _units(records: Iterable[Sequence]) -> list[tuple[Record, Record, str]]:
-    """The rows `resolve_units` reads: the columns of `Product` and `Variant` it and the
-    pricing use, one product record per product."""
+    """The rows `resolve_units` reads, as `Record`s of the columns `_UNITS` selects,
+    one product record per product."""
     products: dict[str, Record] = {}
     units = []
-    for product_id, shop_id, name, status, base_price, *variant, shop_status in records:
-        product = products.get(product_id)
+    split = len(_PRODUCT_COLUMNS)
+    for record in records:
+        *columns, shop_status = record
+        product = products.get(columns[0])
         if product is None:
-            product = products[product_id] = Record(
-                id=product_id, shop_id=shop_id, name=name, status=status, base_price=base_price
+            product = products[columns[0]] = Record(
+                **dict(zip(_PRODUCT_COLUMNS, columns[:split], strict=True))
             )
-        variant_id, price, archived, options = variant
-        unit = Record(
-            id=variant_id,
-            product_id=product_id,
-            price=price,
-            archived=archived,
-            options=json.loads(options),
-        )
-        units.append((product, unit, shop_status))
+        variant = Record(**dict(zip(_VARIANT_COLUMNS, columns[split:], strict=True)))
+        variant.options = json.loads(variant.options)  # asyncpg answers json as text
+        units.append((product, variant, shop_status))
     return units

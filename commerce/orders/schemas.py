@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from commerce.accounts.schemas import Input
 from commerce.orders.models import OrderStatus
 from commerce.payments.schemas import PaymentOut
+from storage.web import Input
 from storage.web.pagination import Page, PageQuery
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]

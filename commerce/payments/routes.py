@@ -15,7 +15,14 @@ SEPAY = web.AppKey("sepay", SepayWebhooks)
 BANK = web.AppKey("bank_account", BankAccount)
 
 
+QR_MISSING_REASON = (
+    "The VietQR image, bank and account are missing because the operator has not set"
+    " STREAMCART_SEPAY_ACCOUNT and STREAMCART_SEPAY_BANK."
+)
+
+
 def payment_out(payment: Payment, bank: BankAccount) -> PaymentOut:
+    qr_url = bank.qr_url(payment.amount, payment.code)  # None unless both are set
     return PaymentOut(
         id=payment.id,
         order_id=payment.order_id,
@@ -27,7 +34,8 @@ def payment_out(payment: Payment, bank: BankAccount) -> PaymentOut:
         expires_at=payment.expires_at,
         bank=bank.bank or None,
         account=bank.account or None,
-        qr_url=bank.qr_url(payment.amount, payment.code),
+        qr_url=qr_url,
+        qr_missing_reason=None if qr_url else QR_MISSING_REASON,
     )
 
 

@@ -32,6 +32,11 @@ class PaymentOut(BaseModel):
     bank: str | None = None
     account: str | None = None
     qr_url: str | None = Field(default=None, description="VietQR image with everything filled in.")
+    qr_missing_reason: str | None = Field(
+        default=None,
+        description="Why `qr_url`, `bank` and `account` are missing (the receiving account"
+        " is not configured); null when they are there.",
+    )
 
 
 class SepayWebhookIn(BaseModel):

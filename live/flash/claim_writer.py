@@ -31,9 +31,10 @@ from typing import Any
 from sqlalchemy import Integer, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from commerce.orders.checkout import CheckoutService, Line, PlacedOrder, retrying
+from commerce.orders.checkout import CheckoutService, Line, PlacedOrder
 from commerce.orders.express import ExpressCheckout
 from commerce.orders.models import PaymentMethod
+from commerce.orders.staging import retrying
 from live.flash.gatekeeper import SaleTerms
 from live.flash.phases import FlashPhase, phase
 from live.sessions.allocations import link_flash_sale

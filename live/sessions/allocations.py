@@ -56,8 +56,8 @@ _TAKE = text(
     " WHERE s.id = live_products.live_session_id AND s.status <> :ended)"
     " RETURNING product_id"
 )
-_LIMITED = text(  # on show in an open session, with a limited allocation
-    "SELECT live_stock FROM live_products"
+_LIMITED = text(  # on show in an open session, with a limited allocation: what is left
+    "SELECT live_stock - live_sold FROM live_products"
     " WHERE live_session_id = :live_session_id AND product_id = :product_id"
     " AND live_stock IS NOT NULL AND EXISTS (SELECT 1 FROM live_sessions AS s"
     " WHERE s.id = live_products.live_session_id AND s.status <> :ended)"
@@ -149,7 +149,9 @@ class LiveSessionAllocations:
                 attempt = new_id()
                 decision = await self._keeper.take(stock, buyer_id, quantity, attempt, now)
                 if decision.verdict is Verdict.SOLD_OUT:
-                    raise live_stock_exhausted(live_session_id, product_id, quantity)
+                    raise live_stock_exhausted(
+                        live_session_id, product_id, quantity, available=decision.left
+                    )
                 if decision.verdict is Verdict.WON:
                     held.append((stock, attempt))
             yield
@@ -175,11 +177,21 @@ class LiveSessionAllocations:
         unit = {"live_session_id": live_session_id, "product_id": product_id}
         open_unit = {**unit, "ended": LiveStatus.ENDED.value}
         if await db.value(_TAKE, {**open_unit, "quantity": quantity}) is None:
-            return await db.value(_LIMITED, open_unit) is None
+            return await self.left(db, live_session_id, product_id) is None
         await db.execute(
             _RECORD, {**unit, "order_id": order_id, "buyer_id": buyer_id, "quantity": quantity}
         )
         return True
+
+    async def left(self, db: Statements, live_session_id: str, product_id: str) -> int | None:
+        return await db.value(
+            _LIMITED,
+            {
+                "live_session_id": live_session_id,
+                "product_id": product_id,
+                "ended": LiveStatus.ENDED.value,
+            },
+        )
 
     async def on_session_ended(self, event: Event) -> None:
         """Bus handler for `live.ended`: the session's allocations stop limiting sales at

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Protocol
 
-from sqlalchemy import TextClause
+from sqlalchemy import ClauseElement, TextClause
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -63,13 +63,14 @@ class OnDriver:
         sql, names = driver_sql(statement)
         await self._connection.execute(sql, *(parameters[name] for name in names))
 
-    async def rows(self, statement: TextClause, parameters: Mapping[str, Any]) -> list:
+    async def rows(self, statement: ClauseElement, parameters: Mapping[str, Any]) -> list:
         sql, names = driver_sql(statement)
         return await self._connection.fetch(sql, *(parameters[name] for name in names))
 
 
 @lru_cache(maxsize=256)
-def driver_sql(statement: TextClause) -> tuple[str, tuple[str, ...]]:
-    """`statement` in asyncpg's placeholders, and its parameter names in their order."""
+def driver_sql(statement: ClauseElement) -> tuple[str, tuple[str, ...]]:
+    """`statement` (text, or a statement built from the tables) in asyncpg's
+    placeholders, and its parameter names in their order."""
     compiled = statement.compile(dialect=_ASYNCPG)
     return str(compiled), tuple(compiled.positiontup or ())
