@@ -10,7 +10,7 @@ import sys
 from aiohttp import web
 
 from live import logs
-from live.settings import Settings
+from live.settings import Settings, markdown_table
 
 log = logging.getLogger("streamcart")
 
@@ -24,11 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument(
         "--reset", action="store_true", help="give existing demo accounts new passwords"
     )
-    commands.add_parser("config", help="print every setting with its default")
+    config = commands.add_parser("config", help="print every setting with its default")
+    config.add_argument(
+        "--markdown", action="store_true", help="as the README's table (paste it there)"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "config":
-        return _print_config()
+        return _print_config(markdown=args.markdown)
     try:
         settings = Settings.from_env()
     except ValueError as exc:
@@ -96,11 +99,14 @@ async def _migrate(settings: Settings) -> None:
         await engine.dispose()
 
 
-def _print_config() -> int:
+def _print_config(*, markdown: bool) -> int:
+    if markdown:
+        print(markdown_table(), end="")
+        return 0
     rows = Settings.documented()
     width = max(len(name) for name, _, _ in rows)
     for name, default, doc in rows:
-        print(f"{name:<{width}}  {default:<20}  {doc}")
+        print(f"{name:<{width}}  {default:<20}  {doc.replace('`', '')}")
     return 0
 
 

@@ -143,16 +143,6 @@ async def test_config_lists_every_variable(tmp_path):
         assert name in out
 
 
-def test_readme_documents_every_setting():
-    from pathlib import Path
-
-    from live.settings import Settings
-
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    missing = [name for name, _, _ in Settings.documented() if f"`{name}`" not in readme]
-    assert missing == []
-
-
 @pytest.mark.parametrize("sql_url", ["postgresql"], indirect=True)
 async def test_serve_exits_with_a_clear_error_when_its_webrtc_port_is_taken(
     tmp_path, sql_engine, sql_url, redis_prefix

@@ -1,4 +1,4 @@
-"""Document store port: schemaless records (chat, notifications, analytics).
+"""Document store port: schemaless records (chat history, chat bans, blocked words).
 
 Embedded and default: `SqlDocuments` (a JSON column in the relational database).
 Real: `MongoDocuments` (PyMongo's async client). Both follow one contract
