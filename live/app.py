@@ -38,6 +38,7 @@ from commerce.shops.service import ShopService
 from live.analytics import routes as analytics_routes
 from live.analytics.routes import LIVE_STATS
 from live.analytics.service import LiveStatsService
+from live.analytics.visits import VisitRecorder
 from live.flash import routes as flash_routes
 from live.flash.announcer import FlashAnnouncer
 from live.flash.gatekeeper import FlashGatekeeper
@@ -68,6 +69,7 @@ from media.registry import StreamRegistry
 from rtmp_ingest.server import RtmpServer
 from signaling import WhepService
 from signaling import routes as signaling_routes
+from signaling.adapters.checks import check_internals
 from signaling.ice_servers import IceServers
 from signaling.ice_setup import open_ice_port
 from signaling.routes import ICE_SERVERS, VIEWER_ID, WHEP
@@ -162,7 +164,7 @@ def build_app(settings: Settings) -> web.Application:
     app[ALLOCATIONS] = LiveSessionAllocations(
         backends.sessions, app[ALLOCATION_GATEKEEPER], app[FLASH_GATEKEEPER].resync
     )
-    app[CARTS] = CartService(backends.sessions, live_prices)
+    app[CARTS] = CartService(backends.sessions, live_prices, app[ALLOCATIONS])
     payment_window = timedelta(seconds=settings.payment_window)
     express = None
     if backends.driver_pool is not None:
@@ -207,6 +209,7 @@ def build_app(settings: Settings) -> web.Application:
         ttl_seconds=settings.turn_credential_ttl,
     )
     app[VIEWER_ID] = signed_in_user_id
+    visits = VisitRecorder(backends.sessions)
     app[HUB] = build_hub(
         app,
         backends,
@@ -214,6 +217,7 @@ def build_app(settings: Settings) -> web.Application:
         app[LIVE_SESSIONS],
         app[WHEP],
         teams,
+        visits,
         settings.redis_url,
         channel=f"{settings.redis_prefix}socketio",
     )
@@ -223,7 +227,7 @@ def build_app(settings: Settings) -> web.Application:
         backends.documents,
         app[LIVE_SESSIONS],
         app[HUB].context.presence,
-        app[HUB].context.visits,
+        visits,
     )
     build_streaming(app, settings, backends)
     metrics.registry.register(WebrtcCollector(app[WHEP], app[RELAY_ORIGIN], app[RELAY_EDGE]))
@@ -315,11 +319,14 @@ async def _run_backends(app: web.Application):
         for job in jobs:
             await job.start()
             running.push_async_callback(job.stop)
+        internals = await check_internals()  # aiortc's, aioice's, pylibsrtp's: logged if missing
+        app[WHEP].fast_path = internals.fast_path
         ice_port = await open_ice_port(
             settings.webrtc_udp_port,
             settings.webrtc_tcp_port,
             settings.webrtc_public_hosts,
             settings.webrtc_interface_candidates,
+            usable=internals.shared_port,
         )
         if ice_port is not None:
             running.push_async_callback(ice_port.close)
