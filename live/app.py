@@ -51,6 +51,7 @@ from live.http.middleware import make_middlewares
 from live.http.webrtc_metrics import WebrtcCollector
 from live.hub import HUB, build_hub
 from live.hub.context import live_room, staff_room
+from live.pages import routes as page_routes
 from live.secrets_store import jwt_secret
 from live.sessions import allocations
 from live.sessions import routes as live_session_routes
@@ -243,6 +244,7 @@ def build_app(settings: Settings) -> web.Application:
         "live sessions. Realtime events are documented in docs/realtime.md.",
     )
     system.add_docs_routes(app)
+    page_routes.add_routes(app)
     app.cleanup_ctx.append(_run_backends)
     return app
 

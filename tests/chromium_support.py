@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 from yarl import URL
 
 from tests.backends import IN_CI
@@ -338,16 +338,25 @@ async def chromium_in(
     its interfaces; only a secure origin such as loopback can have them); closed on
     the way out."""
     origin = origin.origin()
+    async with chromium_browser(namespace, scratch, args) as browser:
+        context = await browser.new_context()
+        if permissions:
+            await context.grant_permissions(list(permissions), origin=str(origin))
+        page = await context.new_page()
+        yield await ChromiumViewer.opened(page, origin.with_path("/healthz"))
+
+
+@contextlib.asynccontextmanager
+async def chromium_browser(
+    namespace: NetworkNamespace, scratch: Path, args: Sequence[str] = tuple(CHROMIUM_ARGS)
+) -> AsyncIterator[Browser]:
+    """Headless Chromium started inside `namespace`; closed on the way out."""
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=namespace.launcher(scratch), args=list(args)
         )
         try:
-            context = await browser.new_context()
-            if permissions:
-                await context.grant_permissions(list(permissions), origin=str(origin))
-            page = await context.new_page()
-            yield await ChromiumViewer.opened(page, origin.with_path("/healthz"))
+            yield browser
         finally:
             await browser.close()
 
@@ -358,6 +367,19 @@ async def chromium_viewer(
 ) -> AsyncIterator[ChromiumViewer]:
     """Headless Chromium in a fresh namespace, on a page of the app's origin, with the
     app's ICE bound beside it."""
+    async with (
+        app_namespace(app_url, monkeypatch) as namespace,
+        chromium_in(namespace, app_url, scratch) as viewer,
+    ):
+        yield viewer
+
+
+@contextlib.asynccontextmanager
+async def app_namespace(
+    app_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[NetworkNamespace]:
+    """A fresh namespace where the app's origin answers (through a proxy) and the app's
+    ICE binds, for browsers started inside it."""
     require_network_namespaces()
     keep_ice_on_loopback(monkeypatch)
     origin = app_url.origin()
@@ -366,7 +388,6 @@ async def chromium_viewer(
         proxy = NamespaceProxy(namespace, origin.port or 80)
         await proxy.start()
         try:
-            async with chromium_in(namespace, origin, scratch) as viewer:
-                yield viewer
+            yield namespace
         finally:
             await proxy.close()
