@@ -31,6 +31,7 @@ from storage.cache.port import Cache
 log = logging.getLogger("streamcart.streaming")
 
 SOURCE_QUEUE = 1024  # packets: the outputs may lag a little behind the viewers
+FINISH_SECONDS = 10  # the longest a recording's tail and timeline are waited for
 CACHE_TTL_INTERVALS = 3  # a stream whose process vanished stops answering after this
 BEHIND_WARNING_SECONDS = 10.0  # the transcode-behind warning stays this long after a skip
 
@@ -86,7 +87,7 @@ class StreamOutputs:
         self._staff_room = staff_room
         self._webrtc_viewers = webrtc_viewers
         self._streams: dict[str, _Stream] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def attach(self, live_session_id: str, hub: StreamHub) -> None:
         """Start the outputs of a stream that was just accepted (before its first packet)."""
@@ -98,8 +99,21 @@ class StreamOutputs:
             stream.recorder = BackgroundRecorder(path)
         self._streams[live_session_id] = stream
         task = asyncio.create_task(self._run(live_session_id, stream))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[live_session_id] = task
+        task.add_done_callback(lambda _: self._forget_task(live_session_id, task))
+
+    def _forget_task(self, live_session_id: str, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(live_session_id) is task:
+            del self._tasks[live_session_id]
+
+    async def settled(self, live_session_id: str) -> None:
+        """Wait for a stream that has ended here to finish its recording and timeline, so
+        the replay asked for on `stream:ended` is complete; a live stream is not waited for."""
+        task = self._tasks.get(live_session_id)
+        stream = self._streams.get(live_session_id)
+        if task is None or (stream is not None and not stream.hub.closed):
+            return
+        await asyncio.wait({task}, timeout=FINISH_SECONDS)
 
     async def health(self, live_session_id: str) -> dict[str, Any] | None:
         """The latest health report of a stream live on any process, or None."""
@@ -123,7 +137,7 @@ class StreamOutputs:
     async def close(self) -> None:
         """Wait for the outputs of streams that are ending (the hubs are closed first)."""
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=10)
+            await asyncio.wait(set(self._tasks.values()), timeout=FINISH_SECONDS)
 
     async def _run(self, live_session_id: str, stream: _Stream) -> None:
         publisher = asyncio.create_task(self._publish_every_interval(live_session_id, stream))

@@ -139,7 +139,9 @@ async def replay(request: web.Request) -> ReplayOut:
     """The video URLs and, for each, when products were pinned and flash sales ran, so
     a replay shows the right product at the right moment."""
     live = await request.app[LIVE_SESSIONS].get(request.match_info["live_session_id"])
-    folder = request.app[STREAM_OUTPUTS].recordings / live.id
+    outputs = request.app[STREAM_OUTPUTS]
+    await outputs.settled(live.id)
+    folder = outputs.recordings / live.id
     recordings = [
         RecordingOut(
             video_url=f"/api/live-sessions/{live.id}/recordings/{video.stem}.mp4",
