@@ -104,6 +104,11 @@ async def test_approval_flow(approval_api):
         response = await api.get(url, headers=bearer(caller["token"]))
         assert response.status == 200 and (await response.json())["status"] == "pending"
 
+    mine = await api.get("/api/shops/mine", headers=bearer(seller["token"]))
+    assert [s["id"] for s in (await mine.json())["items"]] == [shop["id"]]  # pending, yet his
+    mine = await api.get("/api/shops/mine", headers=bearer(outsider["token"]))
+    assert (await mine.json())["items"] == []
+
     response = await api.post(
         "/api/products",
         json={"shop_id": shop["id"], "name": "Nón", "base_price": 50_000, "stock": 1},
@@ -147,6 +152,15 @@ async def test_owner_manages_moderators(api, sql_engine):
     async with sql_engine.connect() as conn:
         assert await conn.scalar(select(func.count()).select_from(ShopModerator)) == 1
 
+    async def mine(caller: dict) -> list[str]:
+        response = await api.get("/api/shops/mine", headers=bearer(caller["token"]))
+        assert response.status == 200, await response.text()
+        return [shop["id"] for shop in (await response.json())["items"]]
+
+    assert await mine(moderator) == [owner["shop"]["id"]]  # the shop a moderator acts for
+    assert await mine(other) == [other["shop"]["id"]]
+    await assert_problem(await api.get("/api/shops/mine"), 401, "unauthenticated")
+
     for caller in (other, moderator):  # moderators cannot appoint moderators
         response = await api.post(url, json=add, headers=bearer(caller["token"]))
         await assert_problem(response, 403, "not-your-shop")
@@ -167,6 +181,7 @@ async def test_owner_manages_moderators(api, sql_engine):
     )
     for _ in range(2):  # idempotent
         assert (await api.delete(remove, headers=bearer(owner["token"]))).status == 204
+    assert await mine(moderator) == []
     async with sql_engine.connect() as conn:
         assert await conn.scalar(select(func.count()).select_from(ShopModerator)) == 0
 

@@ -57,6 +57,23 @@ async def list_shops(request: web.Request, query: PageQuery) -> ShopPage:
 
 @routes.route(
     "GET",
+    "/api/shops/mine",
+    summary="The shops I own or moderate, newest first",
+    tags=TAGS,
+    query=PageQuery,
+    response=ShopPage,
+    auth=True,
+)
+async def list_my_shops(request: web.Request, query: PageQuery) -> ShopPage:
+    """Whatever their status (pending, active, suspended): what a seller's or
+    moderator's studio chooses from."""
+    principal = await require_principal(request)
+    shops, next_cursor = await request.app[SHOPS].list_run_by(principal, query)
+    return ShopPage(items=[shop_out(shop) for shop in shops], next_cursor=next_cursor)
+
+
+@routes.route(
+    "GET",
     "/api/shops/{id}",
     summary="One shop",
     tags=TAGS,

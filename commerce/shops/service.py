@@ -65,6 +65,20 @@ class ShopService:
             query = select(Shop).where(Shop.status == ShopStatus.ACTIVE)
             return await keyset_page(session, query, Shop.id, page)
 
+    async def list_run_by(
+        self, principal: Principal, page: PageQuery
+    ) -> tuple[list[Shop], str | None]:
+        """The shops the account owns or moderates, whatever their status: a studio's
+        choice, including a shop still waiting for approval."""
+        async with self._sessions() as session:
+            moderated = select(ShopModerator.shop_id).where(
+                ShopModerator.user_id == principal.user_id
+            )
+            query = select(Shop).where(
+                or_(Shop.owner_id == principal.user_id, Shop.id.in_(moderated))
+            )
+            return await keyset_page(session, query, Shop.id, page)
+
     async def get(self, principal: Principal | None, shop_id: str) -> Shop:
         """Active shops are public; others only exist for the people who run them."""
         async with self._sessions() as session:

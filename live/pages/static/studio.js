@@ -53,19 +53,18 @@ async function signedIn() {
 }
 
 async function loadShops() {
-  const me = account().user.id;
   const shops = [];
   let cursor = "";
   for (let page = 0; page < MAX_SHOP_PAGES; page++) {
-    const found = await api("GET", `/api/shops?limit=100${cursor}`);
-    shops.push(...found.items.filter((shop) => shop.owner_id === me));
+    const found = await api("GET", `/api/shops/mine?limit=100${cursor}`);
+    shops.push(...found.items);
     if (!found.next_cursor) break;
     cursor = `&cursor=${encodeURIComponent(found.next_cursor)}`;
   }
   byId("shop").replaceChildren(
     ...shops.map((shop) => el("option", { value: shop.id, text: shop.name })),
   );
-  if (!shops.length) throw new Error("You have no active shop yet.");
+  if (!shops.length) throw new Error("You run no shop yet: open one (POST /api/shops) or ask a shop's owner to add you.");
   await loadShop();
 }
 
