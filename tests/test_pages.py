@@ -401,8 +401,14 @@ async def assert_plays(page: Page) -> None:
 
 
 async def playing(page: Page, since: int) -> dict:
-    report = await page.wait_for_function(PLAYING_JS, arg=since, polling=100, timeout=WAIT * 1000)
-    return await report.json_value()
+    """Polled from here: `wait_for_function` takes the Promise an async predicate returns
+    for a truthy answer, so it would not wait for getStats()."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while not (report := await page.evaluate(PLAYING_JS, since)):
+        assert loop.time() < deadline, f"no new frames past {since} within {WAIT} s"
+        await asyncio.sleep(0.1)
+    return report
 
 
 async def say(page: Page, text: str) -> None:
