@@ -3,10 +3,11 @@ own, see tests/chromium_support.py, so every packet stays on loopback) opens the
 page while the ffmpeg CLI publishes over RTMP and plays the stream over WHEP; two
 buyers chat through it; the seller pins, starts a flash sale and moderates in the
 studio; a buyer pays (the Sepay webhook arrives) and the page and the studio show it
-without a reload; another buys with the keyboard alone. What people typed and what a
-seller named a product show as text, never as HTML; the pages fit a 390 px phone; every
-page response carries a Content-Security-Policy that lets it load only from this
-origin (and Sepay's QR image), and nothing on the pages is refused by it.
+without a reload; another, on a 390 x 844 phone, chats and buys with the keyboard
+alone. What people typed and what a seller named a product show as text, never as
+HTML; the pages fit a 390 px phone; every page response carries a
+Content-Security-Policy that lets it load only from this origin (and Sepay's QR
+image), and nothing on the pages is refused by it.
 
 Screenshots of each page are saved in the test's tmp_path.
 """
@@ -163,8 +164,9 @@ async def test_viewers_watch_chat_and_buy_while_the_seller_runs_the_studio(
         chromium_browser(namespace, tmp_path) as browser,
     ):
         ann = await open_viewer(browser, page_url, "ann@example.com")
-        bob = await open_viewer(browser, page_url)
+        bob = await open_viewer(browser, page_url, viewport=PHONE)  # chats and buys on a phone
         await assert_plays(ann)
+        await assert_plays(bob)
 
         await say(ann, "Chào bob")
         await expect_message(bob, "ann", "Chào bob")
@@ -201,7 +203,9 @@ async def test_viewers_watch_chat_and_buy_while_the_seller_runs_the_studio(
         await expect(bob.get_by_role("button", name="Heart")).to_have_text(
             re.compile(r"Heart [1-9]"), timeout=WAIT * 1000
         )
-        await bob.screenshot(path=tmp_path / "viewer-desktop.png", full_page=True)
+        assert await bob.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
+        await bob.screenshot(path=tmp_path / "viewer-phone-buyer.png", full_page=True)
+        await ann.screenshot(path=tmp_path / "viewer-desktop.png", full_page=True)
 
         phone = await open_page(browser, origin, viewport=PHONE, clock=A_YEAR_AGO)
         await expect(phone.locator("#live a")).to_contain_text("Lên sóng", timeout=WAIT * 1000)
@@ -380,9 +384,11 @@ async def open_studio(browser: Browser, origin: URL, email: str, title: str | No
     return page
 
 
-async def open_viewer(browser: Browser, url: URL, email: str | None = None) -> Page:
+async def open_viewer(
+    browser: Browser, url: URL, email: str | None = None, viewport: dict | None = None
+) -> Page:
     """The viewer page, signed in as `email` through the page's own form when given."""
-    page = await open_page(browser, url)
+    page = await open_page(browser, url, viewport=viewport)
     await expect(page.locator("#status")).to_have_text("Live", timeout=WAIT * 1000)
     if email is not None:
         await page.get_by_label("Email").fill(email)
