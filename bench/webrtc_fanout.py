@@ -6,6 +6,7 @@ plain aiortc `MediaRelay` fan-out of the same stream, in one run.
     .venv/bin/python bench/webrtc_fanout.py --quick
     .venv/bin/python bench/webrtc_fanout.py --viewers 100 150 200 --pin   # one core each
     .venv/bin/python bench/webrtc_fanout.py --viewers 100 --servers port --relay-edges 1 5 10 --pin
+    .venv/bin/python bench/webrtc_fanout.py --viewers 25 100 --servers port --source both --pin
 
 A 720p30 ~2 Mbps H.264 (no B-frames, keyframe every 2 s) + AAC FLV file is encoded once
 with the ffmpeg CLI, and remuxed (video copied, audio to Opus) to MPEG-TS for the
@@ -19,6 +20,12 @@ aiortc's MediaPlayer (decode=False) relayed by MediaRelay. The order of the serv
 reversed at every other N. A separate viewers process joins N aiortc peers over HTTP
 and counts the video frames each one's jitter buffer completes. Server and viewers CPU
 come from /proc over the measured window. Prints a table, writes JSON.
+
+With `--source whip` or `both`, a "whip" server runs too (`whip_peers.py`): the "port"
+app whose stream comes in over the project's WHIP ingest instead of from the FLV file,
+sent by an aiortc publisher process (the MPEG-TS file's H.264 and Opus as stored, at
+real time: the same stream) on the viewers' CPU with --pin; its row sits beside
+"port" (the RTMP path's), and `whip_over_port` compares their viewers per core.
 
 With `--relay-edges E ...` it then measures the relay between replicas: for each E, a
 fresh origin (the "port" server) and a pulls process opening E relay pulls of its
@@ -50,6 +57,7 @@ from socketio_fanout import raise_open_file_limit, render_columns
 from webrtc_peers import OURS_OFFER_PATH, RELAY_OFFER_PATH, RELAY_PULL_PATH
 
 PEERS = Path(__file__).resolve().parent / "webrtc_peers.py"
+WHIP_PEERS = Path(__file__).resolve().parent / "whip_peers.py"
 DEFAULT_JSON = harness.RESULTS / "webrtc_fanout.json"
 FPS = 30
 KEYFRAME_SECONDS = 2
@@ -64,6 +72,9 @@ SERVERS = {
     "relay": RELAY_OFFER_PATH,
 }
 PROJECT_SERVERS = ("ours", "port", "paced")  # fed the FLV, limited to MAX_VIEWERS
+WHIP = "whip"  # the "port" app fed over WHIP (whip_peers.py)
+OFFER_PATHS = {**SERVERS, WHIP: OURS_OFFER_PATH}
+SOURCES = ("rtmp", "whip", "both")
 IDLE_SECONDS = 3.0
 SERVER_CPU, VIEWERS_CPU = 0, 1  # with --pin
 SOURCE_MARGIN_SECONDS = 10.0
@@ -104,13 +115,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="then the relay: origin CPU per edge at E pulls, and edge CPU per viewer at the "
         "first --viewers N beside the port server's (off)",
     )
+    parser.add_argument(
+        "--source",
+        choices=SOURCES,
+        default="rtmp",
+        help="the project's stream fed from the FLV file as over RTMP (the --servers), "
+        "over WHIP (the whip server), or both (rtmp)",
+    )
     parser.add_argument("--label", default="", help="a note stored in the JSON")
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 viewers, 5 s")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
     args = parser.parse_args(argv)
     if args.quick:
         args.viewers, args.window, args.warmup = [5], 5.0, 2.0
-    args.servers = list(dict.fromkeys(args.servers))
+    args.servers = [
+        *(dict.fromkeys(args.servers) if args.source != "whip" else ()),
+        *((WHIP,) if args.source != "rtmp" else ()),
+    ]
     problems = [
         any(not 1 <= n <= 500 for n in args.viewers) and "--viewers must be 1..500",
         not 1 <= args.window <= 120 and "--window must be 1..120",
@@ -179,7 +200,9 @@ def start_server(plan: Plan, server: str, origin: harness.Server | None = None) 
     else:
         source = str(plan.flv if server in PROJECT_SERVERS else plan.ts)
     command = [sys.executable, str(PEERS), server, source, str(port)]
-    if server in PROJECT_SERVERS or server == EDGE:
+    if server == WHIP:
+        command = [sys.executable, str(WHIP_PEERS), "server", str(port)]
+    if server in (*PROJECT_SERVERS, EDGE, WHIP):
         command.append(str(max(plan.args.viewers) + 10))
     log_path = plan.work / f"{server}-{port}.log"
     with log_path.open("wb") as log:
@@ -297,15 +320,44 @@ def server_report(server: harness.Server) -> dict | None:
     return None
 
 
+async def whip_publisher(plan: Plan, server: harness.Server) -> asyncio.subprocess.Process:
+    """The aiortc publisher of the MPEG-TS file to the whip server, once connected
+    and its first keyframe (one every KEYFRAME_SECONDS) in the hub."""
+    seconds = IDLE_SECONDS + plan.args.join_timeout + plan.args.warmup + plan.args.window
+    with (plan.work / f"publisher-{server.port}.log").open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(WHIP_PEERS), "publisher", server.url, str(plan.ts),
+            str(seconds + SOURCE_MARGIN_SECONDS), cwd=harness.ROOT,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+        )  # fmt: skip
+    if plan.args.pin:
+        os.sched_setaffinity(process.pid, {VIEWERS_CPU})
+    try:
+        async with asyncio.timeout(harness.STARTUP_TIMEOUT):
+            await harness.read_phase(process, "the WHIP publisher", "published")
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    await asyncio.sleep(KEYFRAME_SECONDS)
+    return process
+
+
 async def run_one(plan: Plan, server_name: str, viewers: int) -> dict:
     server = start_server(plan, server_name)
+    publisher = None
     try:
         await harness.wait_healthy([server])
-        result = await measure(plan, server, SERVERS[server_name], viewers)
+        if server_name == WHIP:
+            publisher = await whip_publisher(plan, server)
+        result = await measure(plan, server, OFFER_PATHS[server_name], viewers)
     finally:
+        if publisher is not None and publisher.returncode is None:
+            publisher.kill()
+            await publisher.wait()
         harness.stop_servers([server])
     summary = summarise(server_name, result)
-    if server_name in ("port", "paced"):
+    if server_name in ("port", "paced", WHIP):
         summary["ice_port"] = server_report(server)
         if summary["ice_port"] is None:
             print(f"  no report from the port server:\n{server.log_tail()}", file=sys.stderr)
@@ -541,8 +593,10 @@ def table(runs: list[dict], ratios: dict) -> str:
               "viewers proc %", "machine %")  # fmt: skip
 
     def ratio(r: dict) -> str:
-        """port / ours, paced / port: the shared port's cost, then pacing's."""
-        against = {"port": "port_over_ours", "paced": "paced_over_port"}.get(r["server"])
+        """port / ours, paced / port, whip / port: the shared port's cost, pacing's,
+        and a WHIP source's against an RTMP one."""
+        against = {"port": "port_over_ours", "paced": "paced_over_port",
+                   WHIP: "whip_over_port"}.get(r["server"])  # fmt: skip
         value = ratios[against]["per_n"].get(str(r["viewers"])) if against else None
         return f"{value:.2f}" if value else "-"
 
@@ -596,6 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     ratios = {
         "port_over_ours": over(runs, best, "port", "ours"),
         "paced_over_port": over(runs, best, "paced", "port"),
+        "whip_over_port": over(runs, best, WHIP, "port"),
     }
     met = {s: (best[s] or 0) >= TARGET_VIEWERS_PER_CORE for s in PROJECT_SERVERS if s in best}
     summary = {
@@ -611,6 +666,7 @@ def main(argv: list[str] | None = None) -> int:
             "window_s": args.window,
             "warmup_s": args.warmup,
             "pinned": args.pin,
+            "source": args.source,
         },
         "runs": runs,
         "viewers_per_core": best,

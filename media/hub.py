@@ -1,6 +1,7 @@
 """The per-session stream hub: one publisher in, any number of subscribers out.
 
-The RTMP publisher calls the plain sync `on_*` methods; every packet is parsed once and
+The publisher calls the plain sync `on_*` methods (a WHIP one sends its H.264 as FLV tags
+too, and its Opus to `on_opus`, passed through); every packet is parsed once and
 appended once to a shared, bounded `PacketTrack`. Subscribers read the same packet
 objects through their own cursor, so publishing costs O(1) per packet whatever the
 audience, a subscriber costs nothing until it reads, and no frame bytes are copied.
@@ -24,7 +25,7 @@ from typing import Any
 
 from media.flv import FlvDepacketizer, MediaFormatError
 from media.packets import AudioConfig, AudioFrame, OpusFrame, Packet, VideoConfig, VideoFrame
-from media.transcode import AacToOpus, BframeFreeH264, CodecWorker
+from media.transcode import AacToOpus, BframeFreeH264, CodecWorker, OpusToAac
 
 log = logging.getLogger("streamcart.media")
 
@@ -32,6 +33,7 @@ DEFAULT_MAX_QUEUE = 256  # ~3 s of 30 fps video with its audio
 RETAINED_PACKETS = 1024  # kept behind the head for readers, beyond the cached GOP
 MAX_CACHED_GOP = 4096  # a longer GOP is not cached (memory bound); joiners wait instead
 TRANSCODER_MAX_PENDING = 64
+KEYFRAME_REQUEST_SECONDS = 1.0  # at most one keyframe request to the publisher per second
 CONFIG_TYPES = (VideoConfig, AudioConfig)
 
 
@@ -221,7 +223,10 @@ class StreamHub:
         self._depacketizer = FlvDepacketizer()
         self._source = PacketTrack()
         self._webrtc = PacketTrack()
-        self._audio_worker: CodecWorker[AudioFrame, OpusFrame] | None = None
+        # AAC -> Opus for WebRTC (RTMP), or Opus -> AAC for the source track (WHIP)
+        self._audio_worker: (
+            CodecWorker[AudioFrame, OpusFrame] | CodecWorker[OpusFrame, AudioFrame] | None
+        ) = None
         self._video_worker: CodecWorker[VideoFrame, VideoFrame] | None = None
         self._stopped_workers: list[CodecWorker] = []
         self._fallback: BframeFreeH264 | None = None
@@ -233,6 +238,10 @@ class StreamHub:
         self._latest_ms = 0
         self._paused_at = 0.0
         self.last_input_at = self._loop.time()  # a publisher silent for long is gone
+        self._converted_audio_config: AudioConfig | None = None
+        # How to ask the publisher for a keyframe (a WebRTC publisher can; RTMP cannot).
+        self.keyframe_source: Callable[[], None] | None = None
+        self._keyframe_requested_at = -KEYFRAME_REQUEST_SECONDS
 
     @property
     def video_config(self) -> VideoConfig | None:
@@ -240,7 +249,7 @@ class StreamHub:
 
     @property
     def audio_config(self) -> AudioConfig | None:
-        return self._depacketizer.audio_config
+        return self._depacketizer.audio_config or self._converted_audio_config
 
     @property
     def unsupported_video_codec(self) -> str | None:
@@ -272,6 +281,7 @@ class StreamHub:
         if self.closed or not self.publishing:
             return
         self.publishing = False
+        self.keyframe_source = None
         self._paused_at = self._loop.time()
         self._stop_workers()
         log.info("stream %s: publisher left; waiting for it to come back", self.name)
@@ -336,6 +346,36 @@ class StreamHub:
             self._source.append(packet, sync=self._audio_only)
             if self._audio_worker is not None:
                 self._audio_worker.submit(packet, sync=True)
+
+    def on_opus(self, frame: OpusFrame) -> None:
+        """Opus from a WebRTC publisher (WHIP): to WebRTC readers as it came, and to the
+        source track as AAC, converted once per stream, for what needs AAC."""
+        if self.closed:
+            return
+        frame = OpusFrame(frame.data, self._stream_time(frame.timestamp), frame.samples)
+        self._deliver_webrtc([frame])
+        if self._audio_worker is None:
+            self.expect_opus()
+        assert self._audio_worker is not None  # started just above
+        self._audio_worker.submit(frame, sync=True)
+
+    def expect_opus(self) -> None:
+        """The publisher will send Opus: its AAC config goes on the source track now, as
+        an RTMP publisher's sequence header does before any frame, so a recording that
+        starts at the first keyframe has its audio."""
+        converter = OpusToAac()
+        self._deliver_source([converter.config])
+        self._audio_worker = self._worker("aac", converter, self._deliver_source)
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe (a viewer joined, a segment needs one); at
+        most once a second, and only where the publisher can be asked (WHIP)."""
+        now = self._loop.time()
+        source = self.keyframe_source
+        if source is None or now - self._keyframe_requested_at < KEYFRAME_REQUEST_SECONDS:
+            return
+        self._keyframe_requested_at = now
+        source()
 
     def on_relayed(self, packet: VideoFrame | OpusFrame) -> None:
         """A packet of the origin's WebRTC track, already what a browser plays. Until
@@ -427,12 +467,19 @@ class StreamHub:
             self._audio_worker.close()
         self._audio_worker = self._worker("opus", AacToOpus(config))
 
-    def _worker(self, kind: str, convert: Callable[[Any], list[Any]]) -> CodecWorker:
+    def _worker(
+        self,
+        kind: str,
+        convert: Callable[[Any], list[Any]],
+        to: Callable[[list[Packet]], None] | None = None,
+    ) -> CodecWorker:
+        """`to`: where its output goes (the WebRTC track unless said)."""
         generation = self._workers_generation
+        target = to or self._deliver_webrtc
 
         def deliver(packets: list[Packet]) -> None:
             if generation == self._workers_generation:
-                self._deliver_webrtc(packets)
+                target(packets)
 
         return CodecWorker(
             f"{self.name}-{kind}",
@@ -449,6 +496,16 @@ class StreamHub:
             sync = packet.keyframe if isinstance(packet, VideoFrame) else self._audio_only
             self._webrtc.append(packet, sync=sync)
 
+    def _deliver_source(self, packets: list[Packet]) -> None:
+        if self.closed:
+            return
+        for packet in packets:
+            if isinstance(packet, AudioConfig):
+                self._converted_audio_config = packet
+                self._source.append(packet, sync=False)
+            else:
+                self._source.append(packet, sync=self._audio_only)
+
 
 class Publisher:
     """One publisher connection's sink into a hub (what the RTMP server feeds). When the
@@ -460,13 +517,14 @@ class Publisher:
         self.on_metadata = hub.on_metadata
         self.on_audio = hub.on_audio
         self.on_video = hub.on_video
+        self.on_opus = hub.on_opus
         self._left: Callable[[StreamHub], None] | None = left
 
     def close(self) -> None:
         """Idempotent; whatever the old connection still hands in is ignored."""
         left, self._left = self._left, None
         if left is not None:
-            self.on_metadata = self.on_audio = self.on_video = _ignored
+            self.on_metadata = self.on_audio = self.on_video = self.on_opus = _ignored
             self.hub.pause()
             left(self.hub)
 

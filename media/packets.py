@@ -57,7 +57,8 @@ class AudioFrame:
 
 @dataclass(frozen=True, slots=True)
 class OpusFrame:
-    """One Opus packet (60 ms at 48 kHz) transcoded once per stream for WebRTC."""
+    """One Opus packet for WebRTC: 60 ms at 48 kHz when transcoded once per stream from
+    AAC, or as a WHIP publisher sent it (20 ms, usually)."""
 
     data: bytes
     timestamp: int  # milliseconds, on the same clock as the video

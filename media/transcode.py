@@ -1,4 +1,5 @@
-"""Once-per-stream codec work for WebRTC: AAC -> Opus, and a B-frame-free H.264 fallback.
+"""Once-per-stream codec work: AAC -> Opus and a B-frame-free H.264 fallback for WebRTC,
+and Opus -> AAC for what needs AAC (recording, HLS) when the publisher sent Opus (WHIP).
 
 Browsers play neither AAC nor (smoothly) H.264 with B-frames over WebRTC, so the hub
 runs these pipelines once per stream, never per viewer. Each runs in its own daemon
@@ -32,6 +33,8 @@ OPUS_FRAME_SAMPLES = 2880
 OPUS_FRAME_MS = 60
 AUDIO_RESYNC_MS = 200
 OPUS_BITRATE = 64_000
+AAC_FRAME_SAMPLES = 1024
+AAC_BITRATE = 128_000
 FALLBACK_KEYFRAME_SECONDS = 2
 FALLBACK_PRESET = "superfast"  # keeping real time matters more than veryfast's finer quality
 DEFAULT_FALLBACK_BITRATE = 2_500_000
@@ -48,46 +51,96 @@ def _packet(data: bytes, pts: int, dts: int) -> av.Packet:
     return packet
 
 
-class AacToOpus:
-    """Decodes AAC, resamples to 48 kHz stereo s16 and encodes 60 ms Opus packets: a third
-    of the packets (and of the per-viewer sends) 20 ms ones would be (docs/webrtc.md).
+class _AudioReencoder:
+    """Decodes, resamples to 48 kHz stereo and encodes fixed-size frames, stamped by
+    counting them from the first input timestamp (millisecond-rounded input timestamps
+    would jitter); a jump in the publisher's audio clock beyond `AUDIO_RESYNC_MS` moves
+    them along. Subclasses pick the codecs and wrap what comes out."""
 
-    Output timestamps count Opus frames from the first AAC timestamp, so they advance
-    exactly 60 ms per packet (millisecond-rounded input timestamps would jitter); a jump
-    in the publisher's audio clock beyond `AUDIO_RESYNC_MS` moves them along.
-    """
-
-    def __init__(self, config: AudioConfig) -> None:
-        self._decoder = av.CodecContext.create("aac", "r")
-        self._decoder.extradata = config.asc
+    def __init__(
+        self,
+        decoder: av.CodecContext,
+        encoder: str,
+        sample_format: str,
+        frame_samples: int,
+        bit_rate: int,
+        *,
+        unstamp_decoded: bool = False,
+    ) -> None:
+        self._decoder = decoder
         self._resampler = av.AudioResampler(
-            format="s16", layout="stereo", rate=OPUS_RATE, frame_size=OPUS_FRAME_SAMPLES
+            format=sample_format, layout="stereo", rate=OPUS_RATE, frame_size=frame_samples
         )
-        self._encoder = av.CodecContext.create("libopus", "w")
+        self._encoder = av.CodecContext.create(encoder, "w")
         self._encoder.sample_rate = OPUS_RATE
         self._encoder.layout = "stereo"
-        self._encoder.format = "s16"
+        self._encoder.format = sample_format
         self._encoder.time_base = Fraction(1, OPUS_RATE)
-        self._encoder.bit_rate = OPUS_BITRATE
-        self._encoder.options = {"frame_duration": str(OPUS_FRAME_MS)}
+        self._encoder.bit_rate = bit_rate
+        self._frame_ms = frame_samples * 1000 / OPUS_RATE
+        self._unstamp_decoded = unstamp_decoded
         self._input_ms: float | None = None
         self._output_ms = 0.0
 
-    def __call__(self, frame: AudioFrame) -> list[OpusFrame]:
+    def _reencode(self, data: bytes, timestamp: int) -> list[tuple[bytes, int]]:
+        """The encoded frames made from one input frame, each with its timestamp (ms)."""
         if self._input_ms is None:
-            self._input_ms = self._output_ms = float(frame.timestamp)
-        gap = frame.timestamp - self._input_ms
+            self._input_ms = self._output_ms = float(timestamp)
+        gap = timestamp - self._input_ms
         if abs(gap) > AUDIO_RESYNC_MS:
             self._input_ms += gap
             self._output_ms += gap
         out = []
-        for decoded in self._decoder.decode(av.Packet(frame.data)):
+        for decoded in self._decoder.decode(av.Packet(data)):
             self._input_ms += decoded.samples * 1000 / decoded.sample_rate
+            if self._unstamp_decoded:
+                decoded.pts = None
             for resampled in self._resampler.resample(decoded):
                 for packet in self._encoder.encode(resampled):
-                    out.append(OpusFrame(bytes(packet), round(self._output_ms), OPUS_FRAME_SAMPLES))
-                    self._output_ms += OPUS_FRAME_MS
+                    out.append((bytes(packet), round(self._output_ms)))
+                    self._output_ms += self._frame_ms
         return out
+
+
+class AacToOpus(_AudioReencoder):
+    """Decodes AAC, resamples to 48 kHz stereo s16 and encodes 60 ms Opus packets: a third
+    of the packets (and of the per-viewer sends) 20 ms ones would be (docs/webrtc.md).
+
+    Output timestamps advance exactly 60 ms per packet, as `_AudioReencoder` stamps them.
+    """
+
+    def __init__(self, config: AudioConfig) -> None:
+        decoder = av.CodecContext.create("aac", "r")
+        decoder.extradata = config.asc
+        super().__init__(decoder, "libopus", "s16", OPUS_FRAME_SAMPLES, OPUS_BITRATE)
+        self._encoder.options = {"frame_duration": str(OPUS_FRAME_MS)}
+
+    def __call__(self, frame: AudioFrame) -> list[OpusFrame]:
+        return [
+            OpusFrame(data, timestamp, OPUS_FRAME_SAMPLES)
+            for data, timestamp in self._reencode(frame.data, frame.timestamp)
+        ]
+
+
+class OpusToAac(_AudioReencoder):
+    """Decodes a WebRTC publisher's Opus and encodes 48 kHz stereo AAC: the mirror of
+    `AacToOpus`. `config` is known before any input (it depends on nothing the publisher
+    sends); the output is raw AAC frames stamped as there.
+    """
+
+    def __init__(self) -> None:
+        decoder = av.CodecContext.create("opus", "r")
+        super().__init__(
+            decoder, "aac", "fltp", AAC_FRAME_SAMPLES, AAC_BITRATE, unstamp_decoded=True
+        )
+        self._encoder.open()
+        self.config = AudioConfig(bytes(self._encoder.extradata or b""), OPUS_RATE, 2)
+
+    def __call__(self, frame: OpusFrame) -> list[AudioFrame]:
+        return [
+            AudioFrame(data, timestamp)
+            for data, timestamp in self._reencode(frame.data, frame.timestamp)
+        ]
 
 
 class BframeFreeH264:

@@ -22,6 +22,7 @@ from storage.web import Problem
 
 MAX_SDP_BYTES = 32 * 1024  # a browser's offer is a few KiB
 RECEIVING_DIRECTIONS = {None, "sendrecv", "recvonly"}
+SENDING_DIRECTIONS = {None, "sendrecv", "sendonly"}
 H264 = "video/h264"
 OPUS = "audio/opus"
 RTX = "video/rtx"
@@ -75,6 +76,28 @@ def check_offer(sdp: str) -> ViewerOffer:
     if wants_audio and not _offers(audio[0], OPUS):
         raise Problem(422, "opus-required", "The stream's audio is Opus: offer Opus.")
     return ViewerOffer(sdp, audio=wants_audio)
+
+
+def check_publisher_offer(sdp: str) -> str:
+    """A publisher's (WHIP) offer if it sends what the stream hub carries: H.264 video
+    and Opus audio, each passed through; a Problem otherwise."""
+    if len(sdp) > MAX_SDP_BYTES:
+        raise sdp_too_large()
+    description = parse_offer(sdp)
+    for kind, codec, name in (("video", H264, "H.264"), ("audio", OPUS, "Opus")):
+        sections = _sections(description, kind)
+        if (
+            len(sections) != 1
+            or sections[0].direction not in SENDING_DIRECTIONS
+            or not _offers(sections[0], codec)
+        ):
+            raise Problem(
+                422,
+                f"{name.replace('.', '').lower()}-required",
+                f"Offer to send one {kind} track in {name} (with H.264: packetization-mode=1, "
+                "Constrained Baseline): it is passed through to viewers without re-encoding.",
+            )
+    return sdp
 
 
 def parse_offer(sdp: str) -> SessionDescription:

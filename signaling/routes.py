@@ -1,5 +1,8 @@
 """WHEP endpoints: POST an SDP offer to watch a live session, DELETE the resource to leave;
-and the STUN/TURN servers a viewer may use, with their credentials.
+WHIP endpoints: POST a publisher's offer with the stream key as its bearer token, DELETE
+to stop publishing; and the STUN/TURN servers a viewer may use, with their credentials.
+Both answer cross-origin requests (CORS), as the WHIP and WHEP specifications
+recommend, so a player or a publishing page served from elsewhere can use them.
 
 Bodies are `application/sdp`, not JSON, so the handlers read them themselves; errors
 are still problem documents. Guests may watch: no token is needed to view a stream. A
@@ -22,10 +25,13 @@ from typing_extensions import TypedDict
 from signaling.ice_servers import IceServers, IssuedIceServers, link_headers
 from signaling.offers import MAX_SDP_BYTES, malformed_sdp, sdp_too_large
 from signaling.whep import WhepService
+from signaling.whip import WhipService
 from storage.web import ApiRoutes, Problem
+from storage.web.routes import SecurityScheme
 
 routes = ApiRoutes()
 WHEP = web.AppKey("whep", WhepService)
+WHIP = web.AppKey("whip", WhipService)
 ICE_SERVERS = web.AppKey("ice_servers", IceServers)
 # Who is watching, for the TURN username and the audience count: the composition root
 # gives the accounts layer's answer (a user id for a valid bearer token, None for a guest).
@@ -34,6 +40,26 @@ VIEWER_ID = web.AppKey("viewer_id", ViewerIdentity)
 SDP = "application/sdp"
 TAGS = ("webrtc",)
 WHEP_PATH = "/api/live-sessions/{live_session_id}/whep"
+WHIP_PATH = "/api/whip"
+STREAM_KEY = SecurityScheme(
+    "streamKey",
+    {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The live session's stream key (OBS: WHIP output, Bearer Token).",
+    },
+)
+CORS_PATHS = (WHEP_PATH, WHEP_PATH + "/{resource_id}", WHIP_PATH, WHIP_PATH + "/{resource_id}")
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Location, Link, ETag",
+}
+PREFLIGHT_HEADERS = {
+    **CORS_HEADERS,
+    "Access-Control-Allow-Methods": "POST, DELETE, PATCH, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Max-Age": "86400",
+}
 NO_ICE_SERVERS = IssuedIceServers()
 
 
@@ -101,6 +127,44 @@ async def whep_delete(request: web.Request) -> None:
 
 
 @routes.route(
+    "POST",
+    WHIP_PATH,
+    summary="Publish a live stream over WebRTC (WHIP)",
+    tags=TAGS,
+    status=201,
+    errors=(400, 401, 409, 413, 415, 422, 503),
+    request_media_type=SDP,
+    response_media_type=SDP,
+    security=STREAM_KEY,
+    guard=lambda request: _require_stream_key(request),
+)
+async def whip_offer(request: web.Request) -> web.Response:
+    """The body is the publisher's SDP offer, `Authorization: Bearer <stream key>` says
+    which live session (OBS 30+: Service WHIP, Server this URL, Bearer Token the key).
+    It must send H.264 video and Opus audio, both passed through to viewers. The answer
+    comes with a `Location` to DELETE when done. 401 for a wrong key, 409 while the key
+    is publishing (over RTMP or WHIP). The session goes live as with RTMP."""
+    key = _stream_key(request)
+    answer = await request.app[WHIP].offer(key, await _read_offer(request))
+    headers = {"Location": f"{WHIP_PATH}/{answer.resource_id}"}
+    return web.Response(status=201, text=answer.sdp, content_type=SDP, headers=headers)
+
+
+@routes.route(
+    "DELETE",
+    WHIP_PATH + "/{resource_id}",
+    summary="Stop publishing over WebRTC (WHIP)",
+    tags=TAGS,
+    status=204,
+    errors=(404,),
+)
+async def whip_delete(request: web.Request) -> None:
+    """The publisher leaves as an RTMP one disconnecting: the session waits for it
+    through its grace period, then ends."""
+    await request.app[WHIP].delete(request.match_info["resource_id"])
+
+
+@routes.route(
     "GET",
     "/api/webrtc/ice-servers",
     summary="STUN/TURN servers for a WebRTC viewer",
@@ -122,6 +186,39 @@ async def ice_servers(request: web.Request) -> web.Response:
         content_type="application/json",
         headers={"Cache-Control": "no-store"},
     )
+
+
+def add_cors(app: web.Application) -> None:
+    """Answer CORS preflights on the WHEP and WHIP paths and let other origins read
+    their responses (problems included) and headers."""
+    for path in CORS_PATHS:
+        app.router.add_route("OPTIONS", path, _preflight)
+    app.on_response_prepare.append(_allow_origin)
+
+
+async def _preflight(_: web.Request) -> web.Response:
+    return web.Response(status=204, headers=PREFLIGHT_HEADERS)
+
+
+async def _allow_origin(request: web.Request, response: web.StreamResponse) -> None:
+    route = request.match_info.route.resource
+    if route is not None and route.canonical in CORS_PATHS:
+        for name, value in CORS_HEADERS.items():
+            response.headers.setdefault(name, value)
+
+
+async def _require_stream_key(request: web.Request) -> None:
+    """401 before the body is read when no stream key is sent."""
+    _stream_key(request)
+
+
+def _stream_key(request: web.Request) -> str:
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Problem(
+            401, "stream-key-required", "Send the stream key as Authorization: Bearer <key>."
+        )
+    return key.strip()
 
 
 async def _viewer_id(request: web.Request) -> str | None:

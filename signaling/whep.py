@@ -128,10 +128,7 @@ class WhepService:
         max-bundle gives it one whatever the offer (browsers bundle anyway). The server
         needs no STUN or TURN of its own: viewers reach its host candidates."""
         self.ice_port = port
-        self._configuration = RTCConfiguration(
-            iceServers=[],
-            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE if port else RTCBundlePolicy.BALANCED,
-        )
+        self._configuration = peer_configuration(port)
 
     def __len__(self) -> int:
         return len(self._viewers)
@@ -167,6 +164,7 @@ class WhepService:
         if hub is None or hub.closed:
             raise stream_not_live(live_session_id)
         viewer = self._open(live_session_id, hub, owner)
+        hub.request_keyframe()  # a WHIP publisher sends one: the viewer starts sooner
         try:
             sdp_answer = await self._negotiate(viewer, offer)
         except BaseException as error:
@@ -317,6 +315,14 @@ class WhepService:
         task = asyncio.get_running_loop().create_task(closing)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def peer_configuration(port: IcePort | None) -> RTCConfiguration:
+    """The server's side of a peer: on the shared port, one bundled ICE agent."""
+    return RTCConfiguration(
+        iceServers=[],
+        bundlePolicy=RTCBundlePolicy.MAX_BUNDLE if port else RTCBundlePolicy.BALANCED,
+    )
 
 
 def stream_not_live(live_session_id: str) -> Problem:

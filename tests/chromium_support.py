@@ -60,7 +60,18 @@ CLONE_NEWNET = 0x40000000
 WAIT = 15.0
 CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) ", re.MULTILINE)
 
-OFFER_JS = """
+# In a page: wait until `pc` has gathered its ICE candidates, or `gatherMs` has passed.
+GATHERED_JS = """
+  await new Promise((resolve) => {
+    const done = () => pc.iceGatheringState === "complete" && resolve();
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, gatherMs);
+    done();
+  });
+"""
+
+OFFER_JS = (
+    """
 async ({ gatherMs, config }) => {
   const pc = config ? new RTCPeerConnection(config) : new RTCPeerConnection();
   pc.addTransceiver("video", { direction: "recvonly" });
@@ -71,16 +82,12 @@ async ({ gatherMs, config }) => {
   document.body.append(video);
   pc.ontrack = ({ track }) => stream.addTrack(track);
   window.viewer = { pc, video };
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((resolve) => {
-    const done = () => pc.iceGatheringState === "complete" && resolve();
-    pc.addEventListener("icegatheringstatechange", done);
-    setTimeout(resolve, gatherMs);
-    done();
-  });
-  return pc.localDescription.sdp;
+  await pc.setLocalDescription(await pc.createOffer());"""
+    + GATHERED_JS
+    + """  return pc.localDescription.sdp;
 }
 """
+)
 
 WATCH_JS = """
 async (whepPath) => {

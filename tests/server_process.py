@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -28,6 +29,7 @@ from yarl import URL
 
 from commerce.accounts.auth import ACCOUNTS
 from commerce.accounts.models import Role
+from tests.backends import REDIS_URL, require
 from tests.test_auth import register
 from tests.webrtc_support import loopback_webrtc_settings
 
@@ -60,6 +62,25 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def replica_settings(sql_url: str, **extra: str) -> dict[str, str]:
+    """Environment for replicas of one deployment streaming to each other: a shared
+    database and JWT secret, Redis under a prefix of their own, cheap password hashing,
+    quick shutdown and stream end, and no recordings; `extra` adds or overrides."""
+    return {
+        "STREAMCART_DATABASE_URL": sql_url,
+        "STREAMCART_DATABASE_POOL_SIZE": "3",
+        "STREAMCART_REDIS_URL": require(REDIS_URL, "Redis"),
+        "STREAMCART_REDIS_PREFIX": f"test-{secrets.token_hex(4)}:",
+        "STREAMCART_JWT_SECRET": secrets.token_urlsafe(32),
+        "STREAMCART_PASSWORD_TIME_COST": "1",
+        "STREAMCART_PASSWORD_MEMORY_KIB": "1024",
+        "STREAMCART_SHUTDOWN_TIMEOUT": "2",
+        "STREAMCART_STREAM_GRACE_PERIOD": "1",
+        "STREAMCART_RECORD_STREAMS": "false",
+        **extra,
+    }
 
 
 class ServerProcess:

@@ -7,16 +7,14 @@ replica's viewers end."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 
 import pytest
 from yarl import URL
 
-from tests.backends import REDIS_URL, require
 from tests.netns_support import scheduled_session, until_live
 from tests.rtmp_support import ffmpeg_publish_args, run_ffmpeg
-from tests.server_process import ServerApi, serving
+from tests.server_process import ServerApi, replica_settings, serving
 from tests.test_auth import bearer
 from tests.webrtc_support import DecodingViewer, eventually, keep_ice_on_loopback
 
@@ -38,20 +36,9 @@ def loopback_only(monkeypatch):
 
 @pytest.fixture
 async def replicas(sql_engine, sql_url, tmp_path):
-    settings = {
-        "STREAMCART_DATABASE_URL": sql_url,
-        "STREAMCART_DATABASE_POOL_SIZE": "3",
-        "STREAMCART_REDIS_URL": require(REDIS_URL, "Redis"),
-        "STREAMCART_REDIS_PREFIX": f"test-{secrets.token_hex(4)}:",
-        "STREAMCART_JWT_SECRET": secrets.token_urlsafe(32),
-        "STREAMCART_PASSWORD_TIME_COST": "1",
-        "STREAMCART_PASSWORD_MEMORY_KIB": "1024",
-        "STREAMCART_SHUTDOWN_TIMEOUT": "2",
-        "STREAMCART_RELAY_IDLE_SECONDS": "1",
-        "STREAMCART_STREAM_GRACE_PERIOD": "1",
-        "STREAMCART_STREAM_HEALTH_INTERVAL": "0.5",
-        "STREAMCART_RECORD_STREAMS": "false",
-    }
+    settings = replica_settings(
+        sql_url, STREAMCART_RELAY_IDLE_SECONDS="1", STREAMCART_STREAM_HEALTH_INTERVAL="0.5"
+    )
     async with serving(tmp_path, ("origin", "edge1", "edge2"), settings) as servers:
         yield servers
 

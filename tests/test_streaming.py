@@ -5,19 +5,18 @@ the publisher leaves the session ends and its recording and sale timeline are se
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 
 import av
 import pytest
 
 from live.app import RTMP_SERVER, STREAMS
 from media.packets import VideoFrame
-from tests.commerce_support import create_product, seller_with_shop
+from tests.commerce_support import scheduled_show
 from tests.hub_support import joining, open_socket
 from tests.media_support import write_test_flv
 from tests.rtmp_support import run_ffmpeg
 from tests.test_auth import assert_problem, bearer
-from tests.webrtc_support import DecodingViewer, keep_ice_on_loopback, settled
+from tests.webrtc_support import DecodingViewer, keep_ice_on_loopback, settled, watch_over_whep
 
 WAIT_SECONDS = 20
 
@@ -30,23 +29,7 @@ def api_settings():
 @pytest.fixture
 async def show(api):
     """A seller's scheduled session with one product, and its OBS settings."""
-    seller = await seller_with_shop(api, "seller@example.com")
-    product = await create_product(
-        api, seller["token"], seller["shop"]["id"], name="Áo khoác", base_price=100_000, stock=5
-    )
-    response = await api.post(
-        "/api/live-sessions",
-        json={
-            "shop_id": seller["shop"]["id"],
-            "title": "Lên sóng",
-            "scheduled_at": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
-            "products": [{"product_id": product["id"]}],
-        },
-        headers=bearer(seller["token"]),
-    )
-    assert response.status == 201, await response.text()
-    live = await response.json()
-    return {**seller, "product": product, "live": live, "key": live["stream"]["stream_key"]}
+    return await scheduled_show(api)
 
 
 def push(api, source, key: str, *, app: str = "live") -> list[str]:
@@ -67,6 +50,18 @@ async def eventually(probe, expected):
     while (value := await probe()) != expected:
         assert asyncio.get_running_loop().time() < deadline, f"{value!r} != {expected!r}"
         await asyncio.sleep(0.1)
+
+
+async def ended_recording(api, live_id: str, publisher, seller) -> dict:
+    """The session's one recording, once `publisher` (ffmpeg) has sent all of its file,
+    the session has ended and the seller's socket `seller` is closed."""
+    code, errors = await publisher
+    assert code == 0, errors
+    await eventually(lambda: status(api, live_id), "ended")
+    await seller.client.disconnect()
+    replay = await (await api.get(f"/api/live-sessions/{live_id}/replay")).json()
+    (recording,) = replay["recordings"]
+    return recording
 
 
 async def test_a_stream_goes_live_is_measured_recorded_and_ends(api, show, tmp_path):
@@ -99,13 +94,7 @@ async def test_a_stream_goes_live_is_measured_recorded_and_ends(api, show, tmp_p
     jpeg = await thumbnail.read()
     assert jpeg[:2] == b"\xff\xd8" and jpeg[-2:] == b"\xff\xd9"
 
-    code, errors = await publisher
-    assert code == 0, errors
-    await eventually(lambda: status(api, live_id), "ended")
-    await seller.client.disconnect()
-
-    replay = await (await api.get(f"/api/live-sessions/{live_id}/replay")).json()
-    (recording,) = replay["recordings"]
+    recording = await ended_recording(api, live_id, publisher, seller)
     assert [mark["kind"] for mark in recording["timeline"]][:1] == ["pinned"]
     assert recording["timeline"][0]["data"]["product_id"] == show["product"]["id"]
     video = await api.get(recording["video_url"])
@@ -185,13 +174,7 @@ async def test_a_whep_viewer_watches_what_obs_publishes(api, show, tmp_path, mon
     sent = api.app[STREAMS].get(live_id).subscribe(webrtc=True)
     counting = asyncio.create_task(count_video(sent))
     try:
-        response = await api.post(
-            f"/api/live-sessions/{live_id}/whep",
-            data=await viewer.offer(),
-            headers={"Content-Type": "application/sdp"},
-        )
-        assert response.status == 201, await response.text()
-        await viewer.accept(await response.text())
+        await watch_over_whep(api, live_id, viewer)
         code, errors = await publisher
         assert code == 0, errors
         frames_sent = await asyncio.wait_for(counting, WAIT_SECONDS)

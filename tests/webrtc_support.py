@@ -67,7 +67,24 @@ async def settled(read: Callable[[], object], quiet: float = 0.5, seconds: float
             last, since = current, time.monotonic()
 
 
-class DecodingViewer:
+class OfferingPeer:
+    """An aiortc peer that makes the offer, as WHIP publishers and WHEP viewers do."""
+
+    def __init__(self) -> None:
+        self.peer = RTCPeerConnection()
+
+    async def offer(self) -> str:
+        await self.peer.setLocalDescription(await self.peer.createOffer())
+        return self.peer.localDescription.sdp
+
+    async def accept(self, answer: str) -> None:
+        await self.peer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+
+    async def close(self) -> None:
+        await self.peer.close()
+
+
+class DecodingViewer(OfferingPeer):
     """An aiortc peer that receives (and decodes) H.264 video and Opus audio.
 
     Counts are of decoded frames: aiortc's receiver depacketizes and decodes, so a
@@ -75,7 +92,7 @@ class DecodingViewer:
     """
 
     def __init__(self, *, audio: bool = True) -> None:
-        self.peer = RTCPeerConnection()
+        super().__init__()
         self.peer.addTransceiver("video", direction="recvonly")
         if audio:
             self.peer.addTransceiver("audio", direction="recvonly")
@@ -91,15 +108,8 @@ class DecodingViewer:
     def connected(self) -> bool:
         return self.peer.connectionState == "connected"
 
-    async def offer(self) -> str:
-        await self.peer.setLocalDescription(await self.peer.createOffer())
-        return self.peer.localDescription.sdp
-
-    async def accept(self, answer: str) -> None:
-        await self.peer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-
     async def close(self) -> None:
-        await self.peer.close()
+        await super().close()
         for reader in self._readers:
             reader.cancel()
         await asyncio.gather(*self._readers, return_exceptions=True)
@@ -121,3 +131,14 @@ class DecodingViewer:
             else:
                 self.audio_frames += 1
         self.ended.add(track.kind)
+
+
+async def watch_over_whep(api, live_id: str, viewer: OfferingPeer) -> None:
+    """Join `viewer` to the session's stream through its WHEP endpoint."""
+    response = await api.post(
+        f"/api/live-sessions/{live_id}/whep",
+        data=await viewer.offer(),
+        headers={"Content-Type": "application/sdp"},
+    )
+    assert response.status == 201, await response.text()
+    await viewer.accept(await response.text())

@@ -25,6 +25,7 @@ routes = ApiRoutes()
 LIVE_SESSIONS = web.AppKey("live_sessions", LiveSessionService)
 # What OBS calls "Server", asked when needed: the RTMP port is known once it is bound.
 RTMP_URL = web.AppKey("rtmp_url", Callable[[], str])
+WHIP_URL = web.AppKey("whip_url", str)
 TAGS = ("live sessions",)
 
 
@@ -59,9 +60,7 @@ async def create_live_session(request: web.Request, body: LiveSessionIn):
         principal, body.shop_id, body.title, body.description, body.scheduled_at, _products(body)
     )
     out = session_out(live, await service.showcase(live.id))
-    return CreatedLiveSessionOut(
-        **out.model_dump(), stream=StreamOut(server_url=request.app[RTMP_URL](), stream_key=key)
-    )
+    return CreatedLiveSessionOut(**out.model_dump(), stream=_stream(request, key))
 
 
 @routes.route(
@@ -141,7 +140,14 @@ async def rotate_stream_key(request: web.Request) -> StreamOut:
     key = await request.app[LIVE_SESSIONS].rotate_key(
         principal, request.match_info["live_session_id"]
     )
-    return StreamOut(server_url=request.app[RTMP_URL](), stream_key=key)
+    return _stream(request, key)
+
+
+def _stream(request: web.Request, key: str) -> StreamOut:
+    """Where OBS sends the stream (RTMP or WHIP) and with which key."""
+    return StreamOut(
+        server_url=request.app[RTMP_URL](), whip_url=request.app[WHIP_URL], stream_key=key
+    )
 
 
 @routes.route(

@@ -68,7 +68,11 @@ class LiveSessionOut(BaseModel):
 
 
 class StreamOut(BaseModel):
-    server_url: str = Field(description="OBS 'Server'.")
+    server_url: str = Field(description="OBS 'Server' (RTMP).")
+    whip_url: str = Field(
+        description="OBS 'Server' for its WHIP output (Bearer Token: the stream key), or a "
+        "browser's WHIP endpoint."
+    )
     stream_key: str = Field(description="OBS 'Stream key'. Shown only now; rotate to replace.")
 
 

@@ -1,6 +1,8 @@
-"""Publishers in: an RTMP stream key becomes a live session's stream hub.
+"""Publishers in: a stream key (RTMP's, or the bearer token of a WHIP publisher) becomes a
+live session's stream hub.
 
-`authorize` is what the RTMP server asks before it accepts any media: the key must
+`authorize` is what the RTMP server asks before it accepts any media (`whip_publisher`
+what a WHIP offer asks, refused as problem documents), both through `publish`: the key must
 belong to a session that has not ended, and nobody may be publishing to it already,
 in this process (the stream registry) or in another (a lease in the shared cache,
 refreshed while the stream runs, which also says where other replicas pull the stream:
@@ -34,12 +36,14 @@ from datetime import UTC, datetime, timedelta
 
 from live.sessions.models import LiveStatus
 from live.sessions.service import LiveSessionService
+from live.streaming.hls import HlsOutputs
 from live.streaming.outputs import StreamOutputs
 from live.streaming.relay import lease_paused, lease_value, read_lease
 from media.hub import Publisher, StreamHub
 from media.registry import AlreadyPublishing, StreamRegistry
 from rtmp_ingest.sink import PublishRefused
 from storage.cache.port import Cache
+from storage.web import Problem
 
 log = logging.getLogger("streamcart.streaming")
 
@@ -52,6 +56,16 @@ STALE_PUBLISHER_SECONDS = 3.0  # OBS sends audio every ~20 ms and video every fr
 
 
 Announce = Callable[[str, dict[str, object]], Awaitable[None]]
+
+
+class UnknownStreamKey(PublishRefused):
+    def __init__(self) -> None:
+        super().__init__(BAD_NAME, "Unknown stream key: copy the current key again.")
+
+
+class StreamKeyInUse(PublishRefused):
+    def __init__(self) -> None:
+        super().__init__(BAD_NAME, "This stream key is already publishing.")
 
 
 def lease_key(live_session_id: str) -> str:
@@ -69,6 +83,7 @@ class StreamIngest:
         disconnect: Callable[[Publisher, str], object],
         relay_url: str = "",
         announce: Announce | None = None,
+        hls: HlsOutputs | None = None,
     ) -> None:
         """`relay_url`: where other replicas pull this one's streams (the lease says it);
         `announce(event, data)`: an event to the session's room (`data` names it)."""
@@ -77,6 +92,7 @@ class StreamIngest:
         self._registry = registry
         self._cache = cache
         self._outputs = outputs
+        self._hls = hls
         self._grace_period = grace_period
         self._announce = announce
         self.replica = uuid.uuid4().hex
@@ -113,18 +129,33 @@ class StreamIngest:
         """The RTMP server's question: may (app, key) publish? Answers the sink or refuses."""
         if app.strip("/") != RTMP_APP:
             raise PublishRefused(BAD_NAME, f"Use the server URL rtmp://HOST:PORT/{RTMP_APP}.")
-        live = await self._live.by_stream_key(key.split("?", 1)[0])
+        return await self.publish(key.split("?", 1)[0])
+
+    async def whip_publisher(self, key: str) -> Publisher:
+        """A WHIP publisher's question, refusals as problems: 401 for a key that is no
+        session's, 409 while the key is publishing (over RTMP or WHIP, on any replica)."""
+        try:
+            return await self.publish(key)
+        except UnknownStreamKey as refused:
+            raise Problem(401, "unknown-stream-key", refused.description) from None
+        except StreamKeyInUse as refused:
+            raise Problem(409, "already-publishing", refused.description) from None
+
+    async def publish(self, key: str) -> Publisher:
+        """Accept a publisher of `key` (RTMP or WHIP): one per session on every replica;
+        the session goes live (or resumes within its grace period)."""
+        live = await self._live.by_stream_key(key)
         if live is None:
-            raise PublishRefused(BAD_NAME, "Unknown stream key: copy the current key again.")
+            raise UnknownStreamKey
         held = self._registry.get(live.id)
         if held is not None and held.publishing:
             self._replace_if_silent(live.id, held)
         if (held is not None and held.publishing) or not await self._take_lease(live.id):
-            raise PublishRefused(BAD_NAME, "This stream key is already publishing.")
+            raise StreamKeyInUse
         try:
             hub = self._registry.open(live.id)  # a paused hub of this session resumes
         except AlreadyPublishing:
-            raise PublishRefused(BAD_NAME, "This stream key is already publishing.") from None
+            raise StreamKeyInUse from None
         self._cancel(self._graces, live.id)
         publisher = self._publishers[live.id] = Publisher(
             hub, lambda left: self._publisher_left(live.id, left)
@@ -132,6 +163,8 @@ class StreamIngest:
         if live.id not in self._holds:
             self._holds[live.id] = asyncio.create_task(self._hold_lease(live.id, hub))
             self._outputs.attach(live.id, hub)
+            if self._hls is not None:
+                self._hls.attach(live.id, hub)
         await self._live.publisher_seen(live.id)
         if live.status == LiveStatus.LIVE:
             await self._tell(live.id, "stream:resumed")

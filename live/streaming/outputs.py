@@ -34,6 +34,7 @@ SOURCE_QUEUE = 1024  # packets: the outputs may lag a little behind the viewers
 FINISH_SECONDS = 10  # the longest a recording's tail and timeline are waited for
 CACHE_TTL_INTERVALS = 3  # a stream whose process vanished stops answering after this
 BEHIND_WARNING_SECONDS = 10.0  # the transcode-behind warning stays this long after a skip
+RECORDING_TIME = "%Y%m%dT%H%M%SZ"  # a recording's name: when its stream was accepted
 
 Emit = Callable[[str, dict[str, Any], str], Awaitable[None]]
 
@@ -93,7 +94,7 @@ class StreamOutputs:
         """Start the outputs of a stream that was just accepted (before its first packet)."""
         stream = _Stream(hub)
         if self._record:
-            started = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            started = datetime.now(UTC).strftime(RECORDING_TIME)
             path = self.recordings / live_session_id / f"{started}.mp4"
             path.parent.mkdir(parents=True, exist_ok=True)
             stream.recorder = BackgroundRecorder(path)

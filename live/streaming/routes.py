@@ -1,8 +1,12 @@
-"""Stream endpoints: health for the seller, a thumbnail and replays for everyone."""
+"""Stream endpoints: health for the seller, a thumbnail and replays for everyone (the
+MP4 and a VOD HLS playlist over it carrying the sale timeline)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -10,14 +14,19 @@ from pydantic import BaseModel, Field
 
 from commerce.accounts.auth import require_principal
 from live.sessions.routes import LIVE_SESSIONS, TAGS
-from live.streaming.outputs import StreamOutputs
+from live.streaming.hls_timeline import HlsTimeline
+from live.streaming.outputs import RECORDING_TIME, StreamOutputs
+from media.hls.vod import FragmentedMp4, scan, vod_playlist
 from media.recording import Timeline, timeline_path
 from storage.web import ApiRoutes, Problem
 
 routes = ApiRoutes()
 STREAM_OUTPUTS = web.AppKey("stream_outputs", StreamOutputs)
+HLS_TIMELINE = web.AppKey("hls_timeline", HlsTimeline)
 RECORDING_NAME = re.compile(r"^\d{8}T\d{6}Z$")
 THUMBNAIL_MAX_AGE = 5
+VOD_MAX_AGE = 5  # a recording still being written grows
+HLS_PLAYLIST = "application/vnd.apple.mpegurl"
 
 
 class HealthWarningOut(BaseModel):
@@ -74,6 +83,10 @@ class TimelineMarkOut(BaseModel):
 
 class RecordingOut(BaseModel):
     video_url: str
+    hls_url: str = Field(
+        description="The same recording as a VOD HLS playlist, pins and flash sales as "
+        "EXT-X-DATERANGE tags on the video's program date-time."
+    )
     timeline: list[TimelineMarkOut]
 
 
@@ -144,7 +157,8 @@ async def replay(request: web.Request) -> ReplayOut:
     folder = outputs.recordings / live.id
     recordings = [
         RecordingOut(
-            video_url=f"/api/live-sessions/{live.id}/recordings/{video.stem}.mp4",
+            video_url=_video_url(live.id, video.stem),
+            hls_url=f"/hls/{live.id}/replay/{video.stem}.m3u8",
             timeline=Timeline.load(timeline_path(video)).entries,
         )
         for video in sorted(folder.glob("*.mp4"))
@@ -161,9 +175,54 @@ async def replay(request: web.Request) -> ReplayOut:
     errors=(404,),
 )
 async def recording(request: web.Request) -> web.FileResponse:
+    video = await _recording_file(request)
+    return web.FileResponse(video, headers={"Content-Type": "video/mp4"})
+
+
+@routes.route(
+    "GET",
+    "/hls/{live_session_id}/replay/{name}.m3u8",
+    summary="One recording as a VOD HLS playlist with the sale timeline",
+    tags=TAGS,
+    errors=(404,),
+    response_media_type=HLS_PLAYLIST,
+)
+async def recording_playlist(request: web.Request) -> web.Response:
+    """Segments are byte ranges of the recording's MP4 (one per fragment); every pin and
+    flash sale is an EXT-X-DATERANGE on the same clock as the segments' program date-time."""
+    video = await _recording_file(request)
+    live_session_id = request.match_info["live_session_id"]
+    started = datetime.strptime(video.stem, RECORDING_TIME).replace(tzinfo=UTC)
+    mp4 = await asyncio.to_thread(_scan, video)
+    dateranges = await request.app[HLS_TIMELINE].replay(
+        live_session_id, started, Timeline.load(timeline_path(video)).entries
+    )
+    playlist = vod_playlist(_video_url(live_session_id, video.stem), mp4, started, dateranges)
+    return web.Response(
+        text=playlist,
+        content_type=HLS_PLAYLIST,
+        headers={"Cache-Control": f"public, max-age={VOD_MAX_AGE}"},
+    )
+
+
+async def _recording_file(request: web.Request) -> Path:
     live = await request.app[LIVE_SESSIONS].get(request.match_info["live_session_id"])
     name = request.match_info["name"]
     video = request.app[STREAM_OUTPUTS].recordings / live.id / f"{name}.mp4"
     if not RECORDING_NAME.match(name) or not video.is_file():
         raise Problem(404, "recording-not-found", "No such recording of this session.")
-    return web.FileResponse(video, headers={"Content-Type": "video/mp4"})
+    return video
+
+
+def _video_url(live_session_id: str, name: str) -> str:
+    return f"/api/live-sessions/{live_session_id}/recordings/{name}.mp4"
+
+
+def _scan(video: Path) -> FragmentedMp4:
+    with video.open("rb") as file:
+        try:
+            return scan(file)
+        except ValueError as error:
+            raise Problem(
+                404, "recording-unreadable", "This recording has no video yet."
+            ) from error

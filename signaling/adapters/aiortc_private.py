@@ -11,13 +11,15 @@ it (RTCP packets, header extensions, RTX, SDP parsing, codec matching, random
 origins). `check()` finds out once at start-up (signaling/adapters/checks.py) whether
 this aiortc has them all; where it does not, viewers are served by aiortc's own public
 sending path (signaling/hub_track.py) instead. `SenderHooks` and `SecureDatagramPath`
-check again what they use, per viewer.
+check again what they use, per viewer. A WHIP publisher's receivers hand over encoded
+frames instead of decoding them (`receive_encoded`, checked by `check_receiver`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +29,7 @@ from aiortc import (
     RTCIceTransport,
     RTCPeerConnection,
     RTCRtpCodecParameters,
+    RTCRtpReceiver,
     RTCRtpSender,
 )
 from aiortc.codecs import is_rtx as is_rtx
@@ -83,6 +86,7 @@ DTLS_ATTRIBUTES = (
     "_RTCDtlsTransport__rx_bytes",
     "_RTCDtlsTransport__rx_packets",
 )
+RECEIVER_ATTRIBUTES = ("_RTCRtpReceiver__decoder_queue", "_send_rtcp_pli")
 ICE_ATTRIBUTES = ("_connection",)  # of RTCIceGatherer and RTCIceTransport
 PACKETIZER_ATTRIBUTES = ("_split_bitstream", "_packetize", "_packetize_fu_a")
 REPORT_PACKET_TYPES = frozenset((201, 202))  # RTCP receiver reports, source descriptions
@@ -111,6 +115,46 @@ async def check() -> None:
         _require(H264Encoder, PACKETIZER_ATTRIBUTES)
     finally:
         await peer.close()
+
+
+async def check_receiver() -> None:
+    """Raise Incompatible unless a receiver made here has what `receive_encoded` and
+    `send_pli` use (WHIP publishers need them; the viewers' fast path does not)."""
+    peer = RTCPeerConnection()
+    try:
+        _require(peer.addTransceiver("video", direction="recvonly").receiver, RECEIVER_ATTRIBUTES)
+    finally:
+        await peer.close()
+
+
+class EncodedFrames(queue.Queue):
+    """Stands in for a receiver's decoder queue: each frame its jitter buffer reassembles
+    (an Annex-B access unit, an Opus packet) goes to `deliver` with its RTP timestamp
+    (counted from the track's first frame) instead of to aiortc's decoder thread, which
+    idles until the receiver stops it."""
+
+    def __init__(self, deliver: Callable[[bytes, int], None]) -> None:
+        super().__init__()
+        self._deliver = deliver
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None:  # the receiver stopping its decoder thread
+            super().put(item, block, timeout)
+            return
+        _codec, frame = item
+        self._deliver(frame.data, frame.timestamp)
+
+
+def receive_encoded(receiver: RTCRtpReceiver, deliver: Callable[[bytes, int], None]) -> None:
+    """Make `receiver` (not started yet) hand its encoded frames to `deliver`."""
+    _require(receiver, RECEIVER_ATTRIBUTES)
+    receiver._RTCRtpReceiver__decoder_queue = EncodedFrames(deliver)  # type: ignore[attr-defined]
+
+
+async def send_pli(receiver: RTCRtpReceiver) -> None:
+    """Ask the sender of `receiver`'s track for a keyframe (RTCP picture loss)."""
+    for source in receiver.getSynchronizationSources():
+        await receiver._send_rtcp_pli(source.source)
 
 
 def ice_connections(peer: RTCPeerConnection) -> list[Any]:

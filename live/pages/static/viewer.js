@@ -83,7 +83,7 @@ function refused(error) {
 
 function showStatus(status) {
   byId("status").textContent = STATUS[status] ?? status;
-  if (status === "live" && !player.pc) player.play();
+  if (status === "live" && !player.playing) player.play();
   if (status === "scheduled") player.say("The stream has not started yet.");
   if (status === "ended" && !buying.replay) {
     player.stop();
