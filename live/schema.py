@@ -5,6 +5,10 @@ from sqlalchemy import MetaData
 import commerce.accounts.models
 import commerce.carts.models
 import commerce.catalog.models
+import commerce.follows.models
+import commerce.mail.outbox
+import commerce.notifications.models
+import commerce.notifications.push_models
 import commerce.orders.models
 import commerce.payments.models
 import commerce.shops.models
@@ -19,6 +23,10 @@ TABLE_MODULES = (
     commerce.accounts.models,
     commerce.carts.models,
     commerce.catalog.models,
+    commerce.follows.models,
+    commerce.mail.outbox,
+    commerce.notifications.models,
+    commerce.notifications.push_models,
     commerce.orders.models,
     commerce.payments.models,
     commerce.shops.models,

@@ -148,6 +148,30 @@ class Settings:
         "(each success gives its attempt back).",
     )
     login_failure_window: int = _setting(900, "Login failure window, seconds.")
+    smtp_host: str = _setting(
+        "", "SMTP server for email (password reset, codes, notifications); empty = no email."
+    )
+    smtp_port: int = _setting(587, "SMTP server port.")
+    smtp_username: str = _setting("", "SMTP login; empty = no authentication.")
+    smtp_password: str = _setting("", "SMTP password. Never logged.")
+    smtp_from: str = _setting("Stream Cart <no-reply@localhost>", "Sender of every mail.")
+    smtp_starttls: bool = _setting(True, "Upgrade the SMTP connection with STARTTLS.")
+    vapid_subject: str = _setting(
+        "",
+        "Contact that push services see in the VAPID claim (`mailto:` or `https:` URL); "
+        "empty = web push off. See `docs/notifications.md`.",
+    )
+    vapid_private_key: str = _setting(
+        "",
+        "VAPID private key (base64url of the raw P-256 key, as `web-push "
+        "generate-vapid-keys` prints it); empty = generated once into the data dir. Set "
+        "it when running more than one server. Never logged.",
+    )
+    webpush_allow_loopback_http: bool = _setting(
+        False,
+        "Accept `http://` push endpoints on loopback addresses (tests only); browsers' "
+        "push services are always `https://`.",
+    )
     sepay_api_key: str = _setting("", "Sepay webhook key (`Authorization: Apikey <key>`).")
     sepay_account: str = _setting("", "Bank account number shown in VietQR codes.")
     sepay_bank: str = _setting("", "Bank short name for VietQR codes (e.g. `MBBank`).")

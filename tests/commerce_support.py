@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from commerce.accounts.auth import ACCOUNTS
 from commerce.accounts.models import Role
 from tests.test_auth import PASSWORD, bearer
@@ -42,3 +44,26 @@ async def create_product(api, token: str, shop_id: str, **fields) -> dict:
     response = await api.post("/api/products", json=body, headers=bearer(token))
     assert response.status == 201, await response.text()
     return await response.json()
+
+
+async def scheduled_show(api, **offer) -> dict:
+    """A seller's session scheduled in 5 minutes selling one product (`offer`: its live
+    price or stock, if any): {"token", "user", "shop", "product", "live", "key"}, `key`
+    being the session's RTMP stream key."""
+    seller = await seller_with_shop(api, "seller@example.com")
+    product = await create_product(
+        api, seller["token"], seller["shop"]["id"], name="Áo khoác", base_price=100_000, stock=5
+    )
+    response = await api.post(
+        "/api/live-sessions",
+        json={
+            "shop_id": seller["shop"]["id"],
+            "title": "Lên sóng",
+            "scheduled_at": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
+            "products": [{"product_id": product["id"], **offer}],
+        },
+        headers=bearer(seller["token"]),
+    )
+    assert response.status == 201, await response.text()
+    live = await response.json()
+    return {**seller, "product": product, "live": live, "key": live["stream"]["stream_key"]}

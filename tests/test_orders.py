@@ -19,17 +19,19 @@ from tests.commerce_support import buyer, create_product, seller_with_shop
 from tests.test_auth import assert_problem, bearer
 
 SEPAY_KEY = "test-sepay-key-0123456789"
+# Sepay on, and the sweeper out of the way (tests run its passes themselves).
+SEPAY_SETTINGS = {
+    "sepay_api_key": SEPAY_KEY,
+    "sepay_account": "0123456789",
+    "sepay_bank": "MBBank",
+    "sweep_interval": 3600.0,
+}
 sepay_ids = itertools.count(10_000)
 
 
 @pytest.fixture
 def api_settings() -> dict:
-    return {
-        "sepay_api_key": SEPAY_KEY,
-        "sepay_account": "0123456789",
-        "sepay_bank": "MBBank",
-        "sweep_interval": 3600.0,
-    }
+    return dict(SEPAY_SETTINGS)
 
 
 @pytest.fixture

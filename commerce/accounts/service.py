@@ -60,7 +60,7 @@ class AccountService:
         self.revocations = Revocations(sessions, access_tokens.ttl.total_seconds())
         self._throttle = throttle
         self._refresh_ttl = timedelta(seconds=refresh_ttl_seconds)
-        self._passwords = passwords
+        self.passwords = passwords
         self._active_names: dict[str, tuple[float, str | None]] = {}  # user -> until, name
 
     async def register(
@@ -75,7 +75,7 @@ class AccountService:
         user = User(
             id=new_id(),
             email=normalize_email(email),
-            password_hash=await self._passwords.hash(password),
+            password_hash=await self.passwords.hash(password),
             display_name=display_name.strip(),
             role=role.value,
             is_active=True,
@@ -97,11 +97,11 @@ class AccountService:
         async with self._sessions() as session:
             user = await session.scalar(select(User).where(User.email == email))
         stored = user.password_hash if user is not None else None
-        if not await self._passwords.verify(stored, password) or not user or not user.is_active:
+        if not await self.passwords.verify(stored, password) or not user or not user.is_active:
             log.info("login failed", extra={"client_ip": client_ip})
             raise BAD_CREDENTIALS
         await self._throttle.succeeded(email, client_ip)
-        if self._passwords.needs_rehash(user.password_hash):
+        if self.passwords.needs_rehash(user.password_hash):
             await self.set_password(user.id, password)
         pair = await self._issue(user, family_id=new_id())
         log.info("login", extra={"user_id": user.id})
@@ -203,7 +203,7 @@ class AccountService:
                         created_at=now,
                     )
                 )
-        self._active_names.pop(user_id, None)
+        self.forget_name(user_id)
         await self.revocations.poll()
         log.warning(
             "account %s",
@@ -211,6 +211,10 @@ class AccountService:
             extra={"user_id": user_id, "actor_id": actor.user_id},
         )
         return user
+
+    def forget_name(self, user_id: str) -> None:
+        """Drop the remembered display name (it was changed)."""
+        self._active_names.pop(user_id, None)
 
     async def get_user(self, user_id: str) -> User | None:
         async with self._sessions() as session:
@@ -264,6 +268,30 @@ class AccountService:
             return await self.revocations.record(session, FAMILY, token.family_id)
         return None
 
+    async def replace_password(
+        self, session: AsyncSession, user_id: str, password_hash: str, keep: str | None
+    ) -> list[Revoked]:
+        """Store a new password hash and end every login of the user but `keep` (the
+        caller's own, after a password change), inside the caller's transaction; pass
+        what it returns to `revocations.learn` once that commits."""
+        await session.execute(
+            update(User).where(User.id == user_id).values(password_hash=password_hash)
+        )
+        families = (
+            await session.scalars(
+                select(RefreshToken.family_id)
+                .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+                .distinct()
+            )
+        ).all()
+        now = datetime.now(UTC)
+        revoked = []
+        for family in families:
+            if family != keep:
+                await self._revoke_family(session, family, now)
+                revoked.append(await self.revocations.record(session, FAMILY, family))
+        return revoked
+
     async def _revoke_family(self, session: AsyncSession, family_id: str, now: datetime) -> None:
         await session.execute(
             update(RefreshToken)
@@ -273,7 +301,7 @@ class AccountService:
 
     async def set_password(self, user_id: str, password: str) -> None:
         """Store a new hash of `password` (a stronger one at login, or a reset)."""
-        new_hash = await self._passwords.hash(password)
+        new_hash = await self.passwords.hash(password)
         async with self._sessions.begin() as session:
             await session.execute(
                 update(User).where(User.id == user_id).values(password_hash=new_hash)

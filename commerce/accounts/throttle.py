@@ -1,4 +1,5 @@
-"""Login throttling per account and per client IP, shared through the cache."""
+"""Attempt throttling per account and per client IP, shared through the cache: logins,
+and (under another name) the account actions that send mail or check a secret."""
 
 from __future__ import annotations
 
@@ -10,15 +11,28 @@ from storage.web import Problem
 
 
 class LoginThrottle:
-    def __init__(self, cache: Cache, per_account: int, per_ip: int, window_seconds: int) -> None:
+    def __init__(
+        self,
+        cache: Cache,
+        per_account: int,
+        per_ip: int,
+        window_seconds: int,
+        name: str = "login",
+        detail: str = "Too many failed logins. Try again later.",
+    ) -> None:
         self._cache = cache
         self._limits = {"account": per_account, "ip": per_ip}
         self._window = window_seconds
+        self._name = name
+        self._detail = detail
 
     def _keys(self, email: str, ip: str) -> dict[str, str]:
         # Hash the email so cache keys (and Redis dumps) hold no personal data.
         account = hashlib.sha256(email.encode()).hexdigest()[:32]
-        return {"account": f"login-fail:account:{account}", "ip": f"login-fail:ip:{ip}"}
+        return {
+            "account": f"{self._name}-fail:account:{account}",
+            "ip": f"{self._name}-fail:ip:{ip}",
+        }
 
     async def attempt(self, email: str, ip: str) -> None:
         """Count this attempt before its password is checked, and refuse it with 429 once
@@ -31,8 +45,8 @@ class LoginThrottle:
                 retry = await self._cache.ttl(key) or self._window
                 raise Problem(
                     429,
-                    "too-many-login-attempts",
-                    "Too many failed logins. Try again later.",
+                    f"too-many-{self._name}-attempts",
+                    self._detail,
                     headers={"Retry-After": str(max(1, math.ceil(retry)))},
                 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from commerce.accounts.address_routes import ADDRESSES
 from commerce.accounts.auth import require_principal
 from commerce.orders.checkout import CheckoutService, Line, PlacedOrder
 from commerce.orders.models import OrderStatus, PaymentMethod
@@ -65,11 +66,16 @@ async def checkout(request: web.Request, body: CheckoutIn) -> CheckoutOut:
         lines = [
             Line(i.product_id, i.quantity, i.variant_id, i.live_session_id) for i in body.items
         ]
+    shipping_address = body.shipping_address
+    if body.address_id is not None:
+        shipping_address = await request.app[ADDRESSES].shipping_text(
+            principal.user_id, body.address_id
+        )
     placed = await request.app[CHECKOUT].checkout(
         principal.user_id,
         PaymentMethod(body.payment_method),
         lines,
-        shipping_address=body.shipping_address,
+        shipping_address=shipping_address,
         note=body.note,
     )
     return CheckoutOut(orders=[order_out(p, request.app[BANK]) for p in placed])

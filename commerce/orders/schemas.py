@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from commerce.orders.models import OrderStatus
 from commerce.payments.schemas import PaymentOut
@@ -34,7 +34,18 @@ class CheckoutIn(Input):
         description="Buy these now; leave out to check out the whole cart (and empty it).",
     )
     shipping_address: str = Field(default="", max_length=500)
+    address_id: Id | None = Field(
+        default=None,
+        description="One of your saved addresses (`/api/me/addresses`), instead of "
+        "`shipping_address`; the order keeps it as text.",
+    )
     note: str = Field(default="", max_length=500)
+
+    @model_validator(mode="after")
+    def _one_address(self) -> CheckoutIn:
+        if self.address_id is not None and self.shipping_address:
+            raise ValueError("send address_id or shipping_address, not both")
+        return self
 
 
 class CancelIn(Input):

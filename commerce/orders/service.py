@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from commerce.accounts.tokens import Principal
-from commerce.orders.lifecycle import Actor, end_unpaid_or_cancel, move
+from commerce.orders.lifecycle import Actor, end_unpaid_or_cancel, move, order_event_data
 from commerce.orders.models import Order, OrderEvent, OrderItem
 from commerce.orders.models import OrderStatus as S
 from commerce.orders.schemas import OrderListQuery
@@ -20,6 +20,7 @@ from commerce.orders.states import (
 )
 from commerce.payments.models import Payment
 from commerce.shops.access import require_shop_access, shop_role
+from storage.outbox import add_event
 from storage.web import Problem
 from storage.web.pagination import keyset_page
 
@@ -103,6 +104,12 @@ class OrderService:
             )
             if moved is None:
                 raise _cannot(order.status, to)
+            moved_order, before = moved
+            add_event(  # order.shipped, order.delivered, ...: the buyer is told
+                session,
+                f"order.{to.value}",
+                {**order_event_data(moved_order), "reason": note, "previous_status": before.value},
+            )
         return await self.get(principal, order_id)
 
 

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from commerce.accounts.auth import optional_principal, require_principal
 from commerce.accounts.models import Role
+from commerce.follows.routes import shops_out
 from commerce.shops.models import Shop
 from commerce.shops.schemas import ModeratorIn, ShopIn, ShopOut, ShopPage
 from commerce.shops.service import ShopService
@@ -17,8 +18,8 @@ SHOPS = web.AppKey("shops", ShopService)
 TAGS = ("shops",)
 
 
-def shop_out(shop: Shop) -> ShopOut:
-    return ShopOut.model_validate(shop, from_attributes=True)
+async def shop_out(request: web.Request, shop: Shop) -> ShopOut:
+    return (await shops_out(request, [shop]))[0]
 
 
 @routes.route(
@@ -39,7 +40,7 @@ async def create_shop(request: web.Request, body: ShopIn) -> ShopOut:
     A seller may own several shops."""
     principal = await require_principal(request, Role.SELLER, Role.ADMIN)
     shop = await request.app[SHOPS].create(principal, body.name, body.description)
-    return shop_out(shop)
+    return await shop_out(request, shop)
 
 
 @routes.route(
@@ -52,7 +53,7 @@ async def create_shop(request: web.Request, body: ShopIn) -> ShopOut:
 )
 async def list_shops(request: web.Request, query: PageQuery) -> ShopPage:
     shops, next_cursor = await request.app[SHOPS].list_active(query)
-    return ShopPage(items=[shop_out(shop) for shop in shops], next_cursor=next_cursor)
+    return ShopPage(items=await shops_out(request, shops), next_cursor=next_cursor)
 
 
 @routes.route(
@@ -69,7 +70,7 @@ async def list_my_shops(request: web.Request, query: PageQuery) -> ShopPage:
     moderator's studio chooses from."""
     principal = await require_principal(request)
     shops, next_cursor = await request.app[SHOPS].list_run_by(principal, query)
-    return ShopPage(items=[shop_out(shop) for shop in shops], next_cursor=next_cursor)
+    return ShopPage(items=await shops_out(request, shops), next_cursor=next_cursor)
 
 
 @routes.route(
@@ -84,7 +85,8 @@ async def get_shop(request: web.Request) -> ShopOut:
     """Public for active shops; a pending or suspended shop is visible only to its owner,
     its moderators and admins (send a bearer token), and 404 for everyone else."""
     principal = await optional_principal(request)
-    return shop_out(await request.app[SHOPS].get(principal, request.match_info["id"]))
+    shop = await request.app[SHOPS].get(principal, request.match_info["id"])
+    return await shop_out(request, shop)
 
 
 @routes.route(
@@ -99,7 +101,8 @@ async def get_shop(request: web.Request) -> ShopOut:
 async def approve_shop(request: web.Request) -> ShopOut:
     """409 `shop-not-pending` when the shop is already active or suspended."""
     principal = await require_principal(request, Role.ADMIN)
-    return shop_out(await request.app[SHOPS].approve(principal, request.match_info["id"]))
+    shop = await request.app[SHOPS].approve(principal, request.match_info["id"])
+    return await shop_out(request, shop)
 
 
 @routes.route(

@@ -32,6 +32,7 @@ class ShopOut(BaseModel):
     status: str = Field(description="pending (awaiting an admin), active or suspended.")
     created_at: datetime
     approved_at: datetime | None
+    follower_count: int = Field(0, description="Buyers following the shop.")
 
 
 class ShopPage(Page[ShopOut]):

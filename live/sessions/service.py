@@ -79,6 +79,16 @@ class LiveSessionService:
             session.add(live)
             await session.flush()
             await _add_products(session, live, products)
+            add_event(
+                session,
+                "live.scheduled",
+                {
+                    "live_session_id": live.id,
+                    "shop_id": shop_id,
+                    "title": title,
+                    "scheduled_at": scheduled_at.isoformat(),
+                },
+            )
         return live, key
 
     async def get(self, live_session_id: str) -> LiveSession:

@@ -10,13 +10,13 @@ function, `find_query`, so it is tested without a server.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.documents.port import Document, DuplicateDocument
 from storage.documents.rules import (
@@ -32,6 +32,7 @@ from storage.documents.rules import (
 CREATED = "_created"
 HIDDEN = {CREATED: False}  # projection applied to every read
 SERVER_SELECTION_MS = 3000
+DUPLICATE_KEY = 11000
 
 
 @dataclass(frozen=True)
@@ -92,17 +93,38 @@ class MongoDocuments:
     def _collection(self, name: str) -> AsyncCollection[dict[str, Any]]:
         return self._database[check_collection(name)]
 
+    async def _index(self, name: str, target: AsyncCollection[dict[str, Any]]) -> None:
+        if name not in self._indexed:  # idempotent, so a race only repeats it
+            await target.create_index([(CREATED, ASCENDING), ("_id", ASCENDING)])
+            self._indexed.add(name)
+
     async def insert(self, collection: str, doc: Mapping[str, Any]) -> str:
         target = self._collection(collection)
         doc_id, fields = prepare_insert(doc)
-        if collection not in self._indexed:  # idempotent, so a race only repeats it
-            await target.create_index([(CREATED, ASCENDING), ("_id", ASCENDING)])
-            self._indexed.add(collection)
+        await self._index(collection, target)
         try:
             await target.insert_one(to_mongo(doc_id, fields, time.time_ns() // 1000))
         except DuplicateKeyError as exc:
             raise DuplicateDocument(collection, doc_id) from exc
         return doc_id
+
+    async def insert_many(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> list[str]:
+        target = self._collection(collection)
+        prepared = [prepare_insert(doc) for doc in docs]
+        if not prepared:
+            return []
+        await self._index(collection, target)
+        created = time.time_ns() // 1000
+        try:  # unordered: a duplicate stops nothing else
+            await target.insert_many(
+                [to_mongo(doc_id, fields, created) for doc_id, fields in prepared], ordered=False
+            )
+        except BulkWriteError as exc:
+            if any(e["code"] != DUPLICATE_KEY for e in exc.details["writeErrors"]):
+                raise
+            skipped = {e["index"] for e in exc.details["writeErrors"]}
+            return [doc_id for i, (doc_id, _) in enumerate(prepared) if i not in skipped]
+        return [doc_id for doc_id, _ in prepared]
 
     async def get(self, collection: str, doc_id: str) -> Document | None:
         raw = await self._collection(collection).find_one({"_id": doc_id}, HIDDEN)

@@ -18,7 +18,7 @@ Real: `MongoDocuments` (PyMongo's async client). Both follow one contract
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 Document = dict[str, Any]
@@ -36,6 +36,11 @@ class DuplicateDocument(Exception):
 class DocumentStore(Protocol):
     async def insert(self, collection: str, doc: Mapping[str, Any]) -> str:
         """Store a document and return its id (`doc["id"]` if given, else a new one)."""
+        ...
+
+    async def insert_many(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Store many documents in one round trip (fan-out); a document whose id is
+        already in the collection is skipped, not an error. Returns the ids stored."""
         ...
 
     async def get(self, collection: str, doc_id: str) -> Document | None: ...

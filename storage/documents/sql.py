@@ -10,12 +10,13 @@ let 1 match "1" or true.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Numeric, case, delete, func, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import UnaryExpression
@@ -59,6 +60,10 @@ _DIALECTS = {
 }
 
 
+# INSERT ... ON CONFLICT DO NOTHING, which both dialects spell alike.
+_UPSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+
 class SqlDocuments:
     """`DocumentStore` on the relational database; the engine belongs to the caller."""
 
@@ -77,6 +82,21 @@ class SqlDocuments:
         except IntegrityError as exc:  # the primary key is the table's only constraint
             raise DuplicateDocument(collection, doc_id) from exc
         return doc_id
+
+    async def insert_many(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> list[str]:
+        check_collection(collection)
+        now = datetime.now(UTC)
+        rows = [
+            {"collection": collection, "id": doc_id, "body": fields, "created_at": now}
+            for doc_id, fields in map(prepare_insert, docs)
+        ]
+        if not rows:
+            return []
+        async with self._sessions.begin() as session:
+            dialect = session.bind.dialect.name
+            query = _UPSERT[dialect](DocumentRow).on_conflict_do_nothing()
+            stored = await session.scalars(query.returning(DocumentRow.id), rows)
+            return list(stored.all())
 
     async def get(self, collection: str, doc_id: str) -> Document | None:
         check_collection(collection)

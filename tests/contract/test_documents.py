@@ -138,6 +138,18 @@ async def test_fifty_concurrent_inserts_are_all_stored(store):
     assert sorted(doc["n"] for doc in await store.find("chat", limit=100)) == list(range(50))
 
 
+async def test_insert_many_stores_all_and_skips_ids_already_there(store):
+    first = await store.insert("inbox", {"id": "a", "n": 0})
+    stored = await store.insert_many("inbox", [{"id": "a", "n": 1}, {"id": "b", "n": 2}, {"n": 3}])
+    assert first == "a" and len(stored) == 2 and stored[0] == "b"
+    assert (await store.get("inbox", "a"))["n"] == 0  # the first one is kept
+    assert (await store.get("inbox", stored[1]))["n"] == 3
+    assert await store.count("inbox") == 3
+    assert await store.insert_many("inbox", []) == []
+    with pytest.raises(TypeError):
+        await store.insert_many("inbox", [{"when": datetime.now(UTC)}])
+
+
 # --- find -------------------------------------------------------------------------
 
 

@@ -1,0 +1,1 @@
+"""Buyers following shops."""

@@ -1,0 +1,1 @@
+"""Notifications: events turned into messages for buyers and sellers (in-app, email, push)."""
