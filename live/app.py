@@ -8,15 +8,24 @@ from datetime import timedelta
 
 from aiohttp import web
 
+import commerce.accounts.address_routes
 import commerce.accounts.admin_routes
 import commerce.accounts.routes
+import commerce.accounts.self_routes
 import commerce.carts.routes
 import commerce.catalog.routes
+import commerce.follows.routes
+import commerce.notifications.push_routes
+import commerce.notifications.routes
 import commerce.orders.routes
 import commerce.payments.routes
 import commerce.shops.routes
+from commerce.accounts.address_routes import ADDRESSES
+from commerce.accounts.addresses import AddressBook
 from commerce.accounts.auth import ACCOUNTS, bearer_guard, signed_in_user_id
 from commerce.accounts.passwords import Passwords
+from commerce.accounts.self_routes import EDIT_THROTTLE, SELF_SERVICE
+from commerce.accounts.self_service import AccountSelfService
 from commerce.accounts.service import AccountService
 from commerce.accounts.throttle import LoginThrottle
 from commerce.accounts.tokens import AccessTokens
@@ -24,6 +33,20 @@ from commerce.carts.routes import CARTS
 from commerce.carts.service import CartService
 from commerce.catalog.routes import CATALOG
 from commerce.catalog.service import CatalogService
+from commerce.follows.routes import FOLLOWS
+from commerce.follows.service import FollowService
+from commerce.mail.channel import EmailChannel
+from commerce.mail.smtp import SmtpConfig, SmtpSender
+from commerce.mail.worker import MAILER, Mailer
+from commerce.notifications import consumer as notifications
+from commerce.notifications import vapid
+from commerce.notifications.channels import ChannelRegistry
+from commerce.notifications.preferences import Preferences
+from commerce.notifications.push import PushChannel
+from commerce.notifications.push_routes import PUSH, PUSH_SUBSCRIPTIONS, VAPID
+from commerce.notifications.push_subscriptions import PushSubscriptions
+from commerce.notifications.routes import NOTIFICATIONS, PREFERENCES
+from commerce.notifications.service import NotificationService
 from commerce.orders.checkout import CheckoutService
 from commerce.orders.express import ExpressCheckout
 from commerce.orders.routes import CHECKOUT, ORDERS
@@ -51,21 +74,24 @@ from live.http.middleware import make_middlewares
 from live.http.webrtc_metrics import WebrtcCollector
 from live.hub import HUB, build_hub
 from live.hub.context import live_room, staff_room
+from live.hub.notifications import pusher, session_shop
 from live.pages import routes as page_routes
-from live.secrets_store import jwt_secret
+from live.secrets_store import jwt_secret, vapid_private_key
 from live.sessions import allocations
 from live.sessions import routes as live_session_routes
 from live.sessions.allocations import AllocationStock, LiveSessionAllocations
 from live.sessions.pricing import LiveSessionPrices
-from live.sessions.routes import LIVE_SESSIONS, RTMP_URL
+from live.sessions.routes import LIVE_SESSIONS, RTMP_URL, WHIP_URL
 from live.sessions.service import LiveSessionService
 from live.settings import Settings
 from live.stock_keeper import StockKeeper
 from live.streaming import routes as streaming_routes
+from live.streaming.hls import HLS_OUTPUTS, HlsOutputs
+from live.streaming.hls_timeline import HlsTimeline
 from live.streaming.ingest import StreamIngest
 from live.streaming.outputs import StreamOutputs
 from live.streaming.relay import RELAY_PATH, RelayEdge, RelayOrigin, relay_token
-from live.streaming.routes import STREAM_OUTPUTS
+from live.streaming.routes import HLS_TIMELINE, STREAM_OUTPUTS
 from media.registry import StreamRegistry
 from rtmp_ingest.server import RtmpServer
 from signaling import WhepService
@@ -73,7 +99,8 @@ from signaling import routes as signaling_routes
 from signaling.adapters.checks import check_internals
 from signaling.ice_servers import IceServers
 from signaling.ice_setup import open_ice_port
-from signaling.routes import ICE_SERVERS, VIEWER_ID, WHEP
+from signaling.routes import ICE_SERVERS, VIEWER_ID, WHEP, WHIP, WHIP_PATH, add_cors
+from signaling.whip import WhipService, receiver_usable
 from storage.backends import Backends, BackendUrls
 from storage.web.openapi import build_spec
 
@@ -94,11 +121,16 @@ API_ROUTES = (
     system.routes,
     commerce.accounts.routes.routes,
     commerce.accounts.admin_routes.routes,
+    commerce.accounts.self_routes.routes,
+    commerce.accounts.address_routes.routes,
     commerce.shops.routes.routes,
+    commerce.follows.routes.routes,
+    commerce.notifications.routes.routes,
     commerce.catalog.routes.routes,
     commerce.carts.routes.routes,
     commerce.orders.routes.routes,
     commerce.payments.routes.routes,
+    commerce.notifications.push_routes.routes,
     live_session_routes.routes,
     flash_routes.routes,
     analytics_routes.routes,
@@ -136,6 +168,50 @@ def build_accounts(settings: Settings, backends: Backends) -> AccountService:
     )
 
 
+def build_account_services(app: web.Application, settings: Settings, backends: Backends) -> None:
+    """Mail (on when an SMTP host is set), a user's own account and their addresses."""
+    sender = None
+    if settings.smtp_host:
+        sender = SmtpSender(
+            SmtpConfig(
+                settings.smtp_host,
+                settings.smtp_port,
+                settings.smtp_username,
+                settings.smtp_password,
+                settings.smtp_from,
+                settings.smtp_starttls,
+            )
+        )
+    app[MAILER] = Mailer(backends.sessions, sender)
+    if sender is not None:
+        channel = EmailChannel(app[MAILER], settings.effective_public_url)
+        app[NOTIFICATIONS].channels.register("email", channel)
+    hour = 3600  # the limits are per hour: mail and secrets tight, edits loose
+    app[SELF_SERVICE] = AccountSelfService(
+        backends.sessions,
+        app[ACCOUNTS],
+        app[MAILER],
+        LoginThrottle(
+            backends.cache,
+            per_account=10,
+            per_ip=50,
+            window_seconds=hour,
+            name="account",
+            detail="Too many attempts. Try again later.",
+        ),
+        settings.effective_public_url,
+    )
+    app[ADDRESSES] = AddressBook(backends.sessions)
+    app[EDIT_THROTTLE] = LoginThrottle(
+        backends.cache,
+        per_account=60,
+        per_ip=600,
+        window_seconds=hour,
+        name="edit",
+        detail="Too many changes. Try again later.",
+    )
+
+
 def build_app(settings: Settings) -> web.Application:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
@@ -150,6 +226,10 @@ def build_app(settings: Settings) -> web.Application:
     app[ACCOUNTS] = build_accounts(settings, backends)
     app[SHOPS] = ShopService(backends.sessions, settings.shop_approval_required)
     app[CATALOG] = CatalogService(backends.sessions)
+    app[FOLLOWS] = FollowService(backends.sessions)
+    app[PREFERENCES] = Preferences(backends.sessions)
+    app[NOTIFICATIONS] = NotificationService(backends.documents, ChannelRegistry())
+    build_account_services(app, settings, backends)
     live_prices = LiveSessionPrices()
     app[FLASH_GATEKEEPER] = FlashGatekeeper(
         backends.sessions, backends.gate, settings.flash_pending_seconds
@@ -223,6 +303,7 @@ def build_app(settings: Settings) -> web.Application:
         channel=f"{settings.redis_prefix}socketio",
     )
     app[WHEP].presence = app[HUB].context.presence  # WHEP viewers count in the audience
+    app[NOTIFICATIONS].on_stored(pusher(app[HUB].context))
     app[LIVE_STATS] = LiveStatsService(
         backends.sessions,
         backends.documents,
@@ -231,9 +312,11 @@ def build_app(settings: Settings) -> web.Application:
         visits,
     )
     build_streaming(app, settings, backends)
+    build_push(app, settings, backends)
     metrics.registry.register(WebrtcCollector(app[WHEP], app[RELAY_ORIGIN], app[RELAY_EDGE]))
     metrics.registry.register(LoopCollector())
     app[RTMP_URL] = lambda: settings.rtmp_url_on(app[RTMP_SERVER].port)
+    app[WHIP_URL] = f"{settings.effective_public_url}{WHIP_PATH}"
     for routes in API_ROUTES:
         routes.add_to(app, authenticate=bearer_guard)
     app[system.OPENAPI] = build_spec(
@@ -245,6 +328,7 @@ def build_app(settings: Settings) -> web.Application:
     )
     system.add_docs_routes(app)
     page_routes.add_routes(app)
+    add_cors(app)
     app.cleanup_ctx.append(_run_backends)
     return app
 
@@ -266,6 +350,9 @@ def build_streaming(app: web.Application, settings: Settings, backends: Backends
         staff_room=staff_room,
         webrtc_viewers=app[RELAY_ORIGIN].viewers,
     )
+    app[HLS_TIMELINE] = HlsTimeline(backends.sessions, app[LIVE_STATS])
+    app[HLS_OUTPUTS] = HlsOutputs(dateranges=app[HLS_TIMELINE].dateranges)
+    app[HLS_OUTPUTS].add_routes(app)
     app[RTMP_SERVER] = RtmpServer(
         settings.rtmp_host, settings.rtmp_port, lambda name, key: app[INGEST].authorize(name, key)
     )
@@ -275,12 +362,16 @@ def build_streaming(app: web.Application, settings: Settings, backends: Backends
         backends.cache,
         app[STREAM_OUTPUTS],
         settings.stream_grace_period,
-        app[RTMP_SERVER].disconnect,
+        lambda publisher, reason: any(
+            app[key].disconnect(publisher, reason) for key in (RTMP_SERVER, WHIP)
+        ),
         relay_url=settings.effective_replica_url,
         announce=lambda event, data: app[HUB].context.emit(
             event, data, live_room(str(data["live_session_id"]))
         ),
+        hls=app[HLS_OUTPUTS],
     )
+    app[WHIP] = WhipService(app[INGEST].whip_publisher)
     app[RELAY_EDGE] = RelayEdge(
         replica=app[INGEST].replica,
         token=token,
@@ -289,6 +380,27 @@ def build_streaming(app: web.Application, settings: Settings, backends: Backends
         viewers=app[WHEP].viewers,
         idle_seconds=settings.relay_idle_seconds,
     )
+
+
+def build_push(app: web.Application, settings: Settings, backends: Backends) -> None:
+    """Web push, on when a VAPID contact is set: the key pair, the browsers'
+    subscriptions and the channel that posts to their push services."""
+    app[PUSH_SUBSCRIPTIONS] = PushSubscriptions(
+        backends.sessions, settings.webpush_allow_loopback_http
+    )
+    if not settings.vapid_subject:
+        return
+    key = vapid_private_key(
+        settings.vapid_private_key, settings.data_dir, vapid.generate_private_key
+    )
+    app[VAPID] = vapid.VapidSigner(key, settings.vapid_subject)
+    app[PUSH] = PushChannel(
+        app[PUSH_SUBSCRIPTIONS],
+        app[VAPID],
+        allow_loopback=settings.webpush_allow_loopback_http,
+    )
+    app[NOTIFICATIONS].channels.register("push", app[PUSH])
+    app.on_cleanup.append(lambda app: app[PUSH].stop())
 
 
 async def _run_backends(app: web.Application):
@@ -310,8 +422,17 @@ async def _run_backends(app: web.Application):
             allocations.ENDED_PATTERNS,
             app[ALLOCATIONS].on_session_ended,
         )
+        await backends.bus.subscribe(
+            notifications.CONSUMER,
+            notifications.PATTERNS,
+            notifications.NotificationConsumer(
+                backends.sessions, app[NOTIFICATIONS], session_shop(backends.sessions)
+            ).handle,
+        )
+        running.push_async_callback(app[NOTIFICATIONS].close)
         jobs = (
             app[ACCOUNTS].revocations,
+            app[MAILER],
             app[SWEEPER],
             app[FLASH_ANNOUNCER],
             app[FLASH_GATEKEEPER],
@@ -334,6 +455,10 @@ async def _run_backends(app: web.Application):
             running.push_async_callback(ice_port.close)
         app[WHEP].use_ice_port(ice_port)
         running.push_async_callback(app[WHEP].close_all)
+        app[WHIP].usable = await receiver_usable()
+        app[WHIP].use_ice_port(ice_port)
+        running.push_async_callback(app[WHIP].close_all)
+        running.push_async_callback(app[HLS_OUTPUTS].close)
         running.push_async_callback(app[STREAM_OUTPUTS].close)
         running.push_async_callback(app[INGEST].close)
         await app[RELAY_EDGE].start()
