@@ -259,6 +259,14 @@ def check_alive(servers: Iterable[Server]) -> None:
             )
 
 
+async def stop_show(publisher: asyncio.subprocess.Process | None, server: Server) -> None:
+    """The end of a bench with a live stream: its publisher killed, then its server."""
+    if publisher is not None and publisher.returncode is None:
+        publisher.kill()
+        await publisher.wait()
+    stop_servers([server])
+
+
 def stop_servers(servers: Iterable[Server], timeout: float = STOP_TIMEOUT) -> None:
     """SIGTERM every server (a graceful stop also lets cProfile write its file), then
     SIGKILL whichever is still running after `timeout` seconds."""

@@ -218,10 +218,7 @@ async def live_server(work: Path, args: argparse.Namespace, source: Path | None)
         yield server, live_id, launched
         harness.check_alive([server])
     finally:
-        if publisher is not None and publisher.returncode is None:
-            publisher.kill()
-            await publisher.wait()
-        harness.stop_servers([server])
+        await harness.stop_show(publisher, server)
 
 
 async def playlist_text(http: aiohttp.ClientSession, url: str) -> str:

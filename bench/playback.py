@@ -241,10 +241,7 @@ async def run_case(
         report = await health(server.url, live_id, token)
         harness.check_alive([server])
     finally:
-        if publisher is not None and publisher.returncode is None:
-            publisher.kill()
-            await publisher.wait()
-        harness.stop_servers([server])
+        await harness.stop_show(publisher, server)
     seconds = last["at"] - first["at"]
     return {
         "case": case,

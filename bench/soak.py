@@ -855,10 +855,7 @@ async def run(args: argparse.Namespace, work: Path, on_row: Callable[[dict], Non
         finally:
             for load in loads:
                 await load.close()
-            if publisher is not None and publisher.returncode is None:
-                publisher.kill()
-                await publisher.wait()
-            harness.stop_servers([server])
+            await harness.stop_show(publisher, server)
     return {"setup_s": setup_s, "first": first, "samples": samples}
 
 

@@ -352,10 +352,7 @@ async def run_one(plan: Plan, server_name: str, viewers: int) -> dict:
             publisher = await whip_publisher(plan, server)
         result = await measure(plan, server, OFFER_PATHS[server_name], viewers)
     finally:
-        if publisher is not None and publisher.returncode is None:
-            publisher.kill()
-            await publisher.wait()
-        harness.stop_servers([server])
+        await harness.stop_show(publisher, server)
     summary = summarise(server_name, result)
     if server_name in ("port", "paced", WHIP):
         summary["ice_port"] = server_report(server)
