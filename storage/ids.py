@@ -6,8 +6,12 @@ import time
 
 def new_id() -> str:
     """A UUIDv7 string: sorts by creation time, so B-tree inserts stay local."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    return uuid7(time.time_ns() // 1_000_000, int.from_bytes(os.urandom(10), "big"))
+
+
+def uuid7(ms: int, rand: int) -> str:
+    """The UUIDv7 of a Unix time in milliseconds and 74 bits of `rand` (callers that
+    need the same id again pass a hash instead of random bits)."""
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
     value |= ((rand >> 62) & 0xFFF) << 64

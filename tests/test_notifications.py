@@ -264,6 +264,18 @@ async def test_preferences_turn_in_app_off_for_a_kind(api, shop, ann):
     assert (await inbox(api, ann["token"]))["unread_count"] == 1
 
 
+async def test_first_preference_changes_at_once_both_succeed(api, shop):
+    url = "/api/me/notification-preferences"
+    choice = {"in_app": True, "email": False, "push": False}
+    body = {"preferences": {"order_paid": choice, "shop_live": choice}}
+    answers = await asyncio.gather(
+        *(api.put(url, json=body, headers=bearer(shop["token"])) for _ in range(4))
+    )
+    assert [r.status for r in answers] == [200] * 4
+    chosen = (await (await api.get(url, headers=bearer(shop["token"]))).json())["preferences"]
+    assert chosen["order_paid"] == chosen["shop_live"] == choice
+
+
 async def test_cancelled_order_tells_the_buyer_why(api, shop, ann):
     order = await placed(api, ann["token"], shop["product"]["id"])
     url = f"/api/orders/{order['id']}/cancel"

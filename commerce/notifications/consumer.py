@@ -27,6 +27,7 @@ from commerce.notifications.service import Delivery, NotificationService
 from commerce.orders.models import Order
 from commerce.shops.models import Shop
 from storage.bus.port import Event
+from storage.ids import uuid7
 
 CONSUMER = "notifications"
 PATTERNS = ("order.*", "payment.received", "live.scheduled", "live.started", "flash.started")
@@ -44,14 +45,8 @@ def notification_id(event: Event, user_id: str, kind: str) -> str:
     """A UUIDv7 layout (time-ordered, as the API's cursors expect) whose time is the
     event's and whose random bits are a hash of (event, user, kind): the same on retry."""
     ms = int(event.occurred_at.timestamp() * 1000)
-    digest = int.from_bytes(hashlib.sha256(f"{event.id}|{user_id}|{kind}".encode()).digest()[:10])
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= ((digest >> 62) & 0xFFF) << 64
-    value |= 0b10 << 62
-    value |= digest & ((1 << 62) - 1)
-    digits = f"{value:032x}"
-    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+    digest = hashlib.sha256(f"{event.id}|{user_id}|{kind}".encode()).digest()[:10]
+    return uuid7(ms, int.from_bytes(digest))
 
 
 class NotificationConsumer:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict, fields
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from commerce.notifications.kinds import KINDS, Choice, default_choice
 from commerce.notifications.models import NotificationPreference
+
+CHANNELS = tuple(f.name for f in fields(Choice))
 
 
 class Preferences:
@@ -27,16 +31,20 @@ class Preferences:
         return {kind: chosen.get(kind, default_choice(kind)) for kind in KINDS}
 
     async def change(self, user_id: str, choices: Mapping[str, Choice]) -> dict[str, Choice]:
-        """Set the given kinds; kinds not named keep what they had."""
-        async with self._sessions.begin() as session:
-            for kind, choice in choices.items():
-                await session.merge(
-                    NotificationPreference(
-                        user_id=user_id,
-                        kind=kind,
-                        in_app=choice.in_app,
-                        email=choice.email,
-                        push=choice.push,
-                    )
+        """Set the given kinds; kinds not named keep what they had. One upsert, so two
+        first changes at once do not collide on the primary key."""
+        rows = [
+            {"user_id": user_id, "kind": kind, **asdict(choice)} for kind, choice in choices.items()
+        ]
+        if rows:
+            async with self._sessions.begin() as session:
+                dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+                insert = dialect.insert(NotificationPreference)
+                await session.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=["user_id", "kind"],
+                        set_={name: insert.excluded[name] for name in CHANNELS},
+                    ),
+                    rows,
                 )
         return await self.of(user_id)

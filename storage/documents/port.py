@@ -1,4 +1,5 @@
-"""Document store port: schemaless records (chat history, chat bans, blocked words).
+"""Document store port: schemaless records (chat history, chat bans, blocked words,
+notifications).
 
 Embedded and default: `SqlDocuments` (a JSON column in the relational database).
 Real: `MongoDocuments` (PyMongo's async client). Both follow one contract
