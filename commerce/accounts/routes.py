@@ -14,8 +14,8 @@ from commerce.accounts.schemas import (
     TokensOut,
     UserOut,
 )
-from commerce.accounts.service import TokenPair
-from storage.web import ApiRoutes, Problem
+from commerce.accounts.service import ACCOUNT_GONE, TokenPair
+from storage.web import ApiRoutes
 
 routes = ApiRoutes()
 TAGS = ("auth",)
@@ -105,5 +105,5 @@ async def me(request: web.Request) -> UserOut:
     principal = await require_principal(request)
     user = await request.app[ACCOUNTS].get_user(principal.user_id)
     if user is None or not user.is_active:
-        raise Problem(401, "invalid-token", "The account no longer exists.")
+        raise ACCOUNT_GONE
     return user_out(user)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from commerce.accounts import one_time
 from commerce.accounts.models import User
-from commerce.accounts.service import AccountService, normalize_email
+from commerce.accounts.service import ACCOUNT_GONE, AccountService, normalize_email
 from commerce.accounts.throttle import LoginThrottle
 from commerce.accounts.tokens import Principal
 from commerce.mail.templates import EMAIL_CODE, PASSWORD_RESET
@@ -132,7 +132,8 @@ class AccountSelfService:
         if not valid:
             raise INVALID_CODE
         user = await self._accounts.get_user(principal.user_id)
-        assert user is not None
+        if user is None:  # deleted while the request ran
+            raise ACCOUNT_GONE
         return user
 
     async def _set_password(

@@ -32,6 +32,7 @@ SELF_SERVICE_ROLES = {Role.BUYER, Role.SELLER}
 ACTIVE_NAME_SECONDS = 5.0
 MAX_REMEMBERED_NAMES = 100_000
 BAD_CREDENTIALS = Problem(401, "invalid-credentials", "Email or password is incorrect.")
+ACCOUNT_GONE = Problem(401, "invalid-token", "The account no longer exists.")
 
 
 @dataclass(frozen=True)
