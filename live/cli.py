@@ -9,7 +9,7 @@ import sys
 
 from aiohttp import web
 
-from live import logs
+from live import logs, stack_dumps
 from live.settings import Settings, markdown_table
 
 log = logging.getLogger("streamcart")
@@ -64,9 +64,11 @@ def _serve(settings: Settings) -> int:
             "swagger": f"{settings.effective_public_url}/swagger",
         },
     )
+    loop = _event_loop()
+    stack_dumps.install(loop)
     web.run_app(
         app,
-        loop=_event_loop(),
+        loop=loop,
         host=settings.http_host,
         port=settings.http_port,
         shutdown_timeout=settings.shutdown_timeout,

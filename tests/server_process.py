@@ -29,6 +29,7 @@ from yarl import URL
 
 from commerce.accounts.auth import ACCOUNTS
 from commerce.accounts.models import Role
+from live import stack_dumps
 from tests.backends import REDIS_URL, require
 from tests.test_auth import register
 from tests.webrtc_support import loopback_webrtc_settings
@@ -37,6 +38,8 @@ HOST = "127.0.0.1"
 STREAMCART = [sys.executable, "-m", "live.cli"]
 READY_WITHIN = 30.0
 STOP_WITHIN = 15.0
+DUMP_WITHIN = 1.0
+STUCK_TAIL = 200  # lines of a killed server's log: its stack dumps
 POLL_EVERY = 0.1
 PROBE = aiohttp.ClientTimeout(total=1.0)
 EXCEPTION = re.compile(r"[A-Za-z_][\w.]*(: |$)")  # how a traceback names what was raised
@@ -165,6 +168,10 @@ class ServerProcess:
                     await asyncio.to_thread(self.process.wait, STOP_WITHIN)
         finally:
             if self.process.poll() is None:
+                self.process.send_signal(stack_dumps.SIGNAL)  # where it is stuck, in its log
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    await asyncio.to_thread(self.process.wait, DUMP_WITHIN)
+            if self.process.poll() is None:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
@@ -235,6 +242,8 @@ async def serving(
         for process in processes:  # pytest shows this only when the test fails
             print(process.explain("stopped"))
     unclean = [
-        p.explain(f"exit code {code}") for p, code in zip(processes, codes, strict=True) if code
+        p.explain(f"exit code {code}", tail=STUCK_TAIL if code == -signal.SIGKILL else 8)
+        for p, code in zip(processes, codes, strict=True)
+        if code
     ]
     assert not unclean, "\n\n".join(unclean)

@@ -11,6 +11,7 @@ import time
 import aiohttp
 import pytest
 
+from live import stack_dumps
 from tests.backends import REDIS_URL
 from tests.server_process import STREAMCART, ServerProcess, clean_env, free_port
 
@@ -164,3 +165,24 @@ async def test_serve_exits_with_a_clear_error_when_its_webrtc_port_is_taken(
     assert code == 2, err
     assert f"the WebRTC port {port} (UDP)" in err
     assert "STREAMCART_WEBRTC_UDP_PORT" in err
+
+
+async def test_sigusr1_logs_where_a_running_server_is(tmp_path):
+    """An operator's SIGUSR1 (and the tests', before they kill a server that ignored
+    SIGTERM) writes the stack of every thread and asyncio task, and the server runs on."""
+    server = ServerProcess(clean_env(tmp_path), tmp_path / "server.log")
+    try:
+        async with aiohttp.ClientSession() as http:
+            await server.wait_ready(http)
+            server.process.send_signal(stack_dumps.SIGNAL)
+            deadline = time.monotonic() + 10
+            while "dumped the stacks of" not in server.log_path.read_text():
+                assert time.monotonic() < deadline, server.explain("no task stacks logged")
+                await asyncio.sleep(0.1)
+            async with http.get(server.make_url("/readyz")) as response:
+                assert response.status == 200
+    finally:
+        code = await server.stop()
+    logged = server.log_path.read_text()
+    assert "Current thread" in logged and "hub-ticker" in logged
+    assert code == 0, server.explain(f"exit code {code}")

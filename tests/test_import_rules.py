@@ -26,7 +26,7 @@ MAY_IMPORT: dict[str, tuple[str, ...] | None] = {
 }
 # live's parts, from the ground floor up; parts on one floor do not import each other.
 LIVE_FLOORS = (
-    ("settings", "logs", "secrets_store", "stock_keeper"),
+    ("settings", "logs", "secrets_store", "stock_keeper", "stack_dumps"),
     ("sessions",),
     ("flash", "streaming"),
     ("hub", "http", "pages"),
