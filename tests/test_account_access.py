@@ -79,9 +79,7 @@ async def test_a_disabled_user_is_refused_at_once_and_audited(api, sql_engine, c
     )
     assert response.status == 200 and (await response.json())["is_active"] is False
     await refused_everywhere(api, buyer["token"])
-    assert (await watching.wait_for("error"))["code"] == "account-disabled"
-    async with asyncio.timeout(5):
-        await watching.client.wait()  # returns once the server has closed the socket
+    await ended(watching, "account-disabled")
     await assert_problem(await login(api, "buyer@example.com"), 401, "invalid-credentials")
     async with sql_engine.connect() as connection:
         audit = (await connection.execute(select(AccountAudit.action))).scalars().all()
@@ -134,9 +132,11 @@ async def test_a_user_changed_by_hand_in_sql_loses_access(api, sql_engine, chang
     await refused_everywhere(api, buyer["token"])
 
 
-async def test_a_reused_refresh_token_cuts_off_the_access_tokens_of_its_login(api):
+async def test_a_reused_refresh_token_cuts_off_the_access_tokens_of_its_login(api, connect):
     tokens = await logged_in(api)
     other = await (await login(api)).json()  # another login of the same user
+    stolen_socket = await connect(tokens["access_token"])
+    other_socket = await connect(other["access_token"])
     first = await api.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert first.status == 200
     rotated = await first.json()
@@ -147,6 +147,29 @@ async def test_a_reused_refresh_token_cuts_off_the_access_tokens_of_its_login(ap
             await api.get("/api/auth/me", headers=bearer(stolen)), 401, "invalid-token"
         )
     assert (await api.get("/api/auth/me", headers=bearer(other["access_token"]))).status == 200
+    await ended(stolen_socket, "login-ended")
+    assert other_socket.client.connected
+
+
+async def ended(socket, code: str) -> None:
+    """The server told the socket why and closed it."""
+    assert (await socket.wait_for("error"))["code"] == code
+    async with asyncio.timeout(5):
+        await socket.client.wait()  # returns once the server has closed the socket
+
+
+async def test_logging_out_ends_the_sockets_of_that_login_only(api, connect):
+    tokens = await logged_in(api)
+    other = await (await login(api)).json()
+    sockets = [await connect(tokens["access_token"]) for _ in range(2)]  # two tabs
+    other_socket = await connect(other["access_token"])
+    response = await api.post("/api/auth/logout", headers=bearer(tokens["access_token"]))
+    assert response.status == 204
+    for socket in sockets:
+        await ended(socket, "login-ended")
+    assert other_socket.client.connected
+    answer = await other_socket.call("session:join", {"live_session_id": "none"})  # answers
+    assert answer["ok"] is False and answer["error"]["code"] == "live-session-not-found"
 
 
 async def test_a_logged_out_token_stays_refused_on_a_new_process(

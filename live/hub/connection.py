@@ -15,7 +15,8 @@ from typing import Any
 from socketio.exceptions import ConnectionRefusedError as Refused
 
 from commerce.accounts.auth import authenticate
-from commerce.accounts.revocations import USER, Revoked
+from commerce.accounts.revocations import FAMILY, TOKEN, USER, Revoked
+from commerce.accounts.tokens import Principal
 from live.hub.context import HubContext, Member, user_room
 from live.hub.rooms import stop_watching
 from live.hub.webrtc import close_socket_peers
@@ -35,8 +36,9 @@ def attach(hub: HubContext) -> None:
             log.exception("hub connect failed", extra={"sid": sid})
             raise Refused("Could not connect; try again.", {"code": "internal-error"}) from None
         await hub.sio.save_session(sid, {"member": member})
-        if member.user_id is not None:
-            await hub.sio.enter_room(sid, user_room(member.user_id))
+        if member.principal is not None:
+            for room in (user_room(member.principal.user_id), *_login_rooms(member.principal)):
+                await hub.sio.enter_room(sid, room)
 
     async def disconnect(sid: str, reason: Any = None) -> None:
         try:
@@ -52,28 +54,41 @@ def attach(hub: HubContext) -> None:
     ending: set[asyncio.Task] = set()
 
     def on_revoked(revoked: Revoked) -> None:
-        if revoked.kind == USER:
-            task = asyncio.create_task(_disconnect_user(hub, revoked.subject))
-            ending.add(task)
-            task.add_done_callback(ending.discard)
+        task = asyncio.create_task(_disconnect_revoked(hub, revoked))
+        ending.add(task)
+        task.add_done_callback(ending.discard)
 
     hub.accounts.revocations.listen(on_revoked)
 
 
-async def _disconnect_user(hub: HubContext, user_id: str) -> None:
-    """A disabled or deleted user's sockets on this process end now (every process hears
-    of the revocation and closes its own)."""
-    room = user_room(user_id)
+def _login_rooms(principal: Principal) -> list[str]:
+    """The rooms that name the socket's token and login (refresh family), so a logout or
+    a replayed refresh token ends the sockets that token or login opened."""
+    rooms = [_revoked_room(TOKEN, principal.token_id)]
+    if principal.family_id is not None:
+        rooms.append(_revoked_room(FAMILY, principal.family_id))
+    return rooms
+
+
+def _revoked_room(kind: str, subject: str) -> str:
+    return user_room(subject) if kind == USER else f"{kind}:{subject}"
+
+
+async def _disconnect_revoked(hub: HubContext, revoked: Revoked) -> None:
+    """The sockets a revocation covers end now, on this process (every process hears of
+    the revocation and closes its own): a disabled or deleted user's, or those opened
+    with a logged-out or replayed login's tokens."""
+    if revoked.kind == USER:
+        error = {"code": "account-disabled", "message": "This account was disabled."}
+    else:
+        error = {"code": "login-ended", "message": "This login ended; sign in again."}
+    room = _revoked_room(revoked.kind, revoked.subject)
     sids = [sid for sid, _ in hub.sio.manager.get_participants("/", room)]
     for sid in sids:
-        await hub.sio.emit(
-            "error",
-            {"code": "account-disabled", "message": "This account was disabled."},
-            to=sid,
-        )
+        await hub.sio.emit("error", error, to=sid)
         await hub.sio.disconnect(sid)
     if sids:
-        log.info("sockets of a revoked user closed", extra={"user_id": user_id})
+        log.info("sockets of a revoked login closed", extra={"kind": revoked.kind})
 
 
 async def _member(hub: HubContext, sid: str, auth: Any) -> Member:
