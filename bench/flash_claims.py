@@ -1,8 +1,11 @@
 """Flash-sale claims racing on PostgreSQL: attempts decided per second, latency, the
 server's CPU per refused and per won attempt, and exactly the flash sale's units sold.
+With `--target voucher`, the same race for a voucher dropped on air: exactly its
+`total` claims given out, nobody above the per-buyer limit.
 
     .venv/bin/python bench/flash_claims.py               # 1 server process
     .venv/bin/python bench/flash_claims.py --workers 2   # 2 processes sharing Redis
+    .venv/bin/python bench/flash_claims.py --workers 2 --target voucher
 
 A fresh database is created, migrated and seeded directly (one shop, a live session
 that is live with one product on show, B buyers with minted access tokens). The seller
@@ -32,7 +35,7 @@ import tempfile
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -78,9 +81,20 @@ EXPECTED_REFUSALS = {
     "409 flash-not-started",
     "409 flash-ended",
     "403 staff-cannot-claim",
+    "409 voucher-all-claimed",
+    "409 voucher-limit-reached",
+    "409 voucher-claims-closed",
 }
+ONCE_GONE = {  # the answers once all is taken
+    "flash": {"201", "409 flash-sold-out", "409 flash-limit-reached"},
+    "voucher": {"201", "409 voucher-all-claimed", "409 voucher-limit-reached"},
+}
+VOUCHER_DISCOUNT = 10_000  # VND, a fixed voucher
 REASON = re.compile(r"^4\d\d [a-z0-9][a-z0-9-]*$")  # a 4xx with a problem code
-DEFAULT_JSON = harness.RESULTS / "flash_claims.json"
+DEFAULT_JSON = {
+    "flash": harness.RESULTS / "flash_claims.json",
+    "voucher": harness.RESULTS / "voucher_claims.json",
+}
 SCRIPT = Path(__file__).resolve()
 
 
@@ -97,6 +111,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--workers", type=int, default=1, help="server processes; > 1 shares Redis (1)"
     )
     parser.add_argument("--redis", action="store_true", help="use Redis with one process too")
+    parser.add_argument(
+        "--target",
+        choices=tuple(ONCE_GONE),
+        default="flash",
+        help="what the buyers race for: a flash sale's units or a dropped voucher (flash)",
+    )
     parser.add_argument("--buyers", type=int, default=5_000, help="buyer accounts (5000)")
     parser.add_argument("--attempts", type=int, default=10_000, help="attempts per phase (10000)")
     parser.add_argument("--units", type=int, default=100, help="units in the flash sale (100)")
@@ -120,9 +140,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run the first server under bench/stack_sampler.py for the sold-out phase,"
         " report to this file",
     )
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
+    parser.add_argument("--json", type=Path, help="where to write JSON (bench/results/)")
     args = parser.parse_args(argv)
     args.redis = args.redis or args.workers > 1
+    args.json = args.json or DEFAULT_JSON[args.target]
     problems = [
         not 1 <= args.workers <= 4 and "--workers must be 1..4",
         not 1 <= args.buyers <= 100_000 and "--buyers must be 1..100000",
@@ -152,6 +173,7 @@ class Fixture:
 
     seller_token: str
     buyer_tokens: list[str]
+    shop_id: str
     live_session_id: str
     product_id: str
     variant_id: str
@@ -192,6 +214,7 @@ async def seed(database_url: str, buyers: int, stock: int, jwt_secret: str) -> F
     return Fixture(
         seller_token=tokens.issue(seller.id, Role.SELLER)[0],
         buyer_tokens=[tokens.issue(u.id, Role.BUYER)[0] for u in users],
+        shop_id=shop.id,
         live_session_id=live.id,
         product_id=product.id,
         variant_id=variant.id,
@@ -271,6 +294,57 @@ async def audit_flash(database_url: str, fixture: Fixture, flash_id: str) -> dic
         "variant_reserved": variant.reserved,
         "live_sold": rows["on_show"][0],
     }
+
+
+VOUCHER_AUDIT_SQL = {
+    "voucher": "SELECT total, claimed, per_buyer_limit FROM vouchers WHERE id = :voucher",
+    "claims": "SELECT count(*) FROM voucher_claims WHERE voucher_id = :voucher",
+    "per_buyer": (
+        "SELECT COALESCE(MAX(n), 0) FROM (SELECT count(*) AS n FROM voucher_claims"
+        " WHERE voucher_id = :voucher GROUP BY buyer_id) AS b"
+    ),
+}
+
+
+async def audit_voucher(database_url: str, voucher_id: str) -> dict:
+    """What the database holds for the dropped voucher, once the servers have stopped."""
+    engine = make_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = {
+                name: (await conn.execute(text(sql), {"voucher": voucher_id})).one()
+                for name, sql in VOUCHER_AUDIT_SQL.items()
+            }
+    finally:
+        await engine.dispose()
+    voucher = rows["voucher"]
+    return {
+        "total": voucher.total,
+        "claimed": voucher.claimed,
+        "per_buyer_limit": voucher.per_buyer_limit,
+        "claims_in_db": rows["claims"][0],
+        "most_claimed_by_a_buyer": rows["per_buyer"][0],
+    }
+
+
+def voucher_audit_problems(
+    audit: dict, units: int, limit: int, race_won: int, refused_won: int
+) -> list:
+    """Every way the answers and the database disagree with exactly `units` claims."""
+    expected = {
+        "vouchers.claimed": (audit["claimed"], units),
+        "voucher_claims rows": (audit["claims_in_db"], units),
+        "201 answers in the race": (race_won, units),
+        "201 answers once all claimed": (refused_won, 0),
+    }
+    problems = [
+        f"{name} = {got}, expected {want}" for name, (got, want) in expected.items() if got != want
+    ]
+    if audit["most_claimed_by_a_buyer"] > limit:
+        problems.append(
+            f"most claimed by a buyer = {audit['most_claimed_by_a_buyer']}, above the limit {limit}"
+        )
+    return problems
 
 
 def audit_problems(audit: dict, units: int, limit: int, race_won: int, refused_won: int) -> list:
@@ -695,19 +769,66 @@ async def settle(servers: list[harness.Server]) -> float:
     return round(time.monotonic() - started, 2)
 
 
+async def seller_post(url: str, fixture: Fixture, path: str, body: dict) -> dict:
+    """The seller's POST over HTTP, as in production; its 201 answer."""
+    headers = {"Authorization": f"Bearer {fixture.seller_token}"}
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+        session.post(url + path, json=body, headers=headers) as response,
+    ):
+        if response.status != 201:
+            raise RuntimeError(f"POST {path}: {response.status} {await response.text()}")
+        return await response.json()
+
+
+async def drop_voucher(url: str, fixture: Fixture, args: argparse.Namespace) -> dict:
+    """The seller creates a fixed voucher of `--units` and drops it on air, open long
+    enough for both phases; answers the voucher with its id."""
+    now = datetime.now(UTC)
+    voucher = await seller_post(
+        url,
+        fixture,
+        f"/api/shops/{fixture.shop_id}/vouchers",
+        {
+            "code": "BENCH",
+            "kind": "fixed",
+            "value": VOUCHER_DISCOUNT,
+            "starts_at": now.isoformat(),
+            "ends_at": (now + timedelta(days=1)).isoformat(),
+            "total": args.units,
+            "per_buyer_limit": args.per_buyer_limit,
+        },
+    )
+    drop_path = f"/api/live-sessions/{fixture.live_session_id}/vouchers/{voucher['id']}/drop"
+    await seller_post(url, fixture, drop_path, {"claim_seconds": flash_duration(args.timeout)})
+    return voucher
+
+
+async def open_race(
+    url: str, fixture: Fixture, args: argparse.Namespace
+) -> tuple[dict, str, float]:
+    """What is raced for, the claim path and when the race starts (epoch): a flash sale
+    at the end of its countdown, a voucher `--countdown` s after its drop."""
+    if args.target == "voucher":
+        voucher = await drop_voucher(url, fixture, args)
+        path = f"/api/live-sessions/{fixture.live_session_id}/vouchers/{voucher['id']}/claim"
+        return voucher, path, time.time() + args.countdown
+    flash = await start_flash_sale(url, fixture, args)
+    path = f"/api/live-sessions/{fixture.live_session_id}/flash-sales/{flash['id']}/claim"
+    return flash, path, datetime.fromisoformat(flash["starts_at"]).timestamp()
+
+
 async def load(
     args: argparse.Namespace,
     servers: list[harness.Server],
     generators: list[Generator],
     fixture: Fixture,
 ) -> dict:
-    """Start the flash sale, race at its start, let the servers settle, then measure
-    attempts once sold out."""
-    flash = await start_flash_sale(servers[0].url, fixture, args)
-    path = f"/api/live-sessions/{fixture.live_session_id}/flash-sales/{flash['id']}/claim"
-    starts_at = datetime.fromisoformat(flash["starts_at"]).timestamp()
+    """Open the race (a flash sale or a voucher drop), race at its start, let the
+    servers settle, then measure attempts once all is taken."""
+    flash, path, starts_at = await open_race(servers[0].url, fixture, args)
     lead = starts_at - time.time()
-    print(f"flash sale {flash['id']} starts in {lead:.2f} s ({flash['phase']})", flush=True)
+    print(f"{args.target} {flash['id']} opens in {lead:.2f} s", flush=True)
     race = await run_phase("race", path, starts_at, servers, generators, args.timeout)
     print(f"race: {race['answered']:,} answered in {race['elapsed_s']:.2f} s", flush=True)
     if race["first_send"] is not None:  # how close to the start the first attempt went
@@ -759,7 +880,10 @@ async def run(args: argparse.Namespace) -> dict:
             finally:
                 await stop_generators(generators)
                 harness.stop_servers(servers)
-        audit = await audit_flash(database_url, fixture, measured["flash"]["id"])
+        if args.target == "voucher":
+            audit = await audit_voucher(database_url, measured["flash"]["id"])
+        else:
+            audit = await audit_flash(database_url, fixture, measured["flash"]["id"])
     return {**measured, "audit": audit, "generator_cpus": [g.cpu for g in generators]}
 
 
@@ -794,15 +918,14 @@ def verdict(args: argparse.Namespace, result: dict) -> dict[str, list[str]]:
         for name, phase in (("race", race), ("refusals", refusals))
         for outcome, n in phase["errors"].items()
     ]
-    once_sold_out = {"201", "409 flash-sold-out", "409 flash-limit-reached"}
+    once_sold_out = ONCE_GONE[args.target]
     errors += [
         f"refusals: {n:,} x {outcome} once sold out"
         for outcome, n in refusals["outcomes"].items()
         if outcome not in once_sold_out and not is_error(outcome)
     ]
-    audit = audit_problems(
-        result["audit"], args.units, args.per_buyer_limit, race["won"], refusals["won"]
-    )
+    check = voucher_audit_problems if args.target == "voucher" else audit_problems
+    audit = check(result["audit"], args.units, args.per_buyer_limit, race["won"], refusals["won"])
     return {"errors": errors, "audit": audit}
 
 
@@ -821,6 +944,7 @@ def summarise(args: argparse.Namespace, result: dict) -> dict:
     flash = result["flash"]
     return {
         "benchmark": "flash_claims",
+        "race_for": args.target,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": git_commit(),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
@@ -837,8 +961,9 @@ def summarise(args: argparse.Namespace, result: dict) -> dict:
             "countdown_s": args.countdown,
             "timeout_s": args.timeout,
         },
-        "flash_sale": {
-            k: flash[k] for k in ("id", "quantity", "per_buyer_limit", "starts_at", "ends_at")
+        args.target: {
+            k: flash.get(k)
+            for k in ("id", "quantity", "total", "per_buyer_limit", "starts_at", "ends_at")
         },
         "lead_s": result["lead_s"],
         "race": race,
@@ -919,13 +1044,20 @@ def table_rows(summary: dict) -> list[tuple[str, str]]:
     server_cpu, database_cpu = (summary["cpu_per_attempt_us"][k] for k in ("server", "database"))
     pins = config["generator_cpus"]
     pinned = "not pinned" if None in pins else "CPUs " + ", ".join(map(str, pins))
-    audit_text = (
-        f"OK: sold {audit['sold']}/{audit['quantity']}, {audit['linked_orders']} orders,"
-        f" at most {audit['most_claimed_by_a_buyer']} per buyer"
-        if not audit["problems"]
-        else f"FAILED: {len(audit['problems'])} problem(s)"
-    )
+    if audit["problems"]:
+        audit_text = f"FAILED: {len(audit['problems'])} problem(s)"
+    elif summary["race_for"] == "voucher":
+        audit_text = (
+            f"OK: claimed {audit['claimed']}/{audit['total']}, {audit['claims_in_db']} claims,"
+            f" at most {audit['most_claimed_by_a_buyer']} per buyer"
+        )
+    else:
+        audit_text = (
+            f"OK: sold {audit['sold']}/{audit['quantity']}, {audit['linked_orders']} orders,"
+            f" at most {audit['most_claimed_by_a_buyer']} per buyer"
+        )
     rows = [
+        ("race for", summary["race_for"]),
         ("server processes", f"{config['workers']} ({'Redis' if config['redis'] else 'no Redis'})"),
         (
             "attempts / buyers / units",
@@ -975,7 +1107,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flash_claims failed: {exc}", file=sys.stderr)
         return 1
     summary = summarise(args, result)
-    title = f"flash_claims benchmark (PostgreSQL, {args.workers} server process(es))"
+    title = f"flash_claims benchmark, {args.target} (PostgreSQL, {args.workers} server process(es))"
     print(harness.render_table(title, table_rows(summary)))
     harness.write_json(args.json, summary)
     print(f"JSON: {args.json}")

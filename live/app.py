@@ -20,6 +20,7 @@ import commerce.notifications.routes
 import commerce.orders.routes
 import commerce.payments.routes
 import commerce.shops.routes
+import commerce.vouchers.routes
 from commerce.accounts.address_routes import ADDRESSES
 from commerce.accounts.addresses import AddressBook
 from commerce.accounts.auth import ACCOUNTS, bearer_guard, signed_in_user_id
@@ -62,11 +63,15 @@ from live.analytics import routes as analytics_routes
 from live.analytics.routes import LIVE_STATS
 from live.analytics.service import LiveStatsService
 from live.analytics.visits import VisitRecorder
+from live.auctions import routes as auction_routes
+from live.auctions.wiring import build_auctions
 from live.flash import routes as flash_routes
 from live.flash.announcer import FlashAnnouncer
 from live.flash.gatekeeper import FlashGatekeeper
 from live.flash.routes import FLASH_SALES
 from live.flash.service import FlashSaleService
+from live.giveaways import routes as giveaway_routes
+from live.giveaways.wiring import build_giveaways
 from live.http import system
 from live.http.loop_metrics import LoopCollector
 from live.http.metrics import METRICS, Metrics
@@ -92,6 +97,8 @@ from live.streaming.ingest import StreamIngest
 from live.streaming.outputs import StreamOutputs
 from live.streaming.relay import RELAY_PATH, RelayEdge, RelayOrigin, relay_token
 from live.streaming.routes import HLS_TIMELINE, STREAM_OUTPUTS
+from live.vouchers import routes as voucher_routes
+from live.vouchers.wiring import build_vouchers
 from media.registry import StreamRegistry
 from rtmp_ingest.server import RtmpServer
 from signaling import WhepService
@@ -133,6 +140,10 @@ API_ROUTES = (
     commerce.notifications.push_routes.routes,
     live_session_routes.routes,
     flash_routes.routes,
+    auction_routes.routes,
+    commerce.vouchers.routes.routes,
+    voucher_routes.routes,
+    giveaway_routes.routes,
     analytics_routes.routes,
     streaming_routes.routes,
     signaling_routes.routes,
@@ -290,6 +301,9 @@ def build_app(settings: Settings) -> web.Application:
         ttl_seconds=settings.turn_credential_ttl,
     )
     app[VIEWER_ID] = signed_in_user_id
+    build_auctions(app, backends)
+    build_vouchers(app, settings, backends)
+    build_giveaways(app, backends)
     visits = VisitRecorder(backends.sessions)
     app[HUB] = build_hub(
         app,

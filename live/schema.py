@@ -12,7 +12,10 @@ import commerce.notifications.push_models
 import commerce.orders.models
 import commerce.payments.models
 import commerce.shops.models
+import commerce.vouchers.models
 import live.analytics.models
+import live.auctions.models
+import live.giveaways.models
 import live.sessions.models
 import storage.bus.processed
 import storage.documents.table
@@ -30,7 +33,10 @@ TABLE_MODULES = (
     commerce.orders.models,
     commerce.payments.models,
     commerce.shops.models,
+    commerce.vouchers.models,
     live.analytics.models,
+    live.auctions.models,
+    live.giveaways.models,
     live.sessions.models,
     storage.bus.processed,
     storage.documents.table,

@@ -28,12 +28,13 @@ sold out, a process says so itself for SOLD_OUT_HINT_SECONDS.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -44,6 +45,12 @@ from storage.single_flight import SingleFlight
 log = logging.getLogger("streamcart.gate")
 SOLD_OUT_HINT_SECONDS = 0.1
 MAX_HINTS = 10_000
+# Added to a winner's conditional UPDATE on PostgreSQL: the gate's decision is still
+# fresh by the database's clock once the row lock is held (see `fresh_for`).
+FRESH_ON_POSTGRES = (
+    " AND CAST(:decided_at AS timestamptz) > clock_timestamp() - make_interval(secs => :fresh)"
+)
+T = TypeVar("T")
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -129,6 +136,25 @@ class StockKeeper:
 
     async def written(self, stock: str, attempt: str) -> None:
         await self._gate.settle(stock, attempt)
+
+    async def write_winner(
+        self,
+        stock: str,
+        attempt: str,
+        write: Callable[[], Awaitable[T]],
+        disagrees: Callable[[BaseException], bool],
+    ) -> T:
+        """Write a winner the gate chose: its attempt settles once written; if the write
+        fails its units go back, and the gate is resynchronised when `disagrees(error)`
+        (the database refused what the gate allowed)."""
+        try:
+            result = await write()
+        except BaseException as error:
+            resync = disagrees(error)
+            await asyncio.shield(self.not_written(stock, attempt, resync=resync))
+            raise
+        await self.written(stock, attempt)
+        return result
 
     async def not_written(self, stock: str, attempt: str, *, resync: bool) -> None:
         """The winner's write failed: its units go back; `resync` when the database

@@ -40,7 +40,19 @@ DEFAULT_MAX_QUEUED_FRAMES = 900  # ~10 s of 30 fps video with its audio
 # AAC channel configurations -> FFmpeg layouts (metadata only: the ASC drives decoding).
 AAC_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1", 8: "7.1"}
 # The same names as the live layer's session timeline (live.analytics).
-TIMELINE_KINDS = frozenset({"pinned", "unpinned", "flash_started", "flash_ended"})
+TIMELINE_KINDS = frozenset(
+    {
+        "pinned",
+        "unpinned",
+        "flash_started",
+        "flash_ended",
+        "auction_started",
+        "auction_ended",
+        "giveaway_started",
+        "giveaway_drawn",
+        "voucher_dropped",
+    }
+)
 
 
 def timeline_path(video_path: Path) -> Path:

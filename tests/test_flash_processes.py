@@ -101,14 +101,19 @@ async def test_a_process_killed_between_deciding_and_writing_loses_no_unit(
     assert claims == {ann["user"]["id"]: 1, bob["user"]["id"]: 1}
 
 
+def holding_the_sale(engine, flash_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+    return holding_the_row(engine, "flash_sales", flash_id)
+
+
 @contextlib.asynccontextmanager
-async def holding_the_sale(engine, flash_id: str) -> AsyncIterator[None]:
-    """The flash sale's row locked by a transaction of the test's own, so a claim's
-    conditional UPDATE waits on it."""
+async def holding_the_row(engine, table: str, row_id: str) -> AsyncIterator[None]:
+    """A row (a flash sale, a voucher) locked by a transaction of the test's own, so a
+    claim's conditional UPDATE waits on it."""
     async with engine.connect() as conn:
         transaction = await conn.begin()
         await conn.execute(
-            text("SELECT id FROM flash_sales WHERE id = :id FOR UPDATE"), {"id": flash_id}
+            text(f"SELECT id FROM {table} WHERE id = :id FOR UPDATE"),  # noqa: S608
+            {"id": row_id},
         )
         try:
             yield

@@ -28,7 +28,7 @@ MAY_IMPORT: dict[str, tuple[str, ...] | None] = {
 LIVE_FLOORS = (
     ("settings", "logs", "secrets_store", "stock_keeper", "stack_dumps"),
     ("sessions",),
-    ("flash", "streaming"),
+    ("flash", "streaming", "auctions", "vouchers", "giveaways"),
     ("hub", "http", "pages"),
     ("analytics",),
     ("schema", "app"),

@@ -35,15 +35,18 @@ from commerce.orders.staging import (
     PricedUnit,
     StagedOrder,
     arrange,
+    live_session_of,
     merge_lines,
     price,
     raise_if_short,
     retrying_transaction,
     rows_of,
     stage_orders,
+    subtotal_of,
     take_live_allocations,
 )
 from commerce.pricing import LiveAllocations, LivePrices
+from commerce.vouchers.redeem import applicable, spend
 from storage.outbox import add_event, stage_event
 from storage.sql.bulk import insert_new
 from storage.sql.statements import OnSession
@@ -89,12 +92,19 @@ class CheckoutService:
         *,
         shipping_address: str = "",
         note: str = "",
+        voucher_claim_id: str | None = None,
     ) -> list[PlacedOrder]:
         """Place the orders; `lines=None` checks out the buyer's cart and empties it.
-        Named lines bought from a live session first pass its allocation's gate."""
+        Named lines bought from a live session first pass its allocation's gate.
+        `voucher_claim_id`: a voucher the buyer claimed, spent on its shop's order."""
         async with self._live_allocations.holding(buyer_id, from_sessions(lines or [])):
             return await self._checkout(
-                buyer_id, method, lines, shipping_address=shipping_address, note=note
+                buyer_id,
+                method,
+                lines,
+                shipping_address=shipping_address,
+                note=note,
+                voucher_claim_id=voucher_claim_id,
             )
 
     async def _checkout(
@@ -105,10 +115,12 @@ class CheckoutService:
         *,
         shipping_address: str,
         note: str,
+        voucher_claim_id: str | None,
     ) -> list[PlacedOrder]:
-        if self._express is not None and self._express.takes(method, lines):
+        express = self._express if voucher_claim_id is None else None  # vouchers: general path
+        if express is not None and express.takes(method, lines):
             assert lines is not None
-            placed = await self._express.place(
+            placed = await express.place(
                 buyer_id, method, lines, shipping_address=shipping_address, note=note
             )
             if placed is not None:
@@ -116,7 +128,13 @@ class CheckoutService:
         return await retrying_transaction(
             self._sessions,
             lambda session: self.place_in(
-                session, buyer_id, method, lines, shipping_address=shipping_address, note=note
+                session,
+                buyer_id,
+                method,
+                lines,
+                shipping_address=shipping_address,
+                note=note,
+                voucher_claim_id=voucher_claim_id,
             ),
         )
 
@@ -130,6 +148,7 @@ class CheckoutService:
         shipping_address: str = "",
         note: str = "",
         order_id: str | None = None,
+        voucher_claim_id: str | None = None,
     ) -> list[PlacedOrder]:
         """Place the orders inside the caller's transaction, for callers whose own writes
         must commit or roll back with the orders (a flash-sale claim and its order).
@@ -137,20 +156,27 @@ class CheckoutService:
         from_cart = lines is None
         priced = await self._price(session, buyer_id, lines)
         holds, by_shop = arrange(priced)
+        applied = None
+        if voucher_claim_id is not None:
+            orders = {shop: (subtotal_of(u), live_session_of(u)) for shop, u in by_shop.items()}
+            applied = await applicable(session, voucher_claim_id, buyer_id, orders)
         if fits_one_statement(session, holds):
             statement = OneStatement(holds)
             staged = self._stage_all(
-                session, buyer_id, by_shop, method, shipping_address, note, order_id
+                session, buyer_id, by_shop, method, shipping_address, note, order_id, applied
             )
             short = await statement.reserve_and_insert_new(session, rows_of(staged))
             raise_if_short(short, priced)
         else:
             raise_if_short(await reserve_each(session, holds), priced)
             staged = self._stage_all(
-                session, buyer_id, by_shop, method, shipping_address, note, order_id
+                session, buyer_id, by_shop, method, shipping_address, note, order_id, applied
             )
             await insert_new(session, rows_of(staged))  # every new row in one round trip
         placed = [s.placed for s in staged]
+        if applied is not None:
+            spent_by = next(p.order.id for p in placed if p.order.shop_id == applied.shop_id)
+            await spend(session, applied, buyer_id, spent_by)
         if method is PaymentMethod.COD:  # sold at once: the held units are committed
             for order in placed:
                 await settle(session, order.order.id, ReservationStatus.COMMITTED)
@@ -164,10 +190,25 @@ class CheckoutService:
         return placed
 
     def _stage_all(
-        self, session, buyer_id, by_shop, method, shipping_address, note, order_id=None
+        self,
+        session,
+        buyer_id,
+        by_shop,
+        method,
+        shipping_address,
+        note,
+        order_id=None,
+        applied=None,
     ) -> list[StagedOrder]:
         staged = stage_orders(
-            buyer_id, by_shop, method, self._payment_window, shipping_address, note, order_id
+            buyer_id,
+            by_shop,
+            method,
+            self._payment_window,
+            shipping_address,
+            note,
+            order_id,
+            applied,
         )
         for order in staged:
             stage_event(session, order.event)

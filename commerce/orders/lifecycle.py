@@ -45,6 +45,8 @@ def order_event_data(order: Order) -> dict:
         "shop_id": order.shop_id,
         "status": order.status,
         "total": order.total,
+        "discount": order.discount,
+        "voucher_code": order.voucher_code,
         "payment_method": order.payment_method,
         "live_session_id": order.live_session_id,
     }

@@ -41,6 +41,10 @@ class Order(Base):
     subtotal: Mapped[int] = mapped_column(BigInteger)
     shipping_fee: Mapped[int] = mapped_column(BigInteger, default=0)
     discount: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The voucher that gave the discount (commerce.vouchers), kept as it was then.
+    voucher_claim_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    voucher_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    voucher_code: Mapped[str | None] = mapped_column(String(40), default=None)
     total: Mapped[int] = mapped_column(BigInteger)
     shipping_address: Mapped[str] = mapped_column(Text, default="")
     note: Mapped[str] = mapped_column(Text, default="")

@@ -17,6 +17,7 @@ from commerce.orders.schemas import (
     OrderListQuery,
     OrderOut,
     OrderPage,
+    OrderVoucherOut,
     StatusIn,
 )
 from commerce.orders.service import OrderService, OrderView
@@ -37,10 +38,19 @@ def order_out(view: OrderView | PlacedOrder, bank: BankAccount) -> OrderOut:
             **{c: getattr(view.order, c) for c in OrderOut.model_fields if hasattr(view.order, c)},
             "items": [OrderItemOut.model_validate(i, from_attributes=True) for i in view.items],
             "payment": payment_out(view.payment, bank) if view.payment else None,
+            "voucher": voucher_out(view.order),
             "history": None
             if history is None
             else [OrderHistoryOut.model_validate(h, from_attributes=True) for h in history],
         }
+    )
+
+
+def voucher_out(order) -> OrderVoucherOut | None:
+    if order.voucher_claim_id is None:
+        return None
+    return OrderVoucherOut(
+        claim_id=order.voucher_claim_id, voucher_id=order.voucher_id, code=order.voucher_code
     )
 
 
@@ -59,7 +69,9 @@ async def checkout(request: web.Request, body: CheckoutIn) -> CheckoutOut:
     """One order per shop. Stock is reserved at once; bank-transfer orders carry a payment
     with the code for the transfer content, a VietQR image and a deadline after which the
     order expires and its stock returns. If any line is short of stock, nothing is ordered
-    (409 `out-of-stock` naming the line)."""
+    (409 `out-of-stock` naming the line). With `voucher_claim_id`, the voucher's discount
+    comes off its shop's order (409 `voucher-used`, `voucher-min-order`... when it
+    cannot), and it is given back if that order is cancelled or expires."""
     principal = await require_principal(request)
     lines = None
     if body.items is not None:
@@ -77,6 +89,7 @@ async def checkout(request: web.Request, body: CheckoutIn) -> CheckoutOut:
         lines,
         shipping_address=shipping_address,
         note=body.note,
+        voucher_claim_id=body.voucher_claim_id,
     )
     return CheckoutOut(orders=[order_out(p, request.app[BANK]) for p in placed])
 

@@ -40,6 +40,11 @@ class CheckoutIn(Input):
         "`shipping_address`; the order keeps it as text.",
     )
     note: str = Field(default="", max_length=500)
+    voucher_claim_id: Id | None = Field(
+        default=None,
+        description="A voucher you claimed (`/api/me/vouchers`): its discount comes off "
+        "the order of its shop.",
+    )
 
     @model_validator(mode="after")
     def _one_address(self) -> CheckoutIn:
@@ -81,6 +86,12 @@ class OrderHistoryOut(BaseModel):
     at: datetime
 
 
+class OrderVoucherOut(BaseModel):
+    claim_id: str
+    voucher_id: str
+    code: str
+
+
 class OrderOut(BaseModel):
     id: str
     code: str
@@ -92,6 +103,9 @@ class OrderOut(BaseModel):
     subtotal: int
     shipping_fee: int
     discount: int
+    voucher: OrderVoucherOut | None = Field(
+        default=None, description="The voucher that gave the discount, if any."
+    )
     total: int
     shipping_address: str
     note: str

@@ -32,6 +32,7 @@ from commerce.orders.models import (
 )
 from commerce.payments.models import Payment, PaymentStatus
 from commerce.pricing import LiveAllocations, LivePrices, current_price, live_stock_exhausted
+from commerce.vouchers.discount import Applied
 from storage.bus.port import Event
 from storage.ids import new_id
 from storage.sql import retry
@@ -202,8 +203,10 @@ def stage_orders(
     shipping_address: str,
     note: str,
     order_id: str | None = None,
+    applied: Applied | None = None,
 ) -> list[StagedOrder]:
-    """One staged order per shop, all created now; `order_id` names the only one."""
+    """One staged order per shop, all created now; `order_id` names the only one;
+    `applied`: a voucher's discount on its shop's order."""
     if order_id is not None and len(by_shop) != 1:
         raise ValueError("an order id can only be given for the lines of one shop")
     now = datetime.now(UTC)
@@ -218,9 +221,20 @@ def stage_orders(
             shipping_address=shipping_address,
             note=note,
             order_id=order_id,
+            applied=applied if applied is not None and applied.shop_id == shop_id else None,
         )
         for shop_id, units in by_shop.items()
     ]
+
+
+def subtotal_of(units: list[PricedUnit]) -> int:
+    return sum(u.unit_price * u.quantity for u in units)
+
+
+def live_session_of(units: list[PricedUnit]) -> str | None:
+    """The order's live session: the one its units were all bought in, if any."""
+    live_ids = {u.live_session_id for u in units if u.live_session_id}
+    return next(iter(live_ids)) if len(live_ids) == 1 else None
 
 
 def stage_order(
@@ -234,13 +248,15 @@ def stage_order(
     shipping_address: str,
     note: str,
     order_id: str | None = None,
+    applied: Applied | None = None,
 ) -> StagedOrder:
     """One shop's order as new rows: the order, its lines, reservations, payment (bank
-    transfer) and first history entry, and its `order.created` event. Nothing is written."""
+    transfer) and first history entry, and its `order.created` event. Nothing is written.
+    With `applied`, the voucher's discount comes off the total (and so the payment)."""
     cod = method is PaymentMethod.COD
     status = OrderStatus.PROCESSING if cod else OrderStatus.PENDING_PAYMENT
-    live_ids = {u.live_session_id for u in units if u.live_session_id}
-    subtotal = sum(u.unit_price * u.quantity for u in units)
+    subtotal = subtotal_of(units)
+    voucher = applied.order_columns() if applied is not None else {}
     rows: list[TableRow] = []
     order = _staged(
         rows,
@@ -251,9 +267,10 @@ def stage_order(
         shop_id=shop_id,
         status=status,
         payment_method=method,
-        live_session_id=next(iter(live_ids)) if len(live_ids) == 1 else None,
+        live_session_id=live_session_of(units),
         subtotal=subtotal,
-        total=subtotal,
+        total=subtotal - voucher.get("discount", 0),
+        **voucher,
         shipping_address=shipping_address,
         note=note,
         payment_deadline=None if cod else now + payment_window,
@@ -301,6 +318,8 @@ def stage_order(
             created_at=now,
         )
     reason = "cash on delivery" if cod else "awaiting bank transfer"
+    if applied is not None:
+        reason += f"; voucher {applied.code}: -{applied.amount} VND"
     entry = history_entry(order.id, None, status, Actor("buyer", buyer_id), reason)
     rows.append(new_row(HISTORY, entry))
     event = Event(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -66,16 +66,43 @@ class LiveStatsOut(BaseModel):
     chat_messages_deleted: int
     orders: OrderStatsOut
     products: list[ProductStatsOut]
+    auctions: dict[str, int] = Field(
+        description="auctions run, bids accepted, sold (winner's order placed), revenue "
+        "at the winning prices (VND)."
+    )
+    vouchers: dict[str, int] = Field(
+        description="drops, claims, used; sales_with_vouchers (orders not cancelled or "
+        "expired) and discount_given (VND)."
+    )
+    giveaways: dict[str, int] = Field(
+        description="giveaways run, entries, winners, prizes_claimed."
+    )
 
 
 # At one instant, what ends sorts before what starts: the order of this literal.
-TimelineKind = Literal["unpinned", "flash_ended", "flash_started", "pinned"]
+TimelineKind = Literal[
+    "unpinned",
+    "flash_ended",
+    "auction_ended",
+    "giveaway_drawn",
+    "flash_started",
+    "auction_started",
+    "giveaway_started",
+    "voucher_dropped",
+    "pinned",
+]
 
 
 class TimelineEntryOut(BaseModel):
-    """One change viewers saw, for replays: pins and flash sales, in time order."""
+    """One change viewers saw, for replays, in time order: pins, flash sales, auctions,
+    giveaways and voucher drops."""
 
     at: datetime
     kind: TimelineKind
-    product_id: str
+    product_id: str | None = Field(None, description="None for a voucher drop.")
     flash_sale_id: str | None = None
+    detail: dict[str, Any] | None = Field(
+        None,
+        description="An auction's, giveaway's or voucher drop's own fields (the auction's "
+        "winner and amount once ended, the giveaway's seed once drawn, the voucher's terms).",
+    )

@@ -35,10 +35,13 @@ from live.analytics.schemas import (
 )
 from live.analytics.timeline import timeline
 from live.analytics.visits import VisitRecorder
+from live.auctions import reports as auctions
+from live.giveaways import public as giveaways
 from live.hub.chat import CHAT
 from live.hub.presence import Presence
 from live.sessions.models import LivePin, LiveProduct
 from live.sessions.service import LiveSessionService
+from live.vouchers import report as vouchers
 from storage.documents.port import DocumentStore
 
 SOLD = (
@@ -96,6 +99,9 @@ class LiveStatsService:
             names = await _products(session, live.id, set(pins))
             lines = await _sold_lines(session, live.id)
             orders = await _order_totals(session, live.id, lines)
+            auction_stats = await auctions.stats(session, live.id)
+            voucher_stats = await vouchers.stats(session, live.id)
+            giveaway_stats = await giveaways.stats(session, live.id)
         return LiveStatsOut(
             live_session_id=live.id,
             status=live.status,
@@ -113,10 +119,13 @@ class LiveStatsService:
                 _product_stats(product_id, name, on_show, pins.get(product_id, []), viewers, lines)
                 for product_id, (name, on_show) in names.items()
             ],
+            auctions=auction_stats,
+            vouchers=voucher_stats,
+            giveaways=giveaway_stats,
         )
 
     async def timeline(self, live_session_id: str) -> list[TimelineEntryOut]:
-        """Pins and flash-sale starts and ends so far, oldest first (for replays)."""
+        """Pins, flash sales and the other live tools' moments so far, oldest first."""
         async with self._sessions() as session:
             return await timeline(session, live_session_id, datetime.now(UTC))
 

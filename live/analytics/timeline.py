@@ -1,4 +1,5 @@
-"""The session's timeline: pins and flash sales in time order, for replays.
+"""The session's timeline: pins, flash sales, auctions, giveaways and voucher drops in
+time order, for replays.
 
 Flash sales come from `flash_sales` itself: a sale starts at `starts_at` and ends at
 `ends_at`, or when it was cancelled (ending the session cancels it). One cancelled
@@ -14,9 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from live.analytics.schemas import TimelineEntryOut, TimelineKind
+from live.auctions import reports as auctions
+from live.giveaways import public as giveaways
 from live.sessions.models import FlashSale, LivePin
+from live.vouchers import report as vouchers
 
 KIND_ORDER = get_args(TimelineKind)
+LIVE_TOOLS = (auctions, giveaways, vouchers)  # each: timeline_entries(session, id) and stats
 
 
 async def timeline(
@@ -43,7 +48,17 @@ async def timeline(
                     at=at, kind=kind, product_id=sale.product_id, flash_sale_id=sale.id
                 )
             )
+    for tool in LIVE_TOOLS:
+        for at, kind, data in await tool.timeline_entries(session, live_session_id):
+            entries.append(
+                TimelineEntryOut(
+                    at=at,
+                    kind=kind.replace(".", "_"),
+                    product_id=data.get("product_id"),
+                    detail=data,
+                )
+            )
     return sorted(
         (entry for entry in entries if entry.at <= now),
-        key=lambda entry: (entry.at, KIND_ORDER.index(entry.kind), entry.product_id),
+        key=lambda entry: (entry.at, KIND_ORDER.index(entry.kind), entry.product_id or ""),
     )

@@ -38,6 +38,7 @@ from commerce.orders.staging import retrying
 from live.flash.gatekeeper import SaleTerms
 from live.flash.phases import FlashPhase, phase
 from live.sessions.allocations import link_flash_sale
+from live.stock_keeper import FRESH_ON_POSTGRES
 from storage.bus.port import Event
 from storage.gate import Verdict
 from storage.outbox import stage_event
@@ -58,9 +59,7 @@ def _take(guard: str) -> Any:
 
 
 _TAKE = _take("")
-_TAKE_ON_POSTGRES = _take(
-    " AND CAST(:decided_at AS timestamptz) > clock_timestamp() - make_interval(secs => :fresh)"
-)
+_TAKE_ON_POSTGRES = _take(FRESH_ON_POSTGRES)
 _COUNT_FOR_BUYER = text(
     "INSERT INTO flash_claims (flash_sale_id, buyer_id, quantity)"
     " VALUES (:id, :buyer_id, :quantity)"

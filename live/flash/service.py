@@ -17,7 +17,6 @@ spares the database the losers.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -216,14 +215,12 @@ class FlashSaleService:
         if decision.verdict is not Verdict.WON:
             raise refusal(decision.verdict, decision.left, quantity, terms)
         claim = Claim(principal.user_id, terms, quantity, method, attempt, decided_at)
-        try:
-            placed = await self._writer.write(claim)
-        except BaseException as exc:
-            disagreed = isinstance(exc, Problem) and exc.code in DATABASE_DISAGREES
-            await asyncio.shield(self._gatekeeper.not_written(flash_id, attempt, resync=disagreed))
-            raise
-        await self._gatekeeper.written(flash_id, attempt)
-        return placed
+        return await self._gatekeeper.write_winner(
+            flash_id,
+            attempt,
+            lambda: self._writer.write(claim),
+            lambda error: isinstance(error, Problem) and error.code in DATABASE_DISAGREES,
+        )
 
     async def list(
         self, live_session_id: str, page: PageQuery

@@ -19,6 +19,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from live.auctions.views import for_viewers
+from live.giveaways.public import entries_count
 from live.hub.context import HubContext, live_room, staff_room, user_room
 from live.hub.throttle import Throttle
 from live.sessions.models import LiveProduct, LiveSession, LiveStatus
@@ -35,10 +37,16 @@ PATTERNS = (
     "live.started",
     "live.ended",
     "flash.*",
+    "voucher.dropped",
+    "voucher.claimed",
+    "auction.started",
+    "auction.ended",
+    "giveaway.*",
 )
 FLASH_EVENTS = frozenset(
     {"flash.scheduled", "flash.started", "flash.ended", "flash.claimed", "flash.returned"}
 )
+GIVEAWAY_EVENTS = frozenset({"giveaway.started", "giveaway.drawn", "giveaway.cancelled"})
 SALES_TTL = 7 * 24 * 3600.0
 # A unit's stock is pushed at most this often (the newest figure; see live/hub/throttle.py).
 STOCK_PUSH_INTERVAL = 0.25
@@ -55,9 +63,13 @@ class Bridge:
     def __init__(self, hub: HubContext) -> None:
         self._hub = hub
         self._stock = Throttle(self._stock_changed, STOCK_PUSH_INTERVAL)
+        self._voucher_claims = Throttle(self._voucher_claimed, STOCK_PUSH_INTERVAL)
+        self._giveaway_entries = Throttle(self._giveaway_entered, STOCK_PUSH_INTERVAL)
 
     async def close(self) -> None:
         await self._stock.close()
+        await self._voucher_claims.close()
+        await self._giveaway_entries.close()
 
     async def handle(self, event: Event) -> None:
         data = event.data
@@ -87,9 +99,31 @@ class Bridge:
                 if status == LiveStatus.ENDED:  # players stop waiting for the picture
                     ended = {"live_session_id": live_session_id, "reason": data.get("reason")}
                     await self._hub.emit("stream:ended", ended, live_room(live_session_id))
+            case "auction.started" | "auction.ended":
+                name = event.type.replace(".", ":", 1)
+                await self._hub.emit(name, for_viewers(data), live_room(data["live_session_id"]))
+            case "voucher.dropped":
+                await self._hub.emit("voucher:dropped", data, live_room(data["live_session_id"]))
+            case "voucher.claimed":
+                await self._voucher_claims.offer(data["voucher_id"], data)
+            case "giveaway.entered":
+                await self._giveaway_entries.offer(data["giveaway_id"], data)
+            case giveaway if giveaway in GIVEAWAY_EVENTS:
+                name = giveaway.replace(".", ":", 1)
+                await self._hub.emit(name, data, live_room(data["live_session_id"]))
             case flash if flash in FLASH_EVENTS and data.get("live_session_id"):
                 name = flash.replace(".", ":", 1)
                 await self._hub.emit(name, data, live_room(data["live_session_id"]))
+
+    async def _voucher_claimed(self, data: dict[str, Any]) -> None:
+        await self._hub.emit("voucher:claimed", data, live_room(data["live_session_id"]))
+
+    async def _giveaway_entered(self, data: dict[str, Any]) -> None:
+        """The number of entries so far, counted when pushed (at most 4 a second)."""
+        async with self._hub.sessions() as session:
+            count = await entries_count(session, data["giveaway_id"])
+        entered = {**data, "entries_count": count}
+        await self._hub.emit("giveaway:entered", entered, live_room(data["live_session_id"]))
 
     async def _stock_changed(self, data: dict[str, Any]) -> None:
         """To every session showing the product (not ended), with what is left of it in

@@ -10,6 +10,9 @@ Messages are documents in `chat` (MongoDB in production, a SQL table by default)
 are broadcast to everyone in the session, the sender included, as `chat:message`.
 Deleting marks the document `deleted` and broadcasts `chat:deleted`; deleted messages
 are left out of the history a joining viewer gets.
+
+A message that contains the keyword of an open keyword giveaway also enters its sender
+(`live.giveaways`); the message goes out all the same.
 """
 
 from __future__ import annotations
@@ -96,6 +99,7 @@ async def send(hub: HubContext, member: Member, body: ChatSendIn) -> dict:
     await hub.documents.insert(CHAT, doc)
     message = public(doc)
     await hub.emit("chat:message", message, live_room(live.id))
+    await hub.giveaways.enter_by_chat(principal, live.id, body.text)
     return {"message": message}
 
 

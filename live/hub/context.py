@@ -22,9 +22,12 @@ if TYPE_CHECKING:
     import socketio
 
     from commerce.shops.access import ShopTeams
+    from live.auctions.service import AuctionService
+    from live.giveaways.service import GiveawayService
     from live.hub.presence import Presence
     from live.hub.reactions import Reactions
     from live.hub.snapshots import Snapshots
+    from live.vouchers.service import VoucherDrops
     from signaling.whep import WhepService
 
 
@@ -113,6 +116,9 @@ class HubContext:
     teams: ShopTeams
     snapshots: Snapshots
     visits: Visits
+    vouchers: VoucherDrops
+    auctions: AuctionService
+    giveaways: GiveawayService
 
     async def emit(self, event: str, data: dict[str, Any], room: str) -> None:
         """To every socket in `room`, on every process when the Redis manager is in use."""

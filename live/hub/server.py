@@ -36,7 +36,22 @@ from aiohttp import web
 
 from commerce.accounts.service import AccountService
 from commerce.shops.access import ShopTeams
-from live.hub import bridge, chat, connection, moderation, pins, polling, reactions, rooms, webrtc
+from live.auctions.routes import AUCTIONS
+from live.giveaways.routes import GIVEAWAYS
+from live.hub import (
+    auctions,
+    bridge,
+    chat,
+    connection,
+    giveaways,
+    moderation,
+    pins,
+    polling,
+    reactions,
+    rooms,
+    vouchers,
+    webrtc,
+)
 from live.hub.broadcast import client_manager
 from live.hub.chat import recent
 from live.hub.context import HubContext, Visits, live_room
@@ -54,6 +69,7 @@ from live.hub.socketio_private import (
     start_manager,
 )
 from live.sessions.service import LiveSessionService
+from live.vouchers.routes import VOUCHER_DROPS
 from signaling.whep import WhepService
 from storage.backends import Backends
 from storage.bus.port import EventBus
@@ -62,7 +78,7 @@ log = logging.getLogger("streamcart.hub")
 CHANNEL = "streamcart-socketio"
 MAX_PACKET_BYTES = 64 * 1024
 TICK_SECONDS = 0.25
-HANDLER_MODULES = (rooms, chat, moderation, pins, reactions, webrtc)
+HANDLER_MODULES = (rooms, chat, moderation, pins, reactions, webrtc, auctions, vouchers, giveaways)
 
 
 class Hub:
@@ -186,6 +202,9 @@ def build_hub(
         teams=teams,
         snapshots=snapshots,
         visits=visits,
+        auctions=app[AUCTIONS],
+        vouchers=app[VOUCHER_DROPS],
+        giveaways=app[GIVEAWAYS],
     )
     connection.attach(context)
     for module in HANDLER_MODULES:

@@ -32,6 +32,7 @@ from media.hls.dateranges import DateRange, program_date_time
 PIN_CLASS = "com.streamcart.pin"
 FLASH_CLASS = "com.streamcart.flash"
 SCHEDULED_CLASS = "com.streamcart.flash.scheduled"
+RANGED = frozenset({"pinned", "unpinned", "flash_started", "flash_ended"})  # date ranges
 CACHE_SECONDS = 0.5  # about a part: a pin shows up in the next playlist or the one after
 
 
@@ -94,13 +95,16 @@ class HlsTimeline:
                 entry["data"].get("flash_sale_id"),
             )
             for entry in entries
+            if entry["kind"] in RANGED
         ]
         return await self._ranges(live_session_id, marks)
 
     async def _load(self, live_session_id: str) -> list[DateRange]:
         entries = await self._timeline.timeline(live_session_id)
         marks = [
-            Mark(entry.at, entry.kind, entry.product_id, entry.flash_sale_id) for entry in entries
+            Mark(entry.at, entry.kind, entry.product_id, entry.flash_sale_id)
+            for entry in entries
+            if entry.kind in RANGED
         ]
         return await self._ranges(live_session_id, marks)
 

@@ -41,7 +41,7 @@ Emit = Callable[[str, dict[str, Any], str], Awaitable[None]]
 
 class TimelineSource(Protocol):
     async def timeline(self, live_session_id: str) -> list[Any]:
-        """Entries with `at`, `kind`, `product_id`, `flash_sale_id`, oldest first."""
+        """Entries with `at`, `kind`, `product_id`, `flash_sale_id`, `detail`, oldest first."""
         ...
 
 
@@ -222,7 +222,7 @@ class StreamOutputs:
         saved = Timeline.load(timeline_path(stream.recorder.path))
         for entry in await self._timeline.timeline(live_session_id):
             at_ms = int((entry.at - started).total_seconds() * 1000)
-            data = {"product_id": entry.product_id}
+            data = {"product_id": entry.product_id, **(entry.detail or {})}
             if entry.flash_sale_id is not None:
                 data["flash_sale_id"] = entry.flash_sale_id
             saved.append(max(0, at_ms), entry.kind, data)

@@ -8,6 +8,11 @@ const KIND_WORDS = {
   unpinned: "unpinned",
   flash_started: "flash sale started",
   flash_ended: "flash sale ended",
+  auction_started: "auction started",
+  auction_ended: "auction ended",
+  giveaway_started: "giveaway started",
+  giveaway_drawn: "giveaway drawn",
+  voucher_dropped: "voucher dropped",
 };
 // A recording's timeline is written as its stream closes, which may finish just after
 // the session's end is announced: until it has one, ask again after these waits.

@@ -1,0 +1,1 @@
+"""Live auctions: timed bidding on one product during a live session."""
