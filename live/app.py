@@ -452,6 +452,7 @@ async def _run_backends(app: web.Application):
             app[FLASH_GATEKEEPER],
             app[ALLOCATION_GATEKEEPER],
             app[HUB],
+            app[NOTIFICATIONS].retention(settings.notification_retention_days),
         )
         for job in jobs:
             await job.start()

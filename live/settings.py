@@ -172,6 +172,11 @@ class Settings:
         "Accept `http://` push endpoints on loopback addresses (tests only); browsers' "
         "push services are always `https://`.",
     )
+    notification_retention_days: int = _setting(
+        90,
+        "Days an in-app notification is kept after it is stored; every server deletes "
+        "older ones (a few batches a minute). 0 = kept forever. See `docs/notifications.md`.",
+    )
     sepay_api_key: str = _setting("", "Sepay webhook key (`Authorization: Apikey <key>`).")
     sepay_account: str = _setting("", "Bank account number shown in VietQR codes.")
     sepay_bank: str = _setting("", "Bank short name for VietQR codes (e.g. `MBBank`).")

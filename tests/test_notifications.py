@@ -9,13 +9,18 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 import storage.backends
+from commerce.notifications.channels import Notification
 from commerce.notifications.consumer import NotificationConsumer
 from commerce.notifications.routes import NOTIFICATIONS
+from commerce.notifications.service import COLLECTION, now_iso
 from live.http.system import BACKENDS
 from storage.bus import Event
+from storage.documents.rules import MAX_LIMIT
+from storage.documents.table import DocumentRow
+from storage.ids import new_id
 from storage.outbox import OutboxRow
 from tests.backends import AMQP_URL, require
 from tests.bus_support import RabbitScope, eventually
@@ -238,6 +243,51 @@ async def test_read_one_and_all_and_unread_count(api, shop, ann):
     everything = await api.post("/api/notifications/read-all", headers=bearer(ann["token"]))
     assert everything.status == 204
     assert (await inbox(api, ann["token"]))["unread_count"] == 0
+
+
+async def stored(api, user_id: str, count: int) -> list[str]:
+    """`count` unread notifications for the user, stored as the service stores them."""
+    documents = api.app[BACKENDS].documents
+    docs = [
+        Notification(new_id(), user_id, "order_paid", "Order paid", "Thanks", {}, now_iso())
+        for _ in range(count)
+    ]
+    for start in range(0, count, MAX_LIMIT):
+        chunk = docs[start : start + MAX_LIMIT]
+        await documents.insert_many(COLLECTION, [doc.to_document() for doc in chunk])
+    return [doc.id for doc in docs]
+
+
+async def test_read_all_marks_five_thousand_unread_in_one_statement(api, shop, ann, statements):
+    await stored(api, ann["user"]["id"], 5000)
+    await stored(api, shop["user"]["id"], 3)
+    assert (await inbox(api, ann["token"], limit=1))["unread_count"] == 5000
+
+    statements.clear()
+    everything = await api.post("/api/notifications/read-all", headers=bearer(ann["token"]))
+    assert everything.status == 204
+    assert [s.split()[0] for s in statements if "documents" in s] == ["UPDATE"]
+    assert (await inbox(api, ann["token"]))["unread_count"] == 0
+    assert (await inbox(api, shop["token"]))["unread_count"] == 3
+
+
+async def test_retention_deletes_only_notifications_older_than_it(api, shop, ann):
+    old = await stored(api, ann["user"]["id"], 2500)
+    async with api.app[BACKENDS].sessions.begin() as session:
+        await session.execute(
+            update(DocumentRow)
+            .where(DocumentRow.collection == COLLECTION, DocumentRow.id.in_(old))
+            .values(created_at=datetime.now(UTC) - timedelta(days=100))
+        )
+    recent = await stored(api, ann["user"]["id"], 2) + await stored(api, shop["user"]["id"], 1)
+
+    assert await api.app[NOTIFICATIONS].retention(101).sweep() == 0
+    assert await api.app[NOTIFICATIONS].retention(90).sweep() == 2500  # in three batches
+    assert await api.app[NOTIFICATIONS].retention(90).sweep() == 0
+    left = (await inbox(api, ann["token"]))["items"] + (await inbox(api, shop["token"]))["items"]
+    assert sorted(n["id"] for n in left) == sorted(recent)
+    with pytest.raises(ValueError, match="retention"):
+        api.app[NOTIFICATIONS].retention(-1)  # a cutoff in the future would delete them all
 
 
 async def test_preferences_turn_in_app_off_for_a_kind(api, shop, ann):

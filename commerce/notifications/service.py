@@ -24,6 +24,7 @@ from commerce.notifications.channels import (
     Recipient,
 )
 from commerce.notifications.kinds import Choice
+from commerce.notifications.retention import NotificationRetention
 from storage.documents.port import Document, DocumentStore
 from storage.documents.rules import MAX_LIMIT
 from storage.web import Problem
@@ -34,8 +35,6 @@ COLLECTION = "notifications"
 STORE_CHUNK = 1000  # documents per insert: 4,000 bind parameters, under every limit
 MAX_CHANNEL_TASKS = 1000  # background deliveries in flight; beyond this they wait
 CLOSE_SECONDS = 5.0
-READ_ALL_CONCURRENCY = 10  # updates at once: the default connection pool
-READ_ALL_ROUNDS = 100  # read-all marks at most this many times MAX_LIMIT notifications
 NOT_FOUND = Problem(404, "notification-not-found", "There is no notification with this id.")
 
 Listener = Callable[[Sequence[Notification]], Awaitable[None]]
@@ -134,20 +133,15 @@ class NotificationService:
             await self._documents.update(COLLECTION, notification_id, {"read_at": doc["read_at"]})
         return doc
 
-    async def mark_all_read(self, user_id: str) -> None:
-        read_at = now_iso()
+    async def mark_all_read(self, user_id: str) -> int:
+        """One statement however many are unread; returns how many it marked."""
         unread = {**_visible(user_id), "read_at": None}
-        for _ in range(READ_ALL_ROUNDS):
-            docs = await self._documents.find(COLLECTION, unread, limit=MAX_LIMIT)
-            if not docs:
-                return
-            for start in range(0, len(docs), READ_ALL_CONCURRENCY):
-                await asyncio.gather(
-                    *(
-                        self._documents.update(COLLECTION, d["id"], {"read_at": read_at})
-                        for d in docs[start : start + READ_ALL_CONCURRENCY]
-                    )
-                )
+        return await self._documents.update_many(COLLECTION, unread, {"read_at": now_iso()})
+
+    def retention(self, days: int) -> NotificationRetention:
+        """The job deleting notifications stored more than `days` ago (0: none); the
+        composition root starts it in every process."""
+        return NotificationRetention(self._documents, COLLECTION, days)
 
 
 def _document(delivery: Delivery) -> Document:

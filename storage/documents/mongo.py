@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
@@ -20,11 +21,14 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.documents.port import Document, DuplicateDocument
 from storage.documents.rules import (
+    INDEXED_FIELDS,
+    MAX_LIMIT,
     Scalar,
     check_collection,
     check_sort,
     check_where,
     clamp_limit,
+    prepare_bulk_changes,
     prepare_changes,
     prepare_insert,
 )
@@ -33,6 +37,7 @@ CREATED = "_created"
 HIDDEN = {CREATED: False}  # projection applied to every read
 SERVER_SELECTION_MS = 3000
 DUPLICATE_KEY = 11000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,11 @@ def mongo_filter(where: dict[str, Scalar]) -> dict[str, Any]:
     return query
 
 
+def microseconds(moment: datetime) -> int:
+    """A time as `_created` holds it (in integers: a float loses the last digit)."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
 def to_mongo(doc_id: str, fields: dict[str, Any], created_us: int) -> dict[str, Any]:
     return {"_id": doc_id, CREATED: created_us, **fields}
 
@@ -94,9 +104,16 @@ class MongoDocuments:
         return self._database[check_collection(name)]
 
     async def _index(self, name: str, target: AsyncCollection[dict[str, Any]]) -> None:
+        """The insertion order and `INDEXED_FIELDS`, as the SQL table has them; built
+        before this process first writes or filters the collection."""
         if name not in self._indexed:  # idempotent, so a race only repeats it
             await target.create_index([(CREATED, ASCENDING), ("_id", ASCENDING)])
+            for field in INDEXED_FIELDS:
+                await target.create_index([(field, ASCENDING)])
             self._indexed.add(name)
+
+    async def prepare(self, collection: str) -> None:
+        await self._index(collection, self._collection(collection))
 
     async def insert(self, collection: str, doc: Mapping[str, Any]) -> str:
         target = self._collection(collection)
@@ -141,6 +158,7 @@ class MongoDocuments:
     ) -> list[Document]:
         target = self._collection(collection)
         query = find_query(where, sort, descending, limit)
+        await self._index(collection, target)
         cursor = target.find(query.filter, HIDDEN).sort(query.sort).limit(query.limit)
         return [from_mongo(raw) for raw in await cursor.to_list()]
 
@@ -152,13 +170,47 @@ class MongoDocuments:
         result = await target.update_one({"_id": doc_id}, {"$set": fields})
         return result.matched_count > 0
 
+    async def update_many(
+        self, collection: str, where: Mapping[str, Any], changes: Mapping[str, Any]
+    ) -> int:
+        target = self._collection(collection)
+        query, fields = mongo_filter(check_where(where)), prepare_bulk_changes(changes)
+        await self._index(collection, target)
+        if not fields:  # MongoDB refuses an empty $set
+            return await target.count_documents(query)
+        result = await target.update_many(query, {"$set": fields})
+        return result.matched_count
+
     async def delete(self, collection: str, doc_id: str) -> bool:
         result = await self._collection(collection).delete_one({"_id": doc_id})
         return result.deleted_count > 0
 
+    async def delete_many(
+        self,
+        collection: str,
+        where: Mapping[str, Any] | None = None,
+        *,
+        stored_before: datetime | None = None,
+        limit: int = MAX_LIMIT,
+    ) -> int:
+        """The oldest `limit` ids first, then those: MongoDB's delete_many has no limit."""
+        target = self._collection(collection)
+        query, limit = mongo_filter(check_where(where)), clamp_limit(limit)
+        if stored_before is not None:
+            query[CREATED] = {"$lt": microseconds(stored_before)}
+        await self._index(collection, target)
+        oldest = target.find(query, {"_id": True}).sort([(CREATED, ASCENDING), ("_id", ASCENDING)])
+        doomed = [raw["_id"] for raw in await oldest.limit(limit).to_list()]
+        if not doomed:
+            return 0
+        result = await target.delete_many({"_id": {"$in": doomed}})
+        return result.deleted_count
+
     async def count(self, collection: str, where: Mapping[str, Any] | None = None) -> int:
         target = self._collection(collection)
-        return await target.count_documents(mongo_filter(check_where(where)))
+        query = mongo_filter(check_where(where))
+        await self._index(collection, target)
+        return await target.count_documents(query)
 
     async def ping(self) -> None:
         await self._client.admin.command("ping")

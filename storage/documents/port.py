@@ -15,12 +15,17 @@ Real: `MongoDocuments` (PyMongo's async client). Both follow one contract
   or, without `sort`, by insertion time; ties go to the id, in the same
   direction. Fields mixing value types sort in a backend-defined order.
 - `limit` is at least 1 and capped at `rules.MAX_LIMIT`.
+- Equality filters on `rules.INDEXED_FIELDS` (a document's user, its live session)
+  use an index in every collection; other filters read the whole collection.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
+
+from storage.documents.rules import MAX_LIMIT
 
 Document = dict[str, Any]
 
@@ -60,9 +65,33 @@ class DocumentStore(Protocol):
         """Set top-level fields; True when the document existed."""
         ...
 
+    async def update_many(
+        self, collection: str, where: Mapping[str, Any], changes: Mapping[str, Any]
+    ) -> int:
+        """Set top-level fields on every document matching `where`, in one statement;
+        returns how many matched."""
+        ...
+
     async def delete(self, collection: str, doc_id: str) -> bool: ...
 
+    async def delete_many(
+        self,
+        collection: str,
+        where: Mapping[str, Any] | None = None,
+        *,
+        stored_before: datetime | None = None,
+        limit: int = MAX_LIMIT,
+    ) -> int:
+        """Delete at most `limit` documents matching `where` and inserted before
+        `stored_before`, oldest first (a bounded batch, through the insertion-time
+        index); returns how many went."""
+        ...
+
     async def count(self, collection: str, where: Mapping[str, Any] | None = None) -> int: ...
+
+    async def prepare(self, collection: str) -> None:
+        """Build the collection's indexes now (at start-up) rather than on first use."""
+        ...
 
     async def ping(self) -> None: ...
 

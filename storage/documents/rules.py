@@ -17,6 +17,9 @@ from typing import Any
 from storage.ids import new_id
 
 MAX_LIMIT = 1000
+# Fields indexed in every collection, so equality filters on them never scan: the
+# owner of inbox documents (notifications) and the live session of chat messages.
+INDEXED_FIELDS = ("user_id", "live_session_id")
 ID_MAX_LENGTH = 64  # the SQL `documents.id` column
 INT64 = range(-(2**63), 2**63)  # BSON's widest integer
 
@@ -101,6 +104,15 @@ def prepare_changes(doc_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
     fields = dict(changes)
     if "id" in fields and fields.pop("id") != doc_id:
         raise ValueError("a document's id cannot be changed")
+    _check_fields(fields)
+    return fields
+
+
+def prepare_bulk_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-level fields to set on many documents at once; never their ids."""
+    fields = dict(changes)
+    if "id" in fields:
+        raise ValueError("update_many cannot set ids")
     _check_fields(fields)
     return fields
 

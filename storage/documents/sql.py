@@ -10,12 +10,25 @@ let 1 match "1" or true.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Numeric, case, delete, func, literal, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ColumnElement,
+    Numeric,
+    case,
+    cast,
+    delete,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,15 +36,17 @@ from sqlalchemy.sql.elements import UnaryExpression
 
 from storage.documents.port import Document, DuplicateDocument
 from storage.documents.rules import (
+    MAX_LIMIT,
     Scalar,
     check_collection,
     check_sort,
     check_where,
     clamp_limit,
+    prepare_bulk_changes,
     prepare_changes,
     prepare_insert,
 )
-from storage.documents.table import DocumentRow
+from storage.documents.table import DocumentRow, field_element, field_text
 
 _body = DocumentRow.body
 
@@ -44,19 +59,31 @@ def _sqlite_kind(field: str) -> ColumnElement[str]:
 
 def _postgres_kind(field: str) -> ColumnElement[str]:
     """json_typeof says 'boolean'; its `->>` text, 'true' or 'false', is the kind we want."""
-    raw = func.json_typeof(_body[field])
-    return case({"boolean": _body[field].as_string()}, value=raw, else_=raw)
+    raw = func.json_typeof(field_element(field))
+    return case({"boolean": field_text(field)}, value=raw, else_=raw)
+
+
+def _sqlite_merge(fields: dict[str, Any]) -> ColumnElement[Any]:
+    """json_set, not json_patch: a merge patch would delete a field set to null."""
+    pairs = [(f'$."{name}"', func.json(json.dumps(value))) for name, value in fields.items()]
+    return func.json_set(_body, *(part for pair in pairs for part in pair), type_=JSON)
+
+
+def _postgres_merge(fields: dict[str, Any]) -> ColumnElement[Any]:
+    patch = cast(literal(json.dumps(fields)), postgresql.JSONB)
+    return cast(cast(_body, postgresql.JSONB).op("||")(patch), JSON)
 
 
 @dataclass(frozen=True)
 class _JsonDialect:
     kind: Callable[[str], ColumnElement[str]]
     collation: str | None  # byte order, as MongoDB compares strings
+    merge: Callable[[dict[str, Any]], ColumnElement[Any]]  # the body with fields set
 
 
 _DIALECTS = {
-    "sqlite": _JsonDialect(_sqlite_kind, None),  # BINARY is SQLite's default
-    "postgresql": _JsonDialect(_postgres_kind, "C"),
+    "sqlite": _JsonDialect(_sqlite_kind, None, _sqlite_merge),  # BINARY: SQLite's default
+    "postgresql": _JsonDialect(_postgres_kind, "C", _postgres_merge),
 }
 
 
@@ -140,11 +167,55 @@ class SqlDocuments:
                 row.body = {**row.body, **fields}
         return True
 
+    async def update_many(
+        self, collection: str, where: Mapping[str, Any], changes: Mapping[str, Any]
+    ) -> int:
+        check_collection(collection)
+        where, fields = check_where(where), prepare_bulk_changes(changes)
+        if not fields:
+            return await self.count(collection, where)
+        async with self._sessions.begin() as session:
+            dialect = _dialect(session)
+            query = (
+                update(DocumentRow)
+                .where(*_conditions(dialect, collection, where))
+                .values(body=dialect.merge(fields))
+                .execution_options(synchronize_session=False)
+            )
+            result = await session.execute(query)
+        return result.rowcount
+
     async def delete(self, collection: str, doc_id: str) -> bool:
         check_collection(collection)
         async with self._sessions.begin() as session:
             result = await session.execute(delete(DocumentRow).where(*_key(collection, doc_id)))
         return result.rowcount > 0
+
+    async def delete_many(
+        self,
+        collection: str,
+        where: Mapping[str, Any] | None = None,
+        *,
+        stored_before: datetime | None = None,
+        limit: int = MAX_LIMIT,
+    ) -> int:
+        check_collection(collection)
+        where, limit = check_where(where), clamp_limit(limit)
+        async with self._sessions.begin() as session:
+            conditions = _conditions(_dialect(session), collection, where)
+            if stored_before is not None:
+                conditions.append(DocumentRow.created_at < stored_before)
+            oldest = (
+                select(DocumentRow.id)
+                .where(*conditions)
+                .order_by(DocumentRow.created_at)
+                .limit(limit)
+            )
+            query = delete(DocumentRow).where(
+                DocumentRow.collection == collection, DocumentRow.id.in_(oldest.scalar_subquery())
+            )
+            result = await session.execute(query.execution_options(synchronize_session=False))
+        return result.rowcount
 
     async def count(self, collection: str, where: Mapping[str, Any] | None = None) -> int:
         check_collection(collection)
@@ -153,6 +224,10 @@ class SqlDocuments:
             conditions = _conditions(_dialect(session), collection, where)
             query = select(func.count()).select_from(DocumentRow).where(*conditions)
             return (await session.scalar(query)) or 0
+
+    async def prepare(self, collection: str) -> None:
+        """Nothing to build: migrations made the indexes, for every collection at once."""
+        check_collection(collection)
 
     async def ping(self) -> None:
         """Reach the database and the `documents` table (a missing migration fails here)."""
@@ -187,7 +262,7 @@ def _conditions(
         if field == "id":
             conditions.append(DocumentRow.id == value)
         else:
-            conditions.append(_equals(dialect.kind(field), _body[field].as_string(), value))
+            conditions.append(_equals(dialect.kind(field), field_text(field), value))
     return conditions
 
 
@@ -220,6 +295,6 @@ def _order(dialect: _JsonDialect, sort: str | None, descending: bool) -> list[Un
         return [direction(DocumentRow.created_at), tie]
     if sort == "id":
         return [tie]
-    text = _body[sort].as_string()
+    text = field_text(sort)
     # Numbers by value, everything else by its text; missing and null come first.
     return [direction(_number(dialect.kind(sort), text)), direction(binary(text)), tie]

@@ -20,7 +20,7 @@ from storage.documents import (
     SqlDocuments,
     make_documents,
 )
-from storage.documents.mongo import CREATED, find_query, from_mongo, to_mongo
+from storage.documents.mongo import CREATED, find_query, from_mongo, microseconds, to_mongo
 from storage.documents.rules import MAX_LIMIT
 from storage.sql import session_factory
 from tests.backends import require_mongo
@@ -347,6 +347,83 @@ async def test_delete_is_true_once(messages):
     assert await messages.count("chat") == 3
 
 
+async def test_update_many_sets_fields_on_every_match_and_counts_them(messages):
+    changed = await messages.update_many("chat", {"user": "lan"}, {"seen": True, "reply_to": None})
+    assert changed == 3
+    assert ids(await messages.find("chat", {"seen": True})) == ["m1", "m3", "m4"]
+    assert await messages.get("chat", "m3") == {
+        "id": "m3",
+        "room": "r2",
+        "user": "lan",
+        "likes": 3,
+        "pinned": False,
+        "reply_to": None,  # set to null, not removed
+        "seen": True,
+    }
+    assert await messages.get("chat", "m2") == {
+        "id": "m2",
+        "room": "r1",
+        "user": "minh",
+        "likes": 0,
+        "pinned": False,
+    }
+    assert await messages.update_many("chat", {"user": "lan"}, {}) == 3
+    assert await messages.update_many("chat", {"user": "nobody"}, {"seen": False}) == 0
+    assert await messages.update_many("notifications", {}, {"seen": False}) == 0
+
+
+async def test_update_many_keeps_values_whole_and_rejects_ids_and_bad_values(messages):
+    nested = {"by": {"id": "u1", "tags": ["a", 1, 0.5, None]}, "n": 2**62}
+    assert await messages.update_many("chat", {"room": "r1"}, nested) == 3
+    assert {k: (await messages.get("chat", "m4"))[k] for k in nested} == nested
+    assert ids(await messages.find("chat", {"n": 2**62})) == ["m1", "m2", "m4"]
+    with pytest.raises(ValueError, match="id"):
+        await messages.update_many("chat", {}, {"id": "m9"})
+    with pytest.raises(TypeError):
+        await messages.update_many("chat", {}, {"at": datetime.now(UTC)})
+    with pytest.raises(ValueError):
+        await messages.update_many("chat", {"by.id": "u1"}, {"seen": True})
+
+
+async def test_update_many_marks_five_thousand_in_one_call(store):
+    docs = [{"user_id": "u1" if n % 5 else "u2", "read_at": None} for n in range(6250)]
+    for start in range(0, len(docs), MAX_LIMIT):
+        await store.insert_many("inbox", docs[start : start + MAX_LIMIT])
+    unread = {"user_id": "u1", "read_at": None}
+    assert await store.update_many("inbox", unread, {"read_at": "2026-12-04"}) == 5000
+    assert await store.count("inbox", {"user_id": "u1", "read_at": None}) == 0
+    assert await store.count("inbox", {"user_id": "u2", "read_at": None}) == 1250
+
+
+async def test_delete_many_deletes_matches_oldest_first_up_to_the_limit(messages):
+    assert await messages.delete_many("chat", {"user": "lan"}, limit=2) == 2
+    assert ids(await messages.find("chat")) == ["m2", "m4"]
+    assert await messages.delete_many("chat", {"user": "nobody"}) == 0
+    assert await messages.delete_many("chat") == 2
+    assert await messages.count("chat") == 0
+    with pytest.raises(ValueError, match="limit"):
+        await messages.delete_many("chat", limit=0)
+
+
+async def test_delete_many_stored_before_keeps_the_newer(store):
+    await insert_all(store, "inbox", {"id": "old1", "u": "a"}, {"id": "old2", "u": "b"})
+    cutoff = datetime.now(UTC)
+    await insert_all(store, "inbox", {"id": "new", "u": "a"})
+    await store.insert("other", {"id": "elsewhere"})
+    assert await store.delete_many("inbox", {"u": "a"}, stored_before=cutoff) == 1
+    assert await store.delete_many("inbox", stored_before=cutoff) == 1
+    assert await store.delete_many("inbox", stored_before=cutoff) == 0
+    assert ids(await store.find("inbox")) == ["new"]
+    assert await store.get("other", "elsewhere") is not None
+
+
+async def test_prepare_is_idempotent_and_checks_the_name(store):
+    await store.prepare("notifications")
+    await store.prepare("notifications")
+    with pytest.raises(ValueError, match="collection"):
+        await store.prepare("system.users")
+
+
 # --- values outside JSON ----------------------------------------------------------
 
 
@@ -422,6 +499,11 @@ def test_mongo_query_caps_the_limit_and_validates_like_sql():
         find_query({"author": {"id": "u1"}}, None, False, 10)
     with pytest.raises(ValueError):
         find_query({}, "author.name", False, 10)
+
+
+def test_mongo_stored_before_is_in_the_insert_time_unit():
+    moment = datetime(2026, 12, 4, 10, 0, 0, 123456, tzinfo=UTC)
+    assert microseconds(moment) == 1_796_378_400_123_456
 
 
 def test_mongo_documents_map_id_and_hide_the_insert_time():
