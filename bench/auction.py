@@ -420,16 +420,9 @@ async def run(args: argparse.Namespace) -> dict:
             servers: list[harness.Server] = []
             generators: list[Generator] = []
             try:
-                for index in range(args.workers):
-                    servers.append(
-                        harness.start_server(
-                            settings,
-                            Path(work_dir),
-                            index,
-                            harness.serve_command(sample=None if index else args.sample),
-                        )
-                    )
-                await harness.wait_healthy(servers)
+                await harness.start_sampled_servers(
+                    servers, settings, Path(work_dir), args.workers, args.sample
+                )
                 urls = [s.url for s in servers]
                 joining = time.perf_counter()
                 await start_generators(args, urls, fixture, Path(work_dir), generators)

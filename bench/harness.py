@@ -224,6 +224,22 @@ def start_server(
     return Server(process, port, log_path)
 
 
+async def start_sampled_servers(
+    servers: list[Server],
+    settings: dict[str, str],
+    work_dir: Path,
+    count: int,
+    sample: Path | None,
+) -> None:
+    """Start `count` servers into `servers` (so the caller's cleanup stops those that
+    started even if one fails), the first one sampled when asked, and wait until all
+    answer."""
+    for index in range(count):
+        command = serve_command(sample=None if index else sample)
+        servers.append(start_server(settings, work_dir, index, command))
+    await wait_healthy(servers)
+
+
 async def wait_healthy(servers: Sequence[Server]) -> None:
     """Wait until every server answers /healthz; fail when one exits or is too slow."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:

@@ -138,6 +138,28 @@ def connect(api, opened):
     return open_
 
 
+@pytest.fixture
+async def show(api):
+    """A seller live with a product on show (10 in stock; live price 90,000 VND)."""
+    from tests.hub_support import seller_on_air
+
+    return await seller_on_air(api)
+
+
+@pytest.fixture
+async def ann(api):
+    from tests.commerce_support import buyer
+
+    return await buyer(api, "ann@example.com")
+
+
+@pytest.fixture
+async def bob(api):
+    from tests.commerce_support import buyer
+
+    return await buyer(api, "bob@example.com")
+
+
 @pytest.fixture(scope="module")
 def stream_tags(tmp_path_factory):
     """A 3 s 320x240 30 fps test pattern with AAC, one keyframe a second, as FLV tags."""

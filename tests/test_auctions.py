@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import select, update
 
 from commerce.orders.models import Order, OrderStatus
@@ -15,28 +14,11 @@ from live.auctions.models import Auction
 from live.auctions.reports import stats, timeline_entries
 from live.auctions.routes import AUCTIONS
 from live.http.system import BACKENDS
-from tests.commerce_support import buyer
-from tests.hub_support import joining, seller_on_air
+from tests.hub_support import joining
 from tests.test_auth import assert_problem, bearer
 
 START = 100_000
 STEP = 10_000
-
-
-@pytest.fixture
-async def show(api):
-    """A seller live with a product on show (10 in stock)."""
-    return await seller_on_air(api)
-
-
-@pytest.fixture
-async def ann(api):
-    return await buyer(api, "ann@example.com")
-
-
-@pytest.fixture
-async def bob(api):
-    return await buyer(api, "bob@example.com")
 
 
 async def start(api, show, token=None, **fields):

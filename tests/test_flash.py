@@ -41,11 +41,6 @@ async def shop_on(api) -> dict:
     return {**seller, "product": product, "variant_id": product["variants"][0]["id"], "live": live}
 
 
-@pytest.fixture
-async def ann(api):
-    return await buyer(api, "ann@example.com")
-
-
 async def schedule(api, seller, *product_ids: str) -> dict:
     response = await api.post(
         "/api/live-sessions",

@@ -26,7 +26,6 @@ from live.http.system import BACKENDS
 from storage.outbox import OutboxRow
 from storage.sql import session_factory
 from tests.bus_support import eventually
-from tests.commerce_support import buyer
 from tests.hub_support import joining, seller_on_air
 from tests.server_process import replica_settings, serving
 from tests.test_auth import assert_problem, bearer
@@ -35,22 +34,6 @@ from tests.test_orders import stock
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "giveaways.md"
 ADDRESS = {"recipient": "Ann", "phone": "0901234567", "line1": "1 Le Loi", "city": "HCMC"}
-
-
-@pytest.fixture
-async def show(api):
-    """A live session of a seller with a product (10 in stock) on show."""
-    return await seller_on_air(api)
-
-
-@pytest.fixture
-async def ann(api):
-    return await buyer(api, "ann@example.com")
-
-
-@pytest.fixture
-async def bob(api):
-    return await buyer(api, "bob@example.com")
 
 
 async def start(api, show, token=None, **fields):

@@ -14,7 +14,7 @@ from live.hub.chat import RATE_LIMIT
 from live.hub.reactions import PER_USER_PER_SECOND
 from live.sessions.routes import LIVE_SESSIONS
 from tests.commerce_support import buyer
-from tests.hub_support import Socket, joining, seller_on_air, socket_url
+from tests.hub_support import Socket, joining, socket_url
 from tests.test_auth import bearer
 from tests.test_orders import SEPAY_KEY, transfer, webhook
 
@@ -24,11 +24,6 @@ pytestmark = pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
 @pytest.fixture
 def api_settings() -> dict:
     return {"sepay_api_key": SEPAY_KEY, "sweep_interval": 3600.0}
-
-
-@pytest.fixture
-async def show(api):
-    return await seller_on_air(api)
 
 
 @pytest.fixture

@@ -10,17 +10,12 @@ import pytest
 
 from live.hub import HUB, rooms
 from live.hub.rooms import JOIN_LIMIT, JOIN_WINDOW
-from tests.hub_support import joining, seller_on_air
+from tests.hub_support import joining
 from tests.test_hub_joins import visits
 
 pytestmark = pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
 
 FLOOD = 200
-
-
-@pytest.fixture
-async def show(api):
-    return await seller_on_air(api)
 
 
 async def flood(socket, live_id: str) -> None:

@@ -16,15 +16,10 @@ from live.hub import snapshots
 from live.sessions.models import LiveSession
 from tests.bus_support import eventually
 from tests.commerce_support import buyer
-from tests.hub_support import joining, seller_on_air
+from tests.hub_support import joining
 from tests.test_hub import chat, joined
 
 pytestmark = pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
-
-
-@pytest.fixture
-async def show(api):
-    return await seller_on_air(api)
 
 
 async def test_a_join_reads_nothing_from_the_database_once_the_snapshot_is_built(

@@ -72,11 +72,6 @@ async def shop(api):
     return {**seller, "product": product}
 
 
-@pytest.fixture
-async def ann(api):
-    return await buyer(api, "ann@example.com")
-
-
 async def inbox(api, token, **query) -> dict:
     response = await api.get("/api/notifications", params=query, headers=bearer(token))
     assert response.status == 200, await response.text()

@@ -43,11 +43,6 @@ async def shop(api):
     return {**seller, "product": product, "variant_id": product["variants"][0]["id"]}
 
 
-@pytest.fixture
-async def ann(api):
-    return await buyer(api, "ann@example.com")
-
-
 def transfer(content: str, amount: int, *, sepay_id: int | None = None, kind="in", code=None):
     return {
         "id": next(sepay_ids) if sepay_id is None else sepay_id,

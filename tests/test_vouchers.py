@@ -31,17 +31,6 @@ def api_settings():
     return SEPAY_SETTINGS
 
 
-@pytest.fixture
-async def show(api):
-    """A seller live with a product (10 in stock) at 90,000 VND in the stream."""
-    return await seller_on_air(api)
-
-
-@pytest.fixture
-async def ann(api):
-    return await buyer(api, "ann@example.com")
-
-
 def voucher_body(**fields) -> dict:
     now = datetime.now(UTC)
     return {
