@@ -79,6 +79,17 @@ async def test_a_stream_goes_live_is_measured_recorded_and_ends(api, show, tmp_p
     await seller.ok(
         "product:pin", {"live_session_id": live_id, "product_id": show["product"]["id"]}
     )
+    auction = await api.post(
+        f"/api/live-sessions/{live_id}/auctions",
+        json={
+            "product_id": show["product"]["id"],
+            "starting_price": 100_000,
+            "min_increment": 10_000,
+            "duration_seconds": 60,
+        },
+        headers=bearer(token),
+    )
+    assert auction.status == 201, await auction.text()
 
     health = await api.get(f"/api/live-sessions/{live_id}/health", headers=bearer(token))
     assert health.status == 200, await health.text()
@@ -97,6 +108,8 @@ async def test_a_stream_goes_live_is_measured_recorded_and_ends(api, show, tmp_p
     recording = await ended_recording(api, live_id, publisher, seller)
     assert [mark["kind"] for mark in recording["timeline"]][:1] == ["pinned"]
     assert recording["timeline"][0]["data"]["product_id"] == show["product"]["id"]
+    started = [m for m in recording["timeline"] if m["kind"] == "auction_started"]
+    assert [m["data"]["auction_id"] for m in started] == [(await auction.json())["id"]]
     video = await api.get(recording["video_url"])
     assert video.status == 200
     saved = tmp_path / "replay.mp4"
