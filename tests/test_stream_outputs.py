@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
+from live.analytics.schemas import TimelineEntryOut
 from live.streaming.outputs import StreamOutputs, health_key
 from media.hub import StreamHub
 from media.recording import Timeline, timeline_path
@@ -19,10 +19,7 @@ INTERVAL = 0.5  # the shared copy would outlive the stream by 3 intervals
 
 class OnePin:
     async def timeline(self, live_session_id: str) -> list:
-        entry = SimpleNamespace(
-            at=datetime.now(UTC), kind="pinned", product_id="lipstick", flash_sale_id=None
-        )
-        return [entry]
+        return [TimelineEntryOut(at=datetime.now(UTC), kind="pinned", product_id="lipstick")]
 
 
 def outputs_of(tmp_path, cache, emit=None, *, record: bool) -> StreamOutputs:
