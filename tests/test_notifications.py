@@ -266,6 +266,21 @@ async def test_read_all_marks_five_thousand_unread_in_one_statement(api, shop, a
     assert (await inbox(api, shop["token"]))["unread_count"] == 3
 
 
+async def test_the_inbox_pages_past_the_stores_largest_read(api, ann, statements):
+    kept = await stored(api, ann["user"]["id"], MAX_LIMIT + 50)
+    seen: list[str] = []
+    cursor = None
+    for _ in range(20):
+        statements.clear()
+        page = await inbox(api, ann["token"], limit=100, **({"cursor": cursor} if cursor else {}))
+        assert len([s for s in statements if s.startswith("SELECT") and "documents" in s]) <= 2
+        seen += [n["id"] for n in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(kept, reverse=True)
+
+
 async def test_retention_deletes_only_notifications_older_than_it(api, shop, ann):
     old = await stored(api, ann["user"]["id"], 2500)
     async with api.app[BACKENDS].sessions.begin() as session:

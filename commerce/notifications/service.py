@@ -26,7 +26,6 @@ from commerce.notifications.channels import (
 from commerce.notifications.kinds import Choice
 from commerce.notifications.retention import NotificationRetention
 from storage.documents.port import Document, DocumentStore
-from storage.documents.rules import MAX_LIMIT
 from storage.web import Problem
 
 log = logging.getLogger("streamcart.notifications")
@@ -110,16 +109,18 @@ class NotificationService:
     async def page(
         self, user_id: str, limit: int, after: str | None
     ) -> tuple[list[Document], str | None]:
-        """Newest first; `after` is the id the previous page ended with. The newest
-        MAX_LIMIT notifications are reachable, older ones only through read-all."""
+        """Newest first; `after` is the id the previous page ended with (ids are UUIDv7,
+        so id order is time order), read from the index however deep the page."""
         docs = await self._documents.find(
-            COLLECTION, _visible(user_id), sort="id", descending=True, limit=MAX_LIMIT
+            COLLECTION,
+            _visible(user_id),
+            sort="id",
+            descending=True,
+            limit=limit + 1,
+            after_id=after,
         )
-        if after is not None:
-            docs = [doc for doc in docs if doc["id"] < after]
         items = docs[:limit]
-        more = len(docs) > limit
-        return items, items[-1]["id"] if more else None
+        return items, items[-1]["id"] if len(docs) > limit else None
 
     async def unread_count(self, user_id: str) -> int:
         return await self._documents.count(COLLECTION, {**_visible(user_id), "read_at": None})

@@ -24,6 +24,7 @@ from storage.documents.rules import (
     INDEXED_FIELDS,
     MAX_LIMIT,
     Scalar,
+    check_after_id,
     check_collection,
     check_sort,
     check_where,
@@ -48,16 +49,25 @@ class FindQuery:
 
 
 def find_query(
-    where: Mapping[str, Any] | None, sort: str | None, descending: bool, limit: int
+    where: Mapping[str, Any] | None,
+    sort: str | None,
+    descending: bool,
+    limit: int,
+    after_id: str | None = None,
 ) -> FindQuery:
     """Translate the port's `find` arguments (validated like the SQL adapter's)."""
     order = DESCENDING if descending else ASCENDING
     sort = check_sort(sort)
+    after_id = check_after_id(sort, after_id)
     if sort == "id":
         keys = [("_id", order)]
     else:
         keys = [(CREATED if sort is None else sort, order), ("_id", order)]
-    return FindQuery(mongo_filter(check_where(where)), keys, clamp_limit(limit))
+    query = mongo_filter(check_where(where))
+    if after_id is not None:
+        past = {"$lt" if descending else "$gt": after_id}
+        query["_id"] = {"$eq": query["_id"], **past} if "_id" in query else past
+    return FindQuery(query, keys, clamp_limit(limit))
 
 
 def mongo_filter(where: dict[str, Scalar]) -> dict[str, Any]:
@@ -155,9 +165,10 @@ class MongoDocuments:
         sort: str | None = None,
         descending: bool = False,
         limit: int = 100,
+        after_id: str | None = None,
     ) -> list[Document]:
         target = self._collection(collection)
-        query = find_query(where, sort, descending, limit)
+        query = find_query(where, sort, descending, limit, after_id)
         await self._index(collection, target)
         cursor = target.find(query.filter, HIDDEN).sort(query.sort).limit(query.limit)
         return [from_mongo(raw) for raw in await cursor.to_list()]

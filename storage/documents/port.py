@@ -59,7 +59,11 @@ class DocumentStore(Protocol):
         sort: str | None = None,
         descending: bool = False,
         limit: int = 100,
-    ) -> list[Document]: ...
+        after_id: str | None = None,
+    ) -> list[Document]:
+        """`after_id` (with `sort="id"` only) keeps the ids past it in the sort order: a
+        keyset cursor, so a page deep in a collection costs what the first one does."""
+        ...
 
     async def update(self, collection: str, doc_id: str, changes: Mapping[str, Any]) -> bool:
         """Set top-level fields; True when the document existed."""

@@ -84,6 +84,12 @@ def check_sort(sort: str | None) -> str | None:
     return None if sort is None else check_field(sort)
 
 
+def check_after_id(sort: str | None, after_id: str | None) -> str | None:
+    if after_id is not None and (sort != "id" or not isinstance(after_id, str)):
+        raise ValueError("after_id is a string id, and needs sort='id'")
+    return after_id
+
+
 def clamp_limit(limit: int) -> int:
     """At least 1 (MongoDB reads 0 as "no limit"), at most MAX_LIMIT."""
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:

@@ -38,6 +38,7 @@ from storage.documents.port import Document, DuplicateDocument
 from storage.documents.rules import (
     MAX_LIMIT,
     Scalar,
+    check_after_id,
     check_collection,
     check_sort,
     check_where,
@@ -139,14 +140,19 @@ class SqlDocuments:
         sort: str | None = None,
         descending: bool = False,
         limit: int = 100,
+        after_id: str | None = None,
     ) -> list[Document]:
         check_collection(collection)
         where, sort, limit = check_where(where), check_sort(sort), clamp_limit(limit)
+        after_id = check_after_id(sort, after_id)
         async with self._sessions() as session:
             dialect = _dialect(session)
+            conditions = _conditions(dialect, collection, where)
+            if after_id is not None:
+                conditions.append(_past(dialect, after_id, descending))
             query = (
                 select(DocumentRow)
-                .where(*_conditions(dialect, collection, where))
+                .where(*conditions)
                 .order_by(*_order(dialect, sort, descending))
                 .limit(limit)
             )
@@ -283,18 +289,25 @@ def _number(kind: ColumnElement[str], text: ColumnElement[str]) -> ColumnElement
     return case((kind == "number", text.cast(Numeric())), else_=None)
 
 
-def _order(dialect: _JsonDialect, sort: str | None, descending: bool) -> list[UnaryExpression]:
-    def binary(column: ColumnElement[str]) -> ColumnElement[str]:
-        return column.collate(dialect.collation) if dialect.collation else column
+def _binary(dialect: _JsonDialect, column: ColumnElement[str]) -> ColumnElement[str]:
+    """Strings compared by code point, as MongoDB and the sort order do."""
+    return column.collate(dialect.collation) if dialect.collation else column
 
+
+def _past(dialect: _JsonDialect, after_id: str, descending: bool) -> ColumnElement[bool]:
+    key = _binary(dialect, DocumentRow.id)
+    return key < after_id if descending else key > after_id
+
+
+def _order(dialect: _JsonDialect, sort: str | None, descending: bool) -> list[UnaryExpression]:
     def direction(column: ColumnElement[Any]) -> UnaryExpression:
         return column.desc().nulls_last() if descending else column.asc().nulls_first()
 
-    tie = direction(binary(DocumentRow.id))
+    tie = direction(_binary(dialect, DocumentRow.id))
     if sort is None:
         return [direction(DocumentRow.created_at), tie]
     if sort == "id":
         return [tie]
     text = field_text(sort)
     # Numbers by value, everything else by its text; missing and null come first.
-    return [direction(_number(dialect.kind(sort), text)), direction(binary(text)), tie]
+    return [direction(_number(dialect.kind(sort), text)), direction(_binary(dialect, text)), tie]

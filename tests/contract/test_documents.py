@@ -248,6 +248,18 @@ async def test_sort_by_id(store):
     assert ids(await store.find("chat", sort="id", descending=True)) == ["c", "b", "a"]
 
 
+async def test_after_id_continues_a_page_by_id_in_either_direction(store):
+    await insert_all(store, "chat", *({"id": f"m{n}", "room": "r1"} for n in range(1, 6)))
+    await store.insert("chat", {"id": "m0", "room": "r2"})
+    newest = await store.find("chat", {"room": "r1"}, sort="id", descending=True, after_id="m4")
+    assert ids(newest) == ["m3", "m2", "m1"]
+    oldest = await store.find("chat", {"room": "r1"}, sort="id", after_id="m2", limit=2)
+    assert ids(oldest) == ["m3", "m4"]
+    assert await store.find("chat", {"id": "m3"}, sort="id", after_id="m3") == []
+    with pytest.raises(ValueError, match="after_id"):
+        await store.find("chat", sort="room", after_id="m1")
+
+
 async def test_default_order_is_insertion_order(store):
     await insert_all(store, "chat", {"id": "c"}, {"id": "a"}, {"id": "b"})
     assert ids(await store.find("chat")) == ["c", "a", "b"]
@@ -489,6 +501,12 @@ def test_mongo_query_maps_id_filters_and_keeps_arrays_out():
 )
 def test_mongo_query_sorts_with_id_as_tie_breaker(sort, descending, expected):
     assert find_query(None, sort, descending, 10).sort == expected
+
+
+def test_mongo_query_continues_after_an_id_also_with_an_id_filter():
+    assert find_query({}, "id", True, 10, "m4").filter == {"_id": {"$lt": "m4"}}
+    both = find_query({"id": "m3"}, "id", False, 10, "m1").filter
+    assert both == {"_id": {"$eq": "m3", "$gt": "m1"}}
 
 
 def test_mongo_query_caps_the_limit_and_validates_like_sql():
