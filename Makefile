@@ -20,13 +20,14 @@ run: $(INSTALLED)
 # The media tests publish with the ffmpeg CLI and watch with headless Chromium, kept in a
 # network namespace of its own (iproute2) so it can only reach loopback; the NAT tests
 # route between namespaces through iptables and relay through coturn's turnserver; the
-# HLS tests put deploy/nginx.conf's cache in front of the app with nginx.
+# HLS tests put deploy/nginx.conf's cache in front of the app with nginx and play it with
+# hls.js, which they install from the npm registry (never committed).
 media-tools:
 	@command -v ffmpeg >/dev/null && command -v chromium >/dev/null && command -v ip >/dev/null \
 	  && command -v iptables >/dev/null && command -v turnserver >/dev/null \
-	  && command -v nginx >/dev/null || { \
-	  echo "installing the Debian packages ffmpeg, chromium, iproute2, iptables, coturn and nginx-light (media tests need them)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg chromium iproute2 iptables coturn nginx-light >/dev/null; }
+	  && command -v nginx >/dev/null && command -v npm >/dev/null || { \
+	  echo "installing the Debian packages ffmpeg, chromium, iproute2, iptables, coturn, nginx-light and npm (media tests need them)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg chromium iproute2 iptables coturn nginx-light npm >/dev/null; }
 
 test: $(INSTALLED) media-tools
 	$(BIN)/ruff check .
