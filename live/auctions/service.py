@@ -29,7 +29,7 @@ from commerce.shops.access import ShopTeams
 from live.auctions.bidding import Bid, BidWriter, not_found
 from live.auctions.closing import AuctionCloser
 from live.auctions.models import Auction, AuctionBid, AuctionStatus, Ending
-from live.auctions.views import auction_data, bid_event
+from live.auctions.views import auction_data, bid_event, for_viewers
 from live.sessions.models import LiveProduct, LiveStatus
 from live.sessions.service import LiveSessionService
 from storage.ids import new_id
@@ -195,6 +195,23 @@ class AuctionService:
             for bid, name in bids
         ]
         return {**auction_data(auction, winner_name), "bids": history}
+
+    async def running(self, live_session_id: str) -> list[dict[str, Any]]:
+        """The session's running auctions as the room sees them, with the leader's name:
+        what a viewer joining after `auction:started` draws until the next bid."""
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Auction, User.display_name)
+                    .outerjoin(User, User.id == Auction.leader_id)
+                    .where(
+                        Auction.live_session_id == live_session_id,
+                        Auction.status == AuctionStatus.RUNNING,
+                    )
+                    .order_by(Auction.id)
+                )
+            ).all()
+        return [{**for_viewers(auction_data(a)), "leader_name": name} for a, name in rows]
 
     async def list(self, live_session_id: str, page: PageQuery) -> tuple[list[dict], str | None]:
         """The session's auctions, newest first."""

@@ -10,6 +10,7 @@ INSERT ... ON CONFLICT DO NOTHING on (giveaway, user): entering twice counts onc
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -127,16 +128,23 @@ class GiveawayService:
                 Giveaway.id,
                 page,
             )
-            counts = dict(
-                (
-                    await session.execute(
-                        select(GiveawayEntry.giveaway_id, func.count())
-                        .where(GiveawayEntry.giveaway_id.in_([g.id for g in giveaways]))
-                        .group_by(GiveawayEntry.giveaway_id)
+            return await _with_counts(session, giveaways), cursor
+
+    async def open_in(self, live_session_id: str) -> list[dict[str, Any]]:
+        """The session's giveaways still taking entries, oldest first: for a viewer who
+        joins after `giveaway:started`."""
+        async with self._sessions() as session:
+            giveaways = (
+                await session.scalars(
+                    select(Giveaway)
+                    .where(
+                        Giveaway.live_session_id == live_session_id,
+                        Giveaway.status == GiveawayStatus.OPEN,
                     )
-                ).all()
-            )
-        return [giveaway_data(g, entries_count=counts.get(g.id, 0)) for g in giveaways], cursor
+                    .order_by(Giveaway.id)
+                )
+            ).all()
+            return await _with_counts(session, giveaways)
 
     async def record(self, giveaway_id: str) -> dict[str, Any]:
         """The public record of one giveaway (`live.giveaways.public.record`)."""
@@ -261,6 +269,21 @@ class GiveawayService:
             self._keywords.clear()
         self._keywords[live_session_id] = (now + KEYWORDS_TTL, found)
         return found
+
+
+async def _with_counts(
+    session: AsyncSession, giveaways: Sequence[Giveaway]
+) -> list[dict[str, Any]]:
+    counts = dict(
+        (
+            await session.execute(
+                select(GiveawayEntry.giveaway_id, func.count())
+                .where(GiveawayEntry.giveaway_id.in_([g.id for g in giveaways]))
+                .group_by(GiveawayEntry.giveaway_id)
+            )
+        ).all()
+    )
+    return [giveaway_data(g, entries_count=counts.get(g.id, 0)) for g in giveaways]
 
 
 async def _follows(session: AsyncSession, user_id: str, shop_id: str) -> bool:

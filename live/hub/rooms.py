@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from live.auctions.service import AuctionService
 from live.flash.service import active_flash
+from live.giveaways.service import GiveawayService
 from live.hub.bridge import sales
 from live.hub.context import HubContext, Member, live_room, staff_room
 from live.hub.dispatch import Events, Payload
@@ -34,6 +36,7 @@ from live.hub.pins import product_card
 from live.sessions.models import LiveSession
 from live.sessions.schemas import Id
 from live.sessions.service import LiveSessionService
+from live.vouchers.service import VoucherDrops
 from storage.web import Problem
 
 events = Events()
@@ -128,6 +131,22 @@ def shared_builder(live_sessions: LiveSessionService, sessions: Any):
     return build
 
 
+def live_tools_builder(
+    auctions: AuctionService, giveaways: GiveawayService, vouchers: VoucherDrops
+):
+    """`Snapshots`' builder of the live tools a viewer joining late must see at once:
+    the running auctions, the giveaways taking entries and the voucher drops left."""
+
+    async def build(live_session_id: str) -> dict[str, Any]:
+        return {
+            "auctions": await auctions.running(live_session_id),
+            "giveaways": await giveaways.open_in(live_session_id),
+            "vouchers": await vouchers.claimable(live_session_id),
+        }
+
+    return build
+
+
 async def snapshot(hub: HubContext, shared: Shared, role: str | None) -> dict[str, Any]:
     now = datetime.now(UTC).isoformat()
     live_session_id = shared.live.id
@@ -137,9 +156,12 @@ async def snapshot(hub: HubContext, shared: Shared, role: str | None) -> dict[st
         "server_time": now,
         "viewers": await hub.presence.count(live_session_id),
         "messages": await hub.snapshots.messages(live_session_id),
+        **await hub.snapshots.live_tools(live_session_id),
     }
     if state["flash"] is not None:  # countdowns run from the server's clock of now
         state["flash"] = {**state["flash"], "server_time": now}
+    for tool in ("giveaways", "vouchers"):  # their countdowns too
+        state[tool] = [{**item, "server_time": now} for item in state[tool]]
     if role is not None:
         state["sales"] = await sales(hub, live_session_id)
     return state

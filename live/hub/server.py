@@ -60,7 +60,7 @@ from live.hub.engineio_private import end_session
 from live.hub.internals import Internals, check_internals
 from live.hub.presence import Presence
 from live.hub.reactions import Reactions
-from live.hub.rooms import shared_builder
+from live.hub.rooms import live_tools_builder, shared_builder
 from live.hub.snapshots import Snapshots
 from live.hub.socketio_private import (
     AckAwareServer,
@@ -186,6 +186,7 @@ def build_hub(
     snapshots = Snapshots(
         shared_builder(live_sessions, backends.sessions),
         lambda live_session_id: recent(backends.documents, live_session_id),
+        live_tools_builder(app[AUCTIONS], app[GIVEAWAYS], app[VOUCHER_DROPS]),
         room_prefix=live_room(""),
     )
     sio.manager.on_emit = snapshots.note_emit

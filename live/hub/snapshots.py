@@ -9,7 +9,8 @@ the time (viewer count, server time) is still read at each join.
 What invalidates an entry is the room broadcast that announces the change: every
 change a snapshot shows is emitted to `live:{id}` (the snapshot + events contract), and
 every process's manager sees every emit to its rooms (`note_emit`, called by
-`live.hub.broadcast`). Chat events invalidate only the chat history; viewer counts and
+`live.hub.broadcast`). Chat events invalidate only the chat history, the live tools'
+events (auctions, giveaways, voucher drops) only the live tools; viewer counts and
 reaction tallies nothing. Each entry records the change count it was built at, so an
 entry built from a database read that raced a change is never served after it. A
 joining socket enters the room before it reads the snapshot: a change after the read
@@ -29,6 +30,7 @@ from storage.single_flight import SingleFlight
 MAX_AGE_SECONDS = 2.0
 MAX_ENTRIES = 10_000
 UNCHANGING = frozenset({"viewers:count", "reaction:counts"})
+LIVE_TOOLS = ("auction:", "giveaway:", "voucher:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,16 +77,19 @@ class _Part:
 
 class Snapshots:
     """`shared(id)`: what every viewer's snapshot shares (and the session row); raises
-    what the builder raises for an unknown session. `messages(id)`: the chat history."""
+    what the builder raises for an unknown session. `messages(id)`: the chat history.
+    `live_tools(id)`: the running auctions, open giveaways and claimable voucher drops."""
 
     def __init__(
         self,
         build_shared: Callable[[str], Awaitable[Any]],
         build_messages: Callable[[str], Awaitable[list[dict[str, Any]]]],
+        build_live_tools: Callable[[str], Awaitable[dict[str, Any]]],
         room_prefix: str,
     ) -> None:
         self._shared = _Part(build_shared)
         self._messages = _Part(build_messages)
+        self._live_tools = _Part(build_live_tools)
         self._prefix = room_prefix  # a session's room is the prefix and its id
 
     def note_emit(self, event: str, room: Any) -> None:
@@ -96,6 +101,8 @@ class Snapshots:
         live_session_id = room[len(self._prefix) :]
         if event.startswith("chat:") and event != "chat:slow_mode":
             self._messages.changed(live_session_id)
+        elif event.startswith(LIVE_TOOLS):
+            self._live_tools.changed(live_session_id)
         else:
             self._shared.changed(live_session_id)
 
@@ -104,3 +111,6 @@ class Snapshots:
 
     async def messages(self, live_session_id: str) -> list[dict[str, Any]]:
         return await self._messages.get(live_session_id)
+
+    async def live_tools(self, live_session_id: str) -> dict[str, Any]:
+        return await self._live_tools.get(live_session_id)

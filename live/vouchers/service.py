@@ -106,7 +106,19 @@ class VoucherDrops:
         """The vouchers dropped in the session, newest first: for a viewer who joined
         after a drop (or reloads) to find it, with what is left and until when."""
         await self._live.get(live_session_id)
+        return await self._drops(live_session_id, datetime.now(UTC))
+
+    async def claimable(self, live_session_id: str) -> list[dict[str, Any]]:
+        """The drops still open to claims with some left, newest first (the join
+        snapshot's)."""
         now = datetime.now(UTC)
+        return [
+            drop
+            for drop in await self._drops(live_session_id, now)
+            if drop["remaining"] > 0 and datetime.fromisoformat(drop["claims_close_at"]) > now
+        ]
+
+    async def _drops(self, live_session_id: str, now: datetime) -> list[dict[str, Any]]:
         async with self._sessions() as session:
             vouchers = await session.scalars(
                 select(Voucher)
