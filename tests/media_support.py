@@ -47,12 +47,13 @@ def write_test_flv(
     audio: bool = True,
     video_bitrate: str = "500k",
     pix_fmt: str = "yuv420p",
+    sample_rate: int = 44100,
 ) -> Path:
     """Encode a test pattern (and a 440 Hz tone) to an FLV file with the ffmpeg CLI."""
     command = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
     command += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}"]
     if audio:
-        command += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]
+        command += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={sample_rate}"]
     command += ["-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast"]
     command += ["-pix_fmt", pix_fmt, "-g", str(gop), "-bf", str(bframes)]
     command += ["-b:v", video_bitrate]

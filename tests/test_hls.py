@@ -83,8 +83,21 @@ def decode_times(fragments: bytes) -> list[tuple[int, int]]:
     return found
 
 
+def shifted(packets: list[Packet], ms: int) -> list[Packet]:
+    """`packets` later by `ms`, as the hub moves a publisher's clock after a reconnect."""
+    return [
+        replace(p, dts=p.dts + ms, pts=p.pts + ms)
+        if isinstance(p, VideoFrame)
+        else replace(p, timestamp=p.timestamp + ms)
+        if isinstance(p, AudioFrame)
+        else p
+        for p in packets
+    ]
+
+
 def assert_low_latency_rules(text: str) -> None:
-    """RFC 8216bis 4.4.3.7, 4.4.3.8, 4.4.4.9, 4.4.5.2, 6.2.2 as they apply to us."""
+    """RFC 8216bis 4.4.3.3, 4.4.3.7, 4.4.3.8, 4.4.4.2, 4.4.4.5, 4.4.4.9, 4.4.5.2, 6.2.2
+    as they apply to us."""
     lines = text.splitlines()
     assert lines[0] == "#EXTM3U"
     (target,) = map(int, values(text, "#EXT-X-TARGETDURATION"))
@@ -100,16 +113,25 @@ def assert_low_latency_rules(text: str) -> None:
     assert len(tags(text, "#EXT-X-PRELOAD-HINT")) == 1
     assert tags(text, "#EXT-X-PRELOAD-HINT")[0]["TYPE"] == "PART"
     # Segments are numbered on from the media sequence; each one's parts count from 0.
+    # A discontinuity (and a new init segment, only behind one) comes before a segment's
+    # first part, the discontinuity sequence before the first segment.
     msn = int(values(text, "#EXT-X-MEDIA-SEQUENCE")[0])
-    expected_part = 0
+    expected_part, listed, discontinuity = 0, False, False
     for line in lines:
         if line.startswith("#EXT-X-PART:"):
             uri = tags(line, "#EXT-X-PART")[0]["URI"]
             assert uri == f"part{msn}.{expected_part}.m4s", line
-            expected_part += 1
+            expected_part, listed = expected_part + 1, True
         elif line.endswith(".m4s") and not line.startswith("#"):
             assert line == f"seg{msn}.m4s"
-            msn, expected_part = msn + 1, 0
+            msn, expected_part, listed, discontinuity = msn + 1, 0, True, False
+        elif line == "#EXT-X-DISCONTINUITY":
+            assert expected_part == 0, "a discontinuity inside a segment"
+            discontinuity = True
+        elif line.startswith("#EXT-X-MAP:"):
+            assert expected_part == 0 and (discontinuity or not listed), line
+        elif line.startswith("#EXT-X-DISCONTINUITY-SEQUENCE:"):
+            assert not listed, line
     hint = tags(text, "#EXT-X-PRELOAD-HINT")[0]["URI"]
     assert hint == f"part{msn}.{expected_part}.m4s"
 
@@ -214,15 +236,7 @@ def test_a_publisher_gap_keeps_every_part_within_the_target(bframes_flv):
     before it does not last the gap."""
     packets = depacketize(bframes_flv)
     half = len(packets) // 2
-    later = [
-        replace(p, dts=p.dts + 800, pts=p.pts + 800)
-        if isinstance(p, VideoFrame)
-        else replace(p, timestamp=p.timestamp + 800)
-        if isinstance(p, AudioFrame)
-        else p
-        for p in packets[half:]
-    ]
-    segmenter = segmented(packets[:half] + later)
+    segmenter = segmented(packets[:half] + shifted(packets[half:], 800))
     assert_low_latency_rules(segmenter.playlist().render())
     program = [s.program_date_time for s in segmenter.segments]
     assert program == sorted(program)

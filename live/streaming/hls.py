@@ -7,6 +7,8 @@ by three target durations as the spec suggests, then 503. Parts, segments and th
 init segment never change once listed, so they are cacheable for good; playlists
 for a second. After the stream ends its last playlist (with EXT-X-ENDLIST) stays up
 for `linger` seconds, then the stream is forgotten here (the replay takes over).
+A request for a stream another replica ingests is answered by `elsewhere` (that
+replica's answer, live/streaming/hls_forward.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from functools import wraps
 
 from aiohttp import web
 
@@ -34,6 +37,8 @@ PLAYLIST_CACHE = "public, max-age=1"
 MEDIA_NAME = re.compile(r"^(?:seg(\d+)|part(\d+)\.(\d+))\.m4s$")
 
 DateRanges = Callable[[str], Awaitable[list[DateRange]]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Elsewhere = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 
 
 class _Stream:
@@ -69,14 +74,17 @@ class HlsOutputs:
         window: float = 60.0,
         linger: float = 60.0,
         dateranges: DateRanges | None = None,
+        elsewhere: Elsewhere | None = None,
     ) -> None:
         """`dateranges(live_session_id)`: the session's pins and flash sales as
-        EXT-X-DATERANGE tags (None: the playlists carry none)."""
+        EXT-X-DATERANGE tags (None: the playlists carry none); `elsewhere(request)`: the
+        answer of the replica that ingests a stream this one does not (None: nobody does)."""
         self._part_target = part_target
         self._segment_target = segment_target
         self._window = window
         self._linger = linger
         self._dateranges = dateranges
+        self._elsewhere = elsewhere
         self._streams: dict[str, _Stream] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -95,9 +103,30 @@ class HlsOutputs:
         task.add_done_callback(self._tasks.discard)
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_get("/hls/{live_session_id}/index.m3u8", self.playlist)
-        app.router.add_get("/hls/{live_session_id}/init.mp4", self.init)
-        app.router.add_get("/hls/{live_session_id}/{name}", self.media)
+        app.router.add_get(
+            "/hls/{live_session_id}/index.m3u8", self._here_or_elsewhere(self.playlist)
+        )
+        app.router.add_get("/hls/{live_session_id}/init.mp4", self._here_or_elsewhere(self.init))
+        app.router.add_get(
+            r"/hls/{live_session_id}/init-{index:\d+}.mp4", self._here_or_elsewhere(self.init)
+        )
+        app.router.add_get("/hls/{live_session_id}/{name}", self._here_or_elsewhere(self.media))
+
+    def _here_or_elsewhere(self, handler: Handler) -> Handler:
+        """`handler` for a stream held here; else the origin's answer, if there is one."""
+
+        @wraps(handler)
+        async def answer(request: web.Request) -> web.StreamResponse:
+            if (
+                self._elsewhere is not None
+                and request.match_info["live_session_id"] not in self._streams
+            ):
+                forwarded = await self._elsewhere(request)
+                if forwarded is not None:
+                    return forwarded
+            return await handler(request)
+
+        return answer
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -127,13 +156,18 @@ class HlsOutputs:
         )
 
     async def init(self, request: web.Request) -> web.Response:
+        """An init segment: the first is waited for; a later one (init-N.mp4, after the
+        publisher's codec config changed) is listed only once written."""
         stream = self._stream(request.match_info["live_session_id"])
         segmenter = stream.segmenter
+        index = int(request.match_info.get("index", 0))
+        coming = index == 0 and segmenter.init is None
+        if index not in segmenter.inits and not coming:
+            raise _missing("This init segment is not in the stream's window.")
         wait = WAIT_TARGET_DURATIONS * segmenter.target_duration
-        if not await stream.until(lambda: segmenter.init is not None, wait):
+        if not await stream.until(lambda: index in segmenter.inits, wait):
             raise _not_yet()
-        assert segmenter.init is not None
-        return _media(segmenter.init)
+        return _media(segmenter.inits[index])
 
     async def media(self, request: web.Request) -> web.Response:
         """A segment or a part; the next one (the preload hint) is waited for."""

@@ -27,13 +27,17 @@ class PartEntry:
 
 @dataclass(frozen=True, slots=True)
 class SegmentEntry:
-    """A segment; an incomplete one (still being written) is listed by its parts only."""
+    """A segment; an incomplete one (still being written) is listed by its parts only.
+    `init_uri`: its init segment, when not the one of the segment before;
+    `discontinuity`: its encoding parameters differ from those of the one before."""
 
     uri: str
     duration: float
     program_date_time: datetime | None = None
     parts: Sequence[PartEntry] = ()
     complete: bool = True
+    init_uri: str | None = None
+    discontinuity: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +49,10 @@ class MediaPlaylist:
     preload_hint: str | None = None
     ended: bool = False
     playlist_type: str | None = None  # "VOD" for a replay
-    init_uri: str = "init.mp4"
+    init_uri: str = "init.mp4"  # the first segment's
 
     media_sequence: int = 0  # the number of the first segment listed
+    discontinuity_sequence: int = 0  # discontinuities before the first segment listed
 
     def render(self) -> str:
         lines = ["#EXTM3U", f"#EXT-X-VERSION:{VERSION}"]
@@ -61,12 +66,20 @@ class MediaPlaylist:
                 f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={hold_back:.3f}"
             )
         lines.append(f"#EXT-X-MEDIA-SEQUENCE:{self.media_sequence}")
+        if self.discontinuity_sequence:
+            lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence}")
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
         lines.append(f'#EXT-X-MAP:URI="{self.init_uri}"')
         lines.extend(daterange.render() for daterange in self._dateranges_in_window())
+        init_uri = self.init_uri
         for segment in self.segments:
             if not segment.complete and not (segment.parts and self.part_target is not None):
                 continue
+            if segment.discontinuity:
+                lines.append("#EXT-X-DISCONTINUITY")
+            if segment.init_uri is not None and segment.init_uri != init_uri:
+                init_uri = segment.init_uri
+                lines.append(f'#EXT-X-MAP:URI="{init_uri}"')
             if segment.program_date_time is not None:
                 lines.append(
                     f"#EXT-X-PROGRAM-DATE-TIME:{program_date_time(segment.program_date_time)}"

@@ -7,6 +7,12 @@ a keyframe is independent. A frame's duration is known only when the next one ar
 so a part closes one frame late; that is what keeps every part within the target.
 Segments older than `window` seconds are dropped and the media sequence moves on.
 
+Segments carry no parameter sets: the init segment's avcC (and esds) has them. When
+the publisher's codec config changes (a WHIP publisher scaling its video, an RTMP one
+back at another size), the next keyframe starts a segment with an init segment of its
+own, marked as a discontinuity; frames of the new config before that keyframe are
+dropped, as nothing could decode them.
+
 Program date-time: the wall clock when the first frame arrived, moved along by the
 stream's own timestamps, so it is monotonic and on the video's clock.
 """
@@ -45,6 +51,8 @@ class Segment:
     parts: list[Part] = field(default_factory=list)
     complete: bool = False
     data: bytes = b""  # the parts joined, once complete
+    init_index: int = 0  # which init segment decodes it
+    discontinuity: bool = False  # the first one of a new init segment
 
     @property
     def duration(self) -> float:
@@ -66,13 +74,17 @@ class Segmenter:
         self.part_target = part_target
         self.segment_target = segment_target
         self.window = window
-        self.init: bytes | None = None
+        self.init: bytes | None = None  # the latest init segment
+        self.init_index = -1  # and its number (init_uri), -1 before the first
+        self.inits: dict[int, bytes] = {}  # those the segments in the window need
         self.segments: deque[Segment] = deque()
         self.ended = False
+        self.discontinuity_sequence = 0  # discontinuities that have left the window
         self._now = now
         self._video_config: VideoConfig | None = None
         self._audio_config: AudioConfig | None = None
-        self._audio_rate: int | None = None  # the audio track's, when the init has one
+        self._init_video: VideoConfig | None = None  # the configs the latest init has
+        self._init_audio: AudioConfig | None = None  # (None: it has no audio track)
         self._clock: tuple[int, datetime] | None = None  # (first dts, its wall time)
         self._held: VideoFrame | None = None  # the frame whose duration is not known yet
         self._last_frame_ms = 0
@@ -107,6 +119,8 @@ class Segmenter:
         keyframe to cut at: a WebRTC publisher sends one only when asked."""
         if self._held is None or not self.segments or self.ended:
             return False
+        if self._reconfigured:
+            return True
         running_ms = self._held.dts - self.segments[-1].start_ms
         return running_ms >= KEYFRAME_WANTED_AFTER * self.segment_target * 1000
 
@@ -117,7 +131,7 @@ class Segmenter:
         elif isinstance(packet, AudioConfig):
             self._audio_config = packet
         elif isinstance(packet, AudioFrame):
-            if self._audio_rate is not None:
+            if self._init_audio is not None and self._audio_config == self._init_audio:
                 self._audio.append(packet)
         elif isinstance(packet, VideoFrame):
             return self._video(packet)
@@ -158,8 +172,19 @@ class Segmenter:
             dateranges=dateranges,
             preload_hint=None if hint is None else part_uri(*hint),
             ended=self.ended,
+            init_uri=init_uri(self.segments[0].init_index if self.segments else 0),
             media_sequence=self.segments[0].msn if self.segments else 0,
+            discontinuity_sequence=self.discontinuity_sequence,
         )
+
+    @property
+    def _reconfigured(self) -> bool:
+        """The publisher's codec config is no longer the latest init segment's (a stream
+        whose first init had no audio track gets none later)."""
+        if self.init is None:
+            return False
+        audio_changed = self._init_audio is not None and self._audio_config != self._init_audio
+        return self._video_config != self._init_video or audio_changed
 
     def _video(self, frame: VideoFrame) -> bool:
         if self.ended:
@@ -167,13 +192,13 @@ class Segmenter:
         if self.init is None:
             if not frame.keyframe or self._video_config is None:
                 return False
-            self.init = fmp4.init_segment(self._video_config, self._audio_config)
-            if self._audio_config is not None:
-                self._audio_rate = self._audio_config.sample_rate
+            self._new_init(self._audio_config)
             self._clock = (frame.dts, self._now())
             self._held = frame
             self._open_segment(frame.dts)
             return True
+        if self._video_config != self._init_video and not frame.keyframe:
+            return False  # it needs the new parameter sets: wait for a keyframe
         held = self._held
         assert held is not None
         duration = frame.dts - held.dts
@@ -183,12 +208,28 @@ class Segmenter:
         added = self._add_held(duration)
         self._held = frame
         segment = self.segments[-1]
-        if frame.keyframe and frame.dts - segment.start_ms >= self.segment_target * 1000:
+        reconfigured = frame.keyframe and self._reconfigured
+        if reconfigured or (
+            frame.keyframe and frame.dts - segment.start_ms >= self.segment_target * 1000
+        ):
             self._close_part(frame.dts)
             self._close_segment()
-            self._open_segment(frame.dts)
+            if reconfigured:
+                self._new_init(self._audio_config if self._init_audio is not None else None)
+            self._open_segment(frame.dts, discontinuity=reconfigured)
             return True
         return added
+
+    def _new_init(self, audio: AudioConfig | None) -> None:
+        """An init segment for the current video config and `audio` (None: no audio)."""
+        assert self._video_config is not None
+        if audio != self._init_audio:
+            self._audio.clear()  # frames of the old config: the new init cannot decode them
+        self._init_video, self._init_audio = self._video_config, audio
+        self.init = fmp4.init_segment(self._video_config, audio)
+        self.init_index += 1
+        self.inits[self.init_index] = self.init
+        self._audio_next = None  # a new audio config starts its own sample count
 
     def _add_held(self, duration: int) -> bool:
         """The held frame goes into the open part, or opens the next one when it would
@@ -223,8 +264,8 @@ class Segmenter:
                 ],
             )
         ]
-        if audio and self._audio_rate is not None:
-            runs.append(self._audio_run(audio, self._audio_rate))
+        if audio and self._init_audio is not None:
+            runs.append(self._audio_run(audio, self._init_audio.sample_rate))
         self._fragments += 1
         part = Part(
             fmp4.fragment(self._fragments, runs),
@@ -245,12 +286,14 @@ class Segmenter:
         samples = [fmp4.Sample(frame.data, AAC_FRAME_SAMPLES, True) for frame in frames]
         return fmp4.TrackRun(fmp4.AUDIO_TRACK, start, samples)
 
-    def _open_segment(self, start_ms: int) -> None:
+    def _open_segment(self, start_ms: int, *, discontinuity: bool = False) -> None:
         assert self._clock is not None
         first_ms, wall = self._clock
         msn = self.segments[-1].msn + 1 if self.segments else 0
         moment = wall + timedelta(milliseconds=start_ms - first_ms)
-        self.segments.append(Segment(msn, start_ms, moment))
+        self.segments.append(
+            Segment(msn, start_ms, moment, init_index=self.init_index, discontinuity=discontinuity)
+        )
 
     def _close_segment(self) -> None:
         segment = self.segments[-1]
@@ -263,7 +306,16 @@ class Segmenter:
         self._longest = max(self._longest, segment.duration)
         kept = sum(s.duration for s in self.segments if s.complete)
         while len(self.segments) > 1 and kept - self.segments[0].duration >= self.window:
-            kept -= self.segments.popleft().duration
+            dropped = self.segments.popleft()
+            kept -= dropped.duration
+            self.discontinuity_sequence += dropped.discontinuity
+        needed = {segment.init_index for segment in self.segments}
+        self.inits = {index: init for index, init in self.inits.items() if index in needed}
+
+
+def init_uri(index: int) -> str:
+    """The first init segment keeps the name it always had; later ones are numbered."""
+    return "init.mp4" if index == 0 else f"init-{index}.mp4"
 
 
 def segment_uri(msn: int) -> str:
@@ -289,4 +341,6 @@ def _entry(segment: Segment, with_parts: bool) -> SegmentEntry:
         program_date_time=segment.program_date_time,
         parts=parts,
         complete=segment.complete,
+        init_uri=init_uri(segment.init_index),
+        discontinuity=segment.discontinuity,
     )
