@@ -49,15 +49,15 @@ class Inbox:
             loop.call_soon_threadsafe(arrived.set)
         return "250 Message accepted"
 
-    async def wait_for(self, count: int) -> list[Received]:
+    async def wait_for(self, count: int, within: float = WAIT_SECONDS) -> list[Received]:
         """The messages once at least `count` have arrived (the worker sends in the
-        background); fails after WAIT_SECONDS."""
+        background); fails after `within` seconds."""
         arrived = asyncio.Event()
         waiter = (asyncio.get_running_loop(), arrived)
         with self._lock:
             self._waiters.append(waiter)
         try:
-            async with asyncio.timeout(WAIT_SECONDS):
+            async with asyncio.timeout(within):
                 while len(self.messages) < count:
                     await arrived.wait()
                     arrived.clear()

@@ -12,10 +12,12 @@ import pytest
 from sqlalchemy import select, update
 
 import storage.backends
+from commerce.accounts.models import Role
 from commerce.notifications.channels import Notification
 from commerce.notifications.consumer import NotificationConsumer
 from commerce.notifications.routes import NOTIFICATIONS
 from commerce.notifications.service import COLLECTION, now_iso
+from live.app import SWEEPER
 from live.http.system import BACKENDS
 from storage.bus import Event
 from storage.documents.rules import MAX_LIMIT
@@ -24,7 +26,7 @@ from storage.ids import new_id
 from storage.outbox import OutboxRow
 from tests.backends import AMQP_URL, require
 from tests.bus_support import RabbitScope, eventually
-from tests.commerce_support import buyer, create_product, seller_with_shop
+from tests.commerce_support import account, buyer, create_product, seller_with_shop
 from tests.test_auth import assert_problem, bearer
 from tests.test_orders import SEPAY_SETTINGS, placed, transfer, webhook
 
@@ -96,6 +98,31 @@ async def pay(api, shop, ann) -> dict:
     return order
 
 
+async def ship(api, shop, order, steps=("processing", "shipped")) -> None:
+    url = f"/api/orders/{order['id']}/status"
+    for step in steps:
+        response = await api.post(url, json={"status": step}, headers=bearer(shop["token"]))
+        assert response.status == 200, await response.text()
+
+
+async def only(api, token, kind: str) -> dict:
+    """The user's one notification of `kind`."""
+    (found,) = [n for n in (await inbox(api, token, limit=100))["items"] if n["kind"] == kind]
+    return found
+
+
+async def moderator_of(api, shop, email: str) -> dict:
+    """A moderator account the shop's owner added to the shop's team."""
+    moderator = await account(api, email, Role.MODERATOR)
+    response = await api.post(
+        f"/api/shops/{shop['shop']['id']}/moderators",
+        json={"user_id": moderator["user"]["id"]},
+        headers=bearer(shop["token"]),
+    )
+    assert response.status == 204, await response.text()
+    return moderator
+
+
 async def test_paid_order_notifies_buyer_and_seller_once(api, shop, ann, connect):
     socket = await connect(ann["token"])
     order = await pay(api, shop, ann)
@@ -116,10 +143,12 @@ async def test_paid_order_notifies_buyer_and_seller_once(api, shop, ann, connect
         api.app[BACKENDS].sessions, api.app[NOTIFICATIONS], lambda _: None
     )
     await consumer.handle(again)  # and the consumer itself stores nothing twice
+    await ship(api, shop, order)  # an event behind the copy: once it is in, so is the copy
+    await socket.wait_for("notification:new", lambda n: n["kind"] == "order_shipped")
     buyer_kinds = await kinds_of(api, ann["token"])
-    assert sorted(buyer_kinds) == ["order_created", "order_paid"]
+    assert sorted(buyer_kinds) == ["order_created", "order_paid", "order_shipped"]
     assert await kinds_of(api, shop["token"]) == ["shop_order_paid"]
-    assert len(socket.received("notification:new")) == 2  # created and paid, once each
+    assert len(socket.received("notification:new")) == 3  # created, paid, shipped: once each
 
 
 class Recording:
@@ -158,6 +187,94 @@ async def test_partial_payment_tells_buyer_and_seller(api, shop, ann):
     assert response.status == 200
     await arrived(api, ann["token"], "order_partly_paid")
     await arrived(api, shop["token"], "shop_payment_problem")
+
+
+async def test_overpayment_tells_the_buyer_and_the_shop_team(api, shop, ann):
+    moderator = await moderator_of(api, shop, "mod@example.com")
+    order = await placed(api, ann["token"], shop["product"]["id"])
+    response = await webhook(api, transfer(order["payment"]["code"], order["total"] + 50_000))
+    assert response.status == 200
+    await arrived(api, ann["token"], "order_overpaid")
+    overpaid = await only(api, ann["token"], "order_overpaid")
+    assert overpaid["body"] == (
+        "We received 200,000 VND for 150,000 VND; the difference is due back to you."
+    )
+    assert overpaid["data"]["order_id"] == order["id"]
+    await arrived(api, ann["token"], "order_paid")  # a separate event, in either order
+    assert sorted(await kinds_of(api, ann["token"])) == [
+        "order_created",
+        "order_overpaid",
+        "order_paid",
+    ]
+    for member in (shop, moderator):
+        await arrived(api, member["token"], "shop_payment_problem")
+        problem = await only(api, member["token"], "shop_payment_problem")
+        assert problem["data"] == {
+            "order_id": order["id"],
+            "payment_id": order["payment"]["id"],
+            "outcome": "overpaid",
+            "received": 200_000,
+            "due": 150_000,
+        }
+        await arrived(api, member["token"], "shop_order_paid")
+
+
+async def test_a_second_transfer_for_a_paid_order_counts_both(api, shop, ann):
+    order = await pay(api, shop, ann)
+    response = await webhook(api, transfer(order["payment"]["code"], order["total"]))
+    assert response.status == 200
+    await arrived(api, ann["token"], "order_overpaid")
+    overpaid = await only(api, ann["token"], "order_overpaid")
+    assert overpaid["body"] == (
+        "We received 300,000 VND for 150,000 VND; the difference is due back to you."
+    )
+    await arrived(api, shop["token"], "shop_payment_problem")
+    problem = await only(api, shop["token"], "shop_payment_problem")
+    assert (problem["data"]["received"], problem["data"]["due"]) == (300_000, 150_000)
+
+
+async def test_expiry_tells_the_buyer_and_a_late_payment_the_shop_team(api, shop, ann):
+    moderator = await moderator_of(api, shop, "mod@example.com")
+    order = await placed(api, ann["token"], shop["product"]["id"])
+    deadline = datetime.fromisoformat(order["payment_deadline"])
+    assert await api.app[SWEEPER].sweep(now=deadline + timedelta(seconds=1)) == 1
+    await arrived(api, ann["token"], "order_expired")
+    expired = await only(api, ann["token"], "order_expired")
+    assert expired["title"] == f"Order {order['code']} expired"
+    assert expired["data"]["order_id"] == order["id"] and expired["data"]["status"] == "expired"
+
+    response = await webhook(api, transfer(order["payment"]["code"], order["total"]))
+    assert response.status == 200
+    for member in (shop, moderator):
+        await arrived(api, member["token"], "shop_payment_problem")
+        late = await only(api, member["token"], "shop_payment_problem")
+        assert late["body"] == (
+            "A transfer for an order came in late: 150,000 VND received, 150,000 VND due."
+        )
+        assert late["data"]["order_id"] == order["id"] and late["data"]["outcome"] == "late"
+        assert await kinds_of(api, member["token"]) == ["shop_payment_problem"]
+    # the buyer's notifications for the event go first: none for a late payment
+    assert sorted(await kinds_of(api, ann["token"])) == ["order_created", "order_expired"]
+
+
+async def test_only_the_shops_own_team_hears_of_its_orders(api, shop, ann):
+    moderator = await moderator_of(api, shop, "mod@example.com")
+    other = await seller_with_shop(api, "tim@example.com")
+    outsider = await moderator_of(api, other, "other-mod@example.com")
+    leaver = await moderator_of(api, shop, "leaver@example.com")
+    removed = await api.delete(
+        f"/api/shops/{shop['shop']['id']}/moderators/{leaver['user']['id']}",
+        headers=bearer(shop["token"]),
+    )
+    assert removed.status == 204
+
+    order = await pay(api, shop, ann)
+    for member in (shop, moderator):
+        await arrived(api, member["token"], "shop_order_paid")
+        paid = await only(api, member["token"], "shop_order_paid")
+        assert paid["title"] == f"New paid order {order['code']}"
+    for stranger in (other, outsider, leaver):
+        assert await kinds_of(api, stranger["token"]) == []
 
 
 async def test_follows_are_idempotent_and_counted(api, shop, ann):
@@ -352,10 +469,7 @@ async def test_cancelled_order_tells_the_buyer_why(api, shop, ann):
 
 async def test_shipping_and_delivery_tell_the_buyer(api, shop, ann):
     order = await pay(api, shop, ann)
-    url = f"/api/orders/{order['id']}/status"
-    for step in ("processing", "shipped", "delivered"):
-        response = await api.post(url, json={"status": step}, headers=bearer(shop["token"]))
-        assert response.status == 200, await response.text()
+    await ship(api, shop, order, ("processing", "shipped", "delivered"))
     await arrived(api, ann["token"], "order_delivered")
     kinds = await kinds_of(api, ann["token"])
     assert kinds.count("order_shipped") == 1 and kinds.count("order_delivered") == 1

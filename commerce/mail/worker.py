@@ -39,8 +39,8 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def retry_delay(attempts: int) -> timedelta:
-    return timedelta(seconds=min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2 ** (attempts - 1)))
+def retry_delay(attempts: int, first: float = FIRST_RETRY_SECONDS) -> timedelta:
+    return timedelta(seconds=min(MAX_RETRY_SECONDS, first * 2 ** (attempts - 1)))
 
 
 def _permanent(error: Exception) -> bool:
@@ -57,10 +57,12 @@ class Mailer:
         sessions: async_sessionmaker[AsyncSession],
         sender: SmtpSender | None,
         clock: Clock = utc_now,
+        first_retry_seconds: float = FIRST_RETRY_SECONDS,
     ) -> None:
         self._sessions = sessions
         self._sender = sender
         self.clock = clock
+        self._first_retry = first_retry_seconds
         self._running = False
         self._again = False
         self._kick: asyncio.Task | None = None
@@ -166,7 +168,7 @@ class Mailer:
         await self._finish(
             row.id,
             attempts=attempts,
-            next_attempt_at=now + retry_delay(attempts),
+            next_attempt_at=now + retry_delay(attempts, self._first_retry),
             last_error=str(error)[:500],
         )
 

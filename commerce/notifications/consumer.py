@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import ColumnElement, Select, and_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from commerce.accounts.models import User
@@ -25,7 +25,7 @@ from commerce.notifications.messages import Message
 from commerce.notifications.models import NotificationPreference as Pref
 from commerce.notifications.service import Delivery, NotificationService
 from commerce.orders.models import Order
-from commerce.shops.models import Shop
+from commerce.shops.models import Shop, ShopModerator
 from storage.bus.port import Event
 from storage.ids import uuid7
 
@@ -65,25 +65,21 @@ class NotificationConsumer:
         if event.type in FOLLOWER_EVENTS:
             await self._to_followers(event, FOLLOWER_EVENTS[event.type])
         elif event.type in messages.ORDER_EVENTS:
-            await self._send(
-                event, messages.order_message(event.type, data), users=[data["buyer_id"]]
-            )
+            buyer = User.id == data["buyer_id"]
+            await self._deliver(event, messages.order_message(event.type, data), buyer)
             if event.type == "order.paid":
-                await self._send(event, messages.seller_paid(data), owner_of=data["shop_id"])
+                await self._deliver(event, messages.seller_paid(data), _team(data["shop_id"]))
         elif event.type == "payment.received" and data.get("order_id"):
             await self._payment(event, data)
 
     async def _payment(self, event: Event, data: dict[str, Any]) -> None:
         outcome = data["outcome"]
         if outcome in messages.PAYMENT_OUTCOMES:
-            await self._send(event, messages.payment_message(data), users=[data["buyer_id"]])
+            buyer = User.id == data["buyer_id"]
+            await self._deliver(event, messages.payment_message(data), buyer)
         if outcome in messages.SELLER_PROBLEMS:
-            async with self._sessions() as session:
-                shop_id = await session.scalar(
-                    select(Order.shop_id).where(Order.id == data["order_id"])
-                )
-            if shop_id is not None:
-                await self._send(event, messages.seller_problem(data), owner_of=shop_id)
+            shop_id = select(Order.shop_id).where(Order.id == data["order_id"]).scalar_subquery()
+            await self._deliver(event, messages.seller_problem(data), _team(shop_id))
 
     async def _to_followers(self, event: Event, kind: str) -> None:
         data = event.data
@@ -97,20 +93,6 @@ class NotificationConsumer:
         message = messages.live_message(kind, shop_name, {**data, "shop_id": shop_id})
         followers = select(ShopFollow.user_id).where(ShopFollow.shop_id == shop_id)
         await self._deliver(event, message, User.id.in_(followers))
-
-    async def _send(
-        self,
-        event: Event,
-        message: Message,
-        *,
-        users: list[str] | None = None,
-        owner_of: str | None = None,
-    ) -> None:
-        if owner_of is not None:
-            where = User.id == select(Shop.owner_id).where(Shop.id == owner_of).scalar_subquery()
-        else:
-            where = User.id.in_(users or [])
-        await self._deliver(event, message, where)
 
     async def _deliver(self, event: Event, message: Message, where: Any) -> None:
         async with self._sessions() as session:
@@ -133,6 +115,15 @@ class NotificationConsumer:
             for user_id, email, name, in_app, mail, push in rows
         ]
         await self._service.deliver(deliveries)
+
+
+def _team(shop_id: str | ColumnElement[str]) -> ColumnElement[bool]:
+    """The shop's owner and its moderators: everyone who packs, ships and answers for
+    its orders hears of them (each can turn a kind off in their preferences). A
+    subquery for the shop keeps it one read with the recipients."""
+    owner = select(Shop.owner_id).where(Shop.id == shop_id)
+    moderators = select(ShopModerator.user_id).where(ShopModerator.shop_id == shop_id)
+    return User.id.in_(union(owner, moderators))
 
 
 def _recipients(kind: str) -> Select[Any]:

@@ -126,8 +126,8 @@ async def _apply(session: AsyncSession, body: SepayWebhookIn, now: datetime):
         return WebhookOutcome.UNMATCHED, None, amount, "no payment code matched"
 
     if payment.status == PaymentStatus.PAID:  # a second transfer for a settled payment
-        await _add_refund(session, payment.id, amount)
-        _announce(session, payment, body, WebhookOutcome.OVERPAID)
+        received = await _add_refund(session, payment, amount)
+        _announce(session, payment, body, WebhookOutcome.OVERPAID, received)
         return WebhookOutcome.OVERPAID, payment.id, amount, "payment was already settled"
     if payment.status not in OPEN or payment.expires_at <= now:
         if payment.status in OPEN:  # the sweeper has not got to it yet: expire it now
@@ -138,8 +138,8 @@ async def _apply(session: AsyncSession, body: SepayWebhookIn, now: datetime):
                 SYSTEM,
                 reason="payment arrived after the deadline",
             )
-        await _add_refund(session, payment.id, amount)
-        _announce(session, payment, body, WebhookOutcome.LATE)
+        received = await _add_refund(session, payment, amount)
+        _announce(session, payment, body, WebhookOutcome.LATE, received)
         return WebhookOutcome.LATE, payment.id, amount, f"payment was {payment.status}"
 
     received = payment.received + amount
@@ -154,7 +154,7 @@ async def _apply(session: AsyncSession, body: SepayWebhookIn, now: datetime):
     await session.execute(update(Payment).where(Payment.id == payment.id).values(values))
     if values.get("status") == PaymentStatus.PAID:
         await mark_paid(session, payment.order_id, reason=f"Sepay transaction {body.id}")
-    _announce(session, payment, body, outcome, received=received)
+    _announce(session, payment, body, outcome, received)
     return outcome, payment.id, refund, ""
 
 
@@ -176,19 +176,23 @@ async def _find_payment(session: AsyncSession, body: SepayWebhookIn) -> Payment 
     )
 
 
-async def _add_refund(session: AsyncSession, payment_id: str, amount: int) -> None:
+async def _add_refund(session: AsyncSession, payment: Payment, amount: int) -> int:
+    """Keep the transfer for a refund; returns what the payment has received in all,
+    computed before the update (which may refresh `payment` from the database)."""
+    received = payment.received + amount
     await session.execute(
         update(Payment)
-        .where(Payment.id == payment_id)
+        .where(Payment.id == payment.id)
         .values(received=Payment.received + amount, refund_due=Payment.refund_due + amount)
     )
+    return received
 
 
 def _transfer_data(body: SepayWebhookIn) -> dict:
     return {"sepay_id": body.id, "amount": body.transferAmount, "gateway": body.gateway}
 
 
-def _announce(session, payment: Payment, body: SepayWebhookIn, outcome, received=None) -> None:
+def _announce(session, payment: Payment, body: SepayWebhookIn, outcome, received: int) -> None:
     add_event(
         session,
         "payment.received",
@@ -198,7 +202,7 @@ def _announce(session, payment: Payment, body: SepayWebhookIn, outcome, received
             "order_id": payment.order_id,
             "buyer_id": payment.buyer_id,
             "outcome": outcome.value,
-            "received": payment.received + body.transferAmount if received is None else received,
+            "received": received,
             "due": payment.amount,
         },
     )
