@@ -9,6 +9,7 @@ import pytest
 import socketio
 from sqlalchemy import delete, select, update
 
+from commerce.accounts.auth import ACCOUNTS
 from commerce.accounts.models import AccountAudit, Role, User
 from commerce.accounts.revocations import POLL_SECONDS
 from live.app import build_app
@@ -16,9 +17,10 @@ from tests.backends import REDIS_URL
 from tests.commerce_support import account, create_product, seller_with_shop
 from tests.hub_support import Socket, socket_url
 from tests.tcp_proxy import TcpProxy
-from tests.test_auth import assert_problem, bearer, logged_in, login
+from tests.test_auth import PASSWORD, assert_problem, bearer, logged_in, login
 
 LIMIT = 5
+PER_IP = 8  # above LIMIT, so the address's limit is the one that holds
 
 
 @pytest.fixture
@@ -34,6 +36,24 @@ async def test_parallel_guesses_verify_at_most_the_limit(api):
     assert statuses.count(401) == LIMIT, statuses
     assert statuses.count(429) == 40 - LIMIT
     assert (await login(api)).status == 429  # the right password waits for the window too
+
+
+async def test_parallel_guesses_across_accounts_verify_at_most_the_ip_limit(
+    aiohttp_client, sql_engine, sql_url, settings_for, api_settings
+):
+    """30 wrong passwords for 30 accounts at once from one address: each account is
+    under its own limit, yet only the first PER_IP are checked (401), the rest 429, and
+    the address then waits even with a right password."""
+    settings = settings_for(sql_url, **api_settings, login_max_failures_per_ip=PER_IP)
+    api = await aiohttp_client(build_app(settings))
+    emails = [f"guess-{i}@example.com" for i in range(30)]
+    for email in emails:
+        await api.app[ACCOUNTS].create_user(email, PASSWORD, "Guess", Role.BUYER)
+    answers = await asyncio.gather(*(login(api, email, "wrong password") for email in emails))
+    statuses = sorted(answer.status for answer in answers)
+    assert statuses.count(401) == PER_IP, statuses
+    assert statuses.count(429) == len(emails) - PER_IP
+    await assert_problem(await login(api, emails[0]), 429, "too-many-login-attempts")
 
 
 async def test_a_good_login_gives_its_attempt_back(api):
@@ -99,6 +119,24 @@ async def test_enabling_lets_new_logins_in_but_not_old_tokens(api):
     await assert_problem(
         await api.get("/api/auth/me", headers=bearer(buyer["token"])), 401, "invalid-token"
     )
+
+
+async def test_a_disabled_users_refresh_tokens_stay_refused_after_enable(api):
+    """Both a refresh token tried while disabled and one first tried after the enable
+    are refused; only a new login refreshes again."""
+    buyer, admin = await shopping_buyer(api)
+    user_path = f"/api/users/{buyer['user']['id']}"
+    tried, kept = [await (await login(api, "buyer@example.com")).json() for _ in range(2)]
+
+    async def refresh(tokens: dict):
+        return await api.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+
+    assert (await api.post(f"{user_path}/disable", headers=bearer(admin["token"]))).ok
+    await assert_problem(await refresh(tried), 401, "invalid-refresh-token")
+    assert (await api.post(f"{user_path}/enable", headers=bearer(admin["token"]))).ok
+    for tokens in (tried, kept):
+        await assert_problem(await refresh(tokens), 401, "invalid-refresh-token")
+    assert (await refresh(await (await login(api, "buyer@example.com")).json())).status == 200
 
 
 async def test_only_admins_disable_and_not_themselves(api):

@@ -38,6 +38,7 @@ def _vapid(request: web.Request) -> VapidSigner:
     tags=TAGS,
     response=VapidPublicKeyOut,
     errors=(404,),
+    reaches_backends=False,
 )
 async def vapid_public_key(request: web.Request) -> VapidPublicKeyOut:
     """Pass it as `applicationServerKey` to `pushManager.subscribe`. 404 `web-push-off`

@@ -45,7 +45,12 @@ class Readiness(BaseModel):
 
 
 @routes.route(
-    "GET", "/healthz", summary="Liveness: the process is serving", tags=TAGS, response=Health
+    "GET",
+    "/healthz",
+    summary="Liveness: the process is serving",
+    tags=TAGS,
+    response=Health,
+    reaches_backends=False,
 )
 async def healthz(request: web.Request) -> Health:
     return Health(status="ok")
@@ -58,6 +63,7 @@ async def healthz(request: web.Request) -> Health:
     tags=TAGS,
     response=Readiness,
     errors=(503,),
+    reaches_backends=False,  # a backend that fails its check is reported, not raised
 )
 async def readyz(request: web.Request) -> web.Response:
     """503 with the failing backends named when any check fails."""

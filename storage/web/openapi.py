@@ -2,8 +2,9 @@
 
 Nothing is written by hand that the code already knows: each operation's responses
 are its `errors` plus every status the route wrapper may answer on its own
-(`Operation.wrapper_statuses`), and its security scheme is the one its route declares,
-so the document cannot drift from what the server does.
+(`Operation.wrapper_statuses`), plus the outage middleware's 503 on every operation that
+reaches a backend (`Operation.reaches_backends`), and its security scheme is the one its
+route declares, so the document cannot drift from what the server does.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 from storage.web.routes import PATH_PARAM, Operation
 
 REF = "#/components/schemas/{model}"
+DEPENDENCY_UNAVAILABLE = "DependencyUnavailable"
 
 PROBLEM_SCHEMA = {
     "type": "object",
@@ -44,6 +46,21 @@ PROBLEM_SCHEMA = {
     "required": ["type", "title", "status", "code"],
 }
 
+DEPENDENCY_UNAVAILABLE_RESPONSE = {
+    "description": "Service Unavailable: `dependency-unavailable` when the database, cache "
+    "or event bus cannot be reached (the problem's `backend` says which); try again after "
+    "`Retry-After` seconds. An operation's description names any other reason it answers "
+    "503 for.",
+    "headers": {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again.",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+    "content": {"application/problem+json": {"schema": {"$ref": REF.format(model="Problem")}}},
+}
+
 
 def build_spec(
     operations: Iterable[Operation], *, title: str, version: str, description: str = ""
@@ -65,6 +82,7 @@ def build_spec(
         "paths": paths,
         "components": {
             "schemas": schemas,
+            "responses": {DEPENDENCY_UNAVAILABLE: DEPENDENCY_UNAVAILABLE_RESPONSE},
             "securitySchemes": {
                 op.scheme.name: dict(op.scheme.spec) for op in operations if op.scheme
             },
@@ -146,4 +164,6 @@ def _responses(op: Operation, refs) -> dict[str, Any]:
             responses[str(status)]["content"] = {
                 "application/problem+json": {"schema": {"$ref": REF.format(model="Problem")}}
             }
+    if op.reaches_backends:
+        responses["503"] = {"$ref": f"#/components/responses/{DEPENDENCY_UNAVAILABLE}"}
     return dict(sorted(responses.items()))

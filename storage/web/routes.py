@@ -4,7 +4,9 @@ A handler declares its body and query models; the wrapper parses and validates
 them (400 for malformed JSON, 413 for a body over the size limit, 415 for a wrong
 content type, 422 for invalid fields or NUL in any input) before the handler runs,
 so handlers only ever see valid input. `Operation.wrapper_statuses` says which of
-those an operation can answer, so its OpenAPI document lists them.
+those an operation can answer, so its OpenAPI document lists them. Every operation may
+also answer 503 `dependency-unavailable` (the outage middleware's answer when the
+database, cache or bus is down) unless it is declared with `reaches_backends=False`.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Operation:
     guard: Guard | None = None
     security: SecurityScheme | None = None
     allow_nul: bool = False
+    reaches_backends: bool = True
 
     @property
     def operation_id(self) -> str:
@@ -118,11 +121,14 @@ class ApiRoutes:
         guard: Guard | None = None,
         security: SecurityScheme | None = None,
         allow_nul: bool = False,
+        reaches_backends: bool = True,
     ) -> Callable[[Handler], Handler]:
         """Declare an endpoint. `guard` runs before any input is read (e.g. to reject a
         caller without credentials before parsing what they sent); `security` documents
         what it checks. `allow_nul` lets NUL characters through to a handler that cleans
-        them itself (NUL is refused with 422 everywhere else)."""
+        them itself (NUL is refused with 422 everywhere else). `reaches_backends=False`
+        says the endpoint never waits on the database, cache or bus (liveness, settings,
+        in-process peers), so it is not documented as answering 503 in an outage."""
 
         def register(handler: Handler) -> Handler:
             self.operations.append(
@@ -143,6 +149,7 @@ class ApiRoutes:
                     guard=guard,
                     security=security,
                     allow_nul=allow_nul,
+                    reaches_backends=reaches_backends,
                 )
             )
             return handler
