@@ -70,6 +70,9 @@ class OrderItem(Base):
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[int] = mapped_column(BigInteger)
     line_total: Mapped[int] = mapped_column(BigInteger)
+    # The live session the line was bought in, if any: an order's lines may come from
+    # several (then `Order.live_session_id` is None), and a session lists its orders by it.
+    live_session_id: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
 
     __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
 

@@ -105,7 +105,8 @@ async def checkout(request: web.Request, body: CheckoutIn) -> CheckoutOut:
     errors=(403, 404),
 )
 async def list_orders(request: web.Request, query: OrderListQuery) -> OrderPage:
-    """Newest first. With `shop_id`, the orders of a shop you own or moderate."""
+    """Newest first. With `shop_id`, the orders of a shop you own or moderate; with
+    `live_session_id`, only the orders with a line bought in that live session."""
     principal = await require_principal(request)
     views, cursor = await request.app[ORDERS].list(principal, query)
     bank = request.app[BANK]

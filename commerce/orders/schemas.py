@@ -65,6 +65,11 @@ class StatusIn(Input):
 class OrderListQuery(PageQuery):
     shop_id: Id | None = Field(default=None, description="A shop you run: its orders.")
     status: OrderStatus | None = None
+    live_session_id: Id | None = Field(
+        default=None,
+        description="Only orders with a line bought in this live session (with `shop_id`, "
+        "the session's orders for its seller).",
+    )
 
 
 class OrderItemOut(BaseModel):
@@ -75,6 +80,9 @@ class OrderItemOut(BaseModel):
     quantity: int
     unit_price: int
     line_total: int
+    live_session_id: str | None = Field(
+        default=None, description="The live session this line was bought in, if any."
+    )
 
 
 class OrderHistoryOut(BaseModel):

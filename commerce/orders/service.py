@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from commerce.accounts.tokens import Principal
@@ -42,7 +42,8 @@ class OrderService:
     async def list(
         self, principal: Principal, query: OrderListQuery
     ) -> tuple[list[OrderView], str | None]:
-        """The caller's purchases, or with `shop_id` the orders of a shop they run."""
+        """The caller's purchases, or with `shop_id` the orders of a shop they run; with
+        `live_session_id` only those bought (in part) in that session."""
         async with self._sessions() as session:
             select_orders = select(Order)
             if query.shop_id is not None:
@@ -52,6 +53,8 @@ class OrderService:
                 select_orders = select_orders.where(Order.buyer_id == principal.user_id)
             if query.status is not None:
                 select_orders = select_orders.where(Order.status == query.status)
+            if query.live_session_id is not None:
+                select_orders = select_orders.where(_bought_in(query.live_session_id))
             orders, cursor = await keyset_page(session, select_orders, Order.id, query)
             return await _views(session, orders), cursor
 
@@ -111,6 +114,13 @@ class OrderService:
                 {**order_event_data(moved_order), "reason": note, "previous_status": before.value},
             )
         return await self.get(principal, order_id)
+
+
+def _bought_in(live_session_id: str) -> ColumnElement[bool]:
+    """An order with a line bought in the session. Lines written before lines kept
+    their session (migration 0016) have none: their order's own session counts then."""
+    lines = select(OrderItem.order_id).where(OrderItem.live_session_id == live_session_id)
+    return or_(Order.live_session_id == live_session_id, Order.id.in_(lines))
 
 
 async def _relation(session: AsyncSession, principal: Principal, order: Order) -> str | None:

@@ -289,6 +289,7 @@ def stage_order(
             quantity=u.quantity,
             unit_price=u.unit_price,
             line_total=u.unit_price * u.quantity,
+            live_session_id=u.live_session_id,
         )
         for u in units
     ]

@@ -12,7 +12,9 @@ Every rule is stored outside the process so it holds across reconnects and repli
   (`commerce.text.fold`), so "Lừa đảo" blocks "lua dao" while "class" does not trip
   over a blocked "ass".
 
-Banned and muted users can still watch; only their messages are refused.
+Banned and muted users can still watch; only their messages are refused. They hear
+of a mute or ban at once, on their own sockets (`chat:muted`, `chat:banned`,
+`chat:unbanned`), not only when their next message is refused.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import contextlib
 import hashlib
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import Field, StringConstraints
@@ -29,7 +31,7 @@ from sqlalchemy import update
 
 from commerce.text import fold
 from live.hub.access import require_open, require_staff
-from live.hub.context import HubContext, Member, live_room
+from live.hub.context import HubContext, Member, live_room, user_room
 from live.hub.dispatch import Events, Payload
 from live.sessions.models import LiveSession
 from live.sessions.schemas import Id
@@ -111,6 +113,9 @@ async def mute(hub: HubContext, member: Member, body: MuteIn) -> dict:
         await hub.cache.delete(key)
     else:
         await hub.cache.set(key, b"1", ttl=body.seconds)
+    until = datetime.now(UTC) + timedelta(seconds=body.seconds) if body.seconds else None
+    notice = {"live_session_id": live.id, "seconds": body.seconds, "until": _iso(until)}
+    await hub.emit("chat:muted", notice, user_room(body.user_id))
     return {"user_id": body.user_id, "seconds": body.seconds}
 
 
@@ -126,9 +131,10 @@ async def ban(hub: HubContext, member: Member, body: UserIn) -> dict:
                 "user_id": body.user_id,
                 "live_session_id": live.id,
                 "by": member.user_id,
-                "created_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+                "created_at": _iso(datetime.now(UTC)),
             },
         )
+    await _tell_banned(hub, "chat:banned", live, body.user_id)
     return {"user_id": body.user_id}
 
 
@@ -136,7 +142,18 @@ async def ban(hub: HubContext, member: Member, body: UserIn) -> dict:
 async def unban(hub: HubContext, member: Member, body: UserIn) -> dict:
     live = await require_staff(hub, member, body.live_session_id)
     await hub.documents.delete(BANS, _ban_id(live.shop_id, body.user_id))
+    await _tell_banned(hub, "chat:unbanned", live, body.user_id)
     return {"user_id": body.user_id}
+
+
+async def _tell_banned(hub: HubContext, event: str, live: LiveSession, user_id: str) -> None:
+    """To the user's own sockets: a ban covers the whole shop, so it names the shop too."""
+    notice = {"live_session_id": live.id, "shop_id": live.shop_id}
+    await hub.emit(event, notice, user_room(user_id))
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="microseconds")
 
 
 @events.on("chat:slow_mode", SlowModeIn)

@@ -12,6 +12,7 @@ import { Socket } from "/assets/socketio.js";
 const SAMPLES = 60; // points per sparkline
 const MUTE_SECONDS = 300;
 const MAX_SHOP_PAGES = 10;
+const REFETCH_MS = 1000; // a busy stream changes stock many times a second
 const SVG = "http://www.w3.org/2000/svg";
 let room = null;
 
@@ -41,6 +42,18 @@ function drawLine(svg, values) {
 function remember(series, value) {
   series.push(value);
   if (series.length > SAMPLES) series.shift();
+}
+
+/** `load` run at most once per `ms`, after the call that asks for it: the calls in
+ * between fold into that one run, so a burst of events costs one request. */
+function coalesced(load, ms) {
+  let timer = null;
+  return () => {
+    timer ??= setTimeout(() => {
+      timer = null;
+      load().catch(() => {});
+    }, ms);
+  };
 }
 
 // Signing in, shops and sessions.
@@ -121,7 +134,7 @@ async function openRoom(session, stream = null) {
   const id = session.id;
   room = {
     id, server: stream?.server_url, key: stream?.stream_key, showKey: false,
-    bitrate: [], fps: [], viewers: [], orders: new Map(),
+    bitrate: [], fps: [], viewers: [],
     player: new WhepPlayer(byId("preview"), id, (text) => {
       byId("preview-status").textContent = text;
     }),
@@ -140,6 +153,8 @@ async function openRoom(session, stream = null) {
 
 function roomSocket(current) {
   const live = { live_session_id: current.id };
+  const refetchProducts = coalesced(() => loadProducts(current), REFETCH_MS);
+  const refetchOrders = coalesced(() => loadOrders(current), REFETCH_MS);
   const socket = new Socket({ auth: { token: account().token } });
   socket
     .on("connect", async () => {
@@ -168,7 +183,7 @@ function roomSocket(current) {
     .on("viewers:count", ({ viewers }) => showViewers(current, viewers))
     .on("sales:updated", (sales) => {
       showSales(sales);
-      loadOrders(current).catch(() => {});
+      refetchOrders();
     })
     .on("stream:health", (health) => showHealth(current, health))
     .on("chat:message", (message) => byId("room-chat").append(chatLine(socket, live, message)))
@@ -178,8 +193,8 @@ function roomSocket(current) {
     .on("product:pinned", ({ product_id: productId }) => showPinned(productId))
     .on("product:unpinned", () => showPinned(null))
     .on("stock:changed", () => { // an order placed, cancelled or expired moves stock
-      loadProducts(current).catch(() => {});
-      loadOrders(current).catch(() => {});
+      refetchProducts();
+      refetchOrders();
     });
   for (const event of FLASH_EVENTS) {
     socket.on(event, (flash) => {
@@ -273,12 +288,15 @@ function showPinned(productId) {
   }
 }
 
+/** The session's newest 100 orders: those with a line bought in it. */
 async function loadOrders(current) {
   const shopId = encodeURIComponent(byId("shop").value);
-  const page = await api("GET", `/api/orders?shop_id=${shopId}&limit=100`);
+  const liveSessionId = encodeURIComponent(current.id);
+  const page = await api(
+    "GET", `/api/orders?shop_id=${shopId}&live_session_id=${liveSessionId}&limit=100`,
+  );
   if (current !== room) return;
-  const ours = page.items.filter((order) => order.live_session_id === current.id);
-  byId("room-order-list").replaceChildren(...ours.map((order) => el("li", {
+  byId("room-order-list").replaceChildren(...page.items.map((order) => el("li", {
     text: `${order.code} · ${formatPrice(order.total)} · ${order.status}`,
   })));
 }

@@ -5,7 +5,7 @@
 
 import { Buying } from "/assets/buying.js";
 import {
-  account, byId, el, explain, FLASH_EVENTS, formatPrice, showAccount, signIn, signOut,
+  account, api, byId, el, explain, FLASH_EVENTS, formatPrice, showAccount, signIn, signOut,
 } from "/assets/common.js";
 import { WhepPlayer } from "/assets/player.js";
 import { showReplay } from "/assets/replay.js";
@@ -19,6 +19,8 @@ const player = new WhepPlayer(byId("video"), liveSessionId, (text) => {
 });
 const buying = new Buying(liveSessionId, signedInOrAsk);
 const reactionTotals = {};
+// A moderator's mute (in this session) or ban (from the shop's chat) of this viewer.
+const silenced = { banned: false, mutedUntil: 0, timer: null };
 let socket = null;
 let pinned = null;
 let afterSignIn = null; // where the keyboard was when sign-in was asked for
@@ -40,6 +42,9 @@ function connect() {
     .on("chat:message", addMessage)
     .on("chat:deleted", ({ message_id: id }) => messageItem(id)?.remove())
     .on("chat:slow_mode", ({ seconds }) => showSlowMode(seconds))
+    .on("chat:muted", muted)
+    .on("chat:banned", (ban) => banned(ban, true))
+    .on("chat:unbanned", (ban) => banned(ban, false))
     .on("reaction:counts", ({ counts }) => addReactions(counts))
     .on("product:pinned", showProduct)
     .on("product:unpinned", () => showProduct(null))
@@ -132,6 +137,47 @@ function showSlowMode(seconds) {
   const notice = byId("slow-mode");
   notice.hidden = !seconds;
   notice.textContent = seconds ? `Slow mode: one message every ${seconds} s.` : "";
+}
+
+/** A mute lasts `seconds` from now (0 lifts it): counted on this device's monotonic
+ * clock, so a wrong wall clock does not matter. */
+function muted({ live_session_id: id, seconds }) {
+  if (id !== liveSessionId) return;
+  clearTimeout(silenced.timer);
+  silenced.mutedUntil = performance.now() + seconds * 1000;
+  silenced.timer = setTimeout(() => {
+    silenced.mutedUntil = 0;
+    showSilenced();
+  }, seconds * 1000);
+  showSilenced();
+}
+
+/** A ban covers every session of its shop: one from another session counts here when
+ * that session is this shop's (asked only then, as bans are rare). */
+async function banned(ban, isBanned) {
+  if (ban.live_session_id !== liveSessionId) {
+    const here = await api("GET", `/api/live-sessions/${encodeURIComponent(liveSessionId)}`)
+      .catch(() => null);
+    if (here?.shop_id !== ban.shop_id) return;
+  }
+  silenced.banned = isBanned;
+  showSilenced();
+}
+
+/** Say at once why the chat is closed to this viewer, and close it until that ends. */
+function showSilenced() {
+  const left = Math.ceil((silenced.mutedUntil - performance.now()) / 1000);
+  let why = "";
+  if (silenced.banned) why = "A moderator banned you from this shop's chat. You can still watch.";
+  else if (left > 0) why = `A moderator muted you for ${forHowLong(left)}. You can still watch.`;
+  byId("chat-closed").textContent = why;
+  byId("chat-closed").hidden = !why;
+  for (const control of byId("chat-form").elements) control.disabled = Boolean(why);
+}
+
+function forHowLong(seconds) {
+  if (seconds < 60) return `${seconds} s`;
+  return seconds < 3600 ? `${Math.ceil(seconds / 60)} min` : `${Math.ceil(seconds / 3600)} h`;
 }
 
 function addReactions(counts) {
@@ -227,6 +273,9 @@ function signedInOrAsk(returnTo, notice, why) {
 
 /** The socket and the video both carry who is watching: a signed-in viewer counts once. */
 function signedInOrOut() {
+  clearTimeout(silenced.timer);
+  Object.assign(silenced, { banned: false, mutedUntil: 0, timer: null });
+  showSilenced();
   showAccount();
   buying.signedInOrOut();
   connect();
