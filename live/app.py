@@ -53,7 +53,8 @@ from commerce.orders.express import ExpressCheckout
 from commerce.orders.routes import CHECKOUT, ORDERS
 from commerce.orders.service import OrderService
 from commerce.orders.sweeper import ExpirySweeper
-from commerce.payments.routes import BANK, SEPAY
+from commerce.payments.qr_codes import PaymentQrCodes
+from commerce.payments.routes import BANK, PAYMENT_QR, SEPAY
 from commerce.payments.sepay import SepayWebhooks
 from commerce.payments.vietqr import BankAccount
 from commerce.shops.access import ShopTeams
@@ -92,6 +93,7 @@ from live.settings import Settings
 from live.stock_keeper import StockKeeper
 from live.streaming import routes as streaming_routes
 from live.streaming.hls import HLS_OUTPUTS, HlsOutputs
+from live.streaming.hls_forward import HLS_FORWARDER, HlsForwarder
 from live.streaming.hls_timeline import HlsTimeline
 from live.streaming.ingest import StreamIngest
 from live.streaming.outputs import StreamOutputs
@@ -193,7 +195,7 @@ def build_account_services(app: web.Application, settings: Settings, backends: B
                 settings.smtp_starttls,
             )
         )
-    app[MAILER] = Mailer(backends.sessions, sender)
+    app[MAILER] = Mailer(backends.sessions, sender, first_retry_seconds=settings.smtp_retry_seconds)
     if sender is not None:
         channel = EmailChannel(app[MAILER], settings.effective_public_url)
         app[NOTIFICATIONS].channels.register("email", channel)
@@ -273,6 +275,7 @@ def build_app(settings: Settings) -> web.Application:
     )
     app[ORDERS] = OrderService(backends.sessions)
     app[BANK] = BankAccount(settings.sepay_account, settings.sepay_bank)
+    app[PAYMENT_QR] = PaymentQrCodes(backends.sessions, app[BANK])
     app[SEPAY] = SepayWebhooks(backends.sessions, settings.sepay_api_key)
     app[SWEEPER] = ExpirySweeper(backends.sessions, settings.sweep_interval)
     app[LIVE_SESSIONS] = LiveSessionService(backends.sessions)
@@ -349,7 +352,7 @@ def build_app(settings: Settings) -> web.Application:
 
 def build_streaming(app: web.Application, settings: Settings, backends: Backends) -> None:
     """RTMP publishers in, stream hubs per session, what is made of each stream, and
-    the relay that serves a stream's viewers on every replica."""
+    the relay and HLS forwarding that serve a stream's viewers on every replica."""
     token = relay_token(jwt_secret(settings.jwt_secret, settings.data_dir))
     app[RELAY_ORIGIN] = RelayOrigin(app[STREAMS], token, backends.cache, app[WHEP].viewers)
     app.router.add_get(RELAY_PATH, app[RELAY_ORIGIN].handle)
@@ -365,7 +368,10 @@ def build_streaming(app: web.Application, settings: Settings, backends: Backends
         webrtc_viewers=app[RELAY_ORIGIN].viewers,
     )
     app[HLS_TIMELINE] = HlsTimeline(backends.sessions, app[LIVE_STATS])
-    app[HLS_OUTPUTS] = HlsOutputs(dateranges=app[HLS_TIMELINE].dateranges)
+    app[HLS_OUTPUTS] = HlsOutputs(
+        dateranges=app[HLS_TIMELINE].dateranges,
+        elsewhere=lambda request: app[HLS_FORWARDER].forward(request),
+    )
     app[HLS_OUTPUTS].add_routes(app)
     app[RTMP_SERVER] = RtmpServer(
         settings.rtmp_host, settings.rtmp_port, lambda name, key: app[INGEST].authorize(name, key)
@@ -393,6 +399,9 @@ def build_streaming(app: web.Application, settings: Settings, backends: Backends
         find_origin=app[INGEST].origin_of,
         viewers=app[WHEP].viewers,
         idle_seconds=settings.relay_idle_seconds,
+    )
+    app[HLS_FORWARDER] = HlsForwarder(
+        replica=app[INGEST].replica, find_origin=app[INGEST].origin_of
     )
 
 
@@ -428,6 +437,8 @@ async def _run_backends(app: web.Application):
         await backends.start()
         if not settings.sepay_api_key:
             log.warning("STREAMCART_SEPAY_API_KEY is not set: every Sepay webhook will get 401")
+        if app[BANK].misconfigured:
+            log.warning(app[BANK].missing_reason)
         await backends.bus.subscribe(
             allocations.CONSUMER, allocations.PATTERNS, app[ALLOCATIONS].on_order_closed
         )
@@ -478,6 +489,8 @@ async def _run_backends(app: web.Application):
         running.push_async_callback(app[INGEST].close)
         await app[RELAY_EDGE].start()
         running.push_async_callback(app[RELAY_EDGE].close)
+        await app[HLS_FORWARDER].start()
+        running.push_async_callback(app[HLS_FORWARDER].close)
         await app[RTMP_SERVER].start()
         running.push_async_callback(app[RTMP_SERVER].stop)
         app[INGEST].start()

@@ -14,6 +14,7 @@ from commerce.catalog.service import CatalogService
 from commerce.shops.service import ShopService
 from live.app import backend_urls, build_accounts
 from live.settings import Settings
+from signaling.routes import WHIP_PATH
 from storage.backends import Backends
 
 # example.com is reserved for examples (RFC 2606) and, unlike .local or .test, passes
@@ -23,6 +24,10 @@ DEMO_ACCOUNTS = (
     (SELLER, "Demo Shop Owner", Role.SELLER),
     ("buyer@demo.example.com", "Demo Buyer", Role.BUYER),
     ("admin@demo.example.com", "Demo Admin", Role.ADMIN),
+)
+RTMP_PORT_CHOSEN_AT_START = (
+    "the RTMP port is chosen as the server starts (STREAMCART_RTMP_PORT=0): "
+    "a live session's stream.server_url has it"
 )
 DEMO_PRODUCTS = (
     {
@@ -57,7 +62,8 @@ async def create_demo(settings: Settings, *, reset: bool = False) -> None:
     print("\n".join(lines))
     print(shop_line)
     print(f"API docs:    {base}/swagger")
-    print(f"OBS Server:  {settings.rtmp_url}")
+    print(f"OBS Server:  {settings.rtmp_url or RTMP_PORT_CHOSEN_AT_START}")
+    print(f"OBS WHIP:    {base}{WHIP_PATH}  (Bearer Token: the stream key)")
 
 
 async def _accounts(

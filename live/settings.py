@@ -35,10 +35,12 @@ class Settings:
     webrtc_max_viewers: int = _setting(
         600,
         "WebRTC viewers one server process accepts; past it WHEP answers 503. One core "
-        "carried 679 - 798 viewers of a 720p30 2 Mbps stream in the newest "
-        "`bench/webrtc_fanout.py` run (2026-12-03, paced on the shared port as "
-        "`streamcart serve` sends, 100 viewers); the default stays under that, leaving "
-        "the process room for chat, checkouts and the stream's ingest and transcoding.",
+        "carried 679 - 798 viewers of a 720p30 2 Mbps stream, paced on the shared port "
+        "as `streamcart serve` sends, at 100 viewers (`bench/webrtc_fanout.py`, "
+        "2026-12-03: its newest run at that load; the 2026-12-04 run, a WHIP source "
+        "beside RTMP on a loaded machine, held delivery only up to 50); the default "
+        "stays under that, leaving the process room for chat, checkouts and the "
+        "stream's ingest and transcoding.",
     )
     webrtc_udp_port: int = _setting(
         8189,
@@ -156,6 +158,11 @@ class Settings:
     smtp_password: str = _setting("", "SMTP password. Never logged.")
     smtp_from: str = _setting("Stream Cart <no-reply@localhost>", "Sender of every mail.")
     smtp_starttls: bool = _setting(True, "Upgrade the SMTP connection with STARTTLS.")
+    smtp_retry_seconds: float = _setting(
+        10.0,
+        "Seconds before a mail the SMTP server did not take is tried again; each further "
+        "try waits twice as long, at most an hour.",
+    )
     vapid_subject: str = _setting(
         "",
         "Contact that push services see in the VAPID claim (`mailto:` or `https:` URL); "
@@ -179,7 +186,11 @@ class Settings:
     )
     sepay_api_key: str = _setting("", "Sepay webhook key (`Authorization: Apikey <key>`).")
     sepay_account: str = _setting("", "Bank account number shown in VietQR codes.")
-    sepay_bank: str = _setting("", "Bank short name for VietQR codes (e.g. `MBBank`).")
+    sepay_bank: str = _setting(
+        "",
+        "Bank of that account for VietQR codes: its short name as Sepay and VietQR spell it "
+        "(e.g. `MBBank`) or its 6-digit NAPAS BIN (e.g. `970422`).",
+    )
     shop_approval_required: bool = _setting(
         False, "New shops stay pending until an admin approves them."
     )
@@ -223,9 +234,11 @@ class Settings:
         return (self.replica_url or f"http://127.0.0.1:{self.http_port}").rstrip("/")
 
     @property
-    def rtmp_url(self) -> str:
-        """What OBS calls "Server": the public host on the RTMP port, application `live`."""
-        return self.rtmp_url_on(self.rtmp_port)
+    def rtmp_url(self) -> str | None:
+        """What OBS calls "Server": the public host on the RTMP port, application `live`;
+        None when the port is 0, chosen only as the server starts (a live session's
+        `stream.server_url` then has it)."""
+        return self.rtmp_url_on(self.rtmp_port) if self.rtmp_port else None
 
     def rtmp_url_on(self, port: int) -> str:
         """The same on the port actually bound (the setting may say 0: any free port)."""

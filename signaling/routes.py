@@ -52,12 +52,13 @@ STREAM_KEY = SecurityScheme(
 CORS_PATHS = (WHEP_PATH, WHEP_PATH + "/{resource_id}", WHIP_PATH, WHIP_PATH + "/{resource_id}")
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Expose-Headers": "Location, Link, ETag",
+    "Access-Control-Expose-Headers": "Location, Link",
 }
+# What the routes serve: no PATCH (no trickle ICE or ICE restart), hence no If-Match or ETag.
 PREFLIGHT_HEADERS = {
     **CORS_HEADERS,
-    "Access-Control-Allow-Methods": "POST, DELETE, PATCH, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
     "Access-Control-Max-Age": "86400",
 }
 NO_ICE_SERVERS = IssuedIceServers()
@@ -119,6 +120,7 @@ async def whep_offer(request: web.Request) -> web.Response:
     tags=TAGS,
     status=204,
     errors=(404,),
+    reaches_backends=False,  # a cache outage only leaves the audience count off
 )
 async def whep_delete(request: web.Request) -> None:
     await request.app[WHEP].delete(
@@ -157,6 +159,7 @@ async def whip_offer(request: web.Request) -> web.Response:
     tags=TAGS,
     status=204,
     errors=(404,),
+    reaches_backends=False,
 )
 async def whip_delete(request: web.Request) -> None:
     """The publisher leaves as an RTMP one disconnecting: the session waits for it
@@ -170,6 +173,7 @@ async def whip_delete(request: web.Request) -> None:
     summary="STUN/TURN servers for a WebRTC viewer",
     tags=TAGS,
     response=IceServersOut,
+    reaches_backends=False,
 )
 async def ice_servers(request: web.Request) -> web.Response:
     """The servers to create the viewer's `RTCPeerConnection` with, as browser

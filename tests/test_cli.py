@@ -96,7 +96,8 @@ async def test_demo_logins_log_in_and_reset_prints_new_ones(tmp_path):
     assert code == 0, err
     code, out, err = await run("demo", env=env)
     assert code == 0, err
-    assert "rtmp://localhost:1935/live" in out
+    assert "OBS Server:  rtmp://localhost:1935/live" in out
+    assert "OBS WHIP:    http://localhost:8080/api/whip" in out
     assert "Demo shop:   Demo Live Shop" in out and "with 3 products" in out
     roles = await logins_work(env, out, tmp_path)
     assert roles == {"seller": "seller", "buyer": "buyer", "admin": "admin"}
@@ -107,6 +108,20 @@ async def test_demo_logins_log_in_and_reset_prints_new_ones(tmp_path):
     assert code == 0 and reset.count("(reset)") == 3
     assert set(LOGIN_LINE.findall(reset)).isdisjoint(LOGIN_LINE.findall(out))
     assert await logins_work(env, reset, tmp_path) == roles
+
+
+async def test_demo_prints_urls_on_the_configured_ports(tmp_path):
+    """The printed URLs carry the HTTP port set, and an RTMP port of 0 (chosen only as
+    the server starts) is said to be so rather than printed as a URL on port 0."""
+    env = clean_env(tmp_path, STREAMCART_HTTP_PORT="8123", STREAMCART_RTMP_PORT="0")
+    code, _, err = await run("migrate", env=env)
+    assert code == 0, err
+    code, out, err = await run("demo", env=env)
+    assert code == 0, err
+    assert "API docs:    http://localhost:8123/swagger" in out
+    assert "OBS WHIP:    http://localhost:8123/api/whip" in out
+    assert "rtmp://" not in out and ":0/" not in out
+    assert "the RTMP port is chosen as the server starts (STREAMCART_RTMP_PORT=0)" in out
 
 
 async def test_bad_setting_is_a_clear_error(tmp_path):

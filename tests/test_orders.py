@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from commerce.catalog.models import Variant
 from commerce.orders.models import Order, Reservation
 from commerce.payments.models import Payment, SepayTransaction
+from commerce.payments.vietqr import transfer_payload
 from live.app import SWEEPER
 from live.http.system import BACKENDS
 from storage.outbox import OutboxRow
@@ -121,8 +122,10 @@ async def test_cart_checkout_sepay_paid_then_delivered(api, shop, ann):
     payment = order["payment"]
     assert order["status"] == "pending_payment" and order["total"] == 300_000
     assert payment["amount"] == 300_000 and payment["code"].isalnum()
-    assert payment["qr_url"].startswith("https://qr.sepay.vn/img?acc=0123456789&bank=MBBank")
-    assert f"des={payment['code']}" in payment["qr_url"]
+    assert payment["qr_payload"] == transfer_payload(
+        "970422", "0123456789", 300_000, payment["code"]
+    )
+    assert payment["qr_url"].startswith(f"/api/payments/{payment['id']}/qr.svg?v=")
     assert await stock(api, shop["variant_id"]) == (5, 2)
     assert (await (await api.get("/api/cart", headers=bearer(ann["token"]))).json())["items"] == []
 

@@ -139,7 +139,8 @@ async def test_quickstart_runs_as_written_to_a_paid_order(tmp_path, page_dir):
     assert payment["status"] == "paid" and payment["received"] == order["total"]
     assert payment["bank"] == settings["STREAMCART_SEPAY_BANK"]
     assert payment["account"] == settings["STREAMCART_SEPAY_ACCOUNT"]
-    assert payment["code"] in payment["qr_url"] and payment.get("qr_missing_reason") is None
+    assert payment["code"] in payment["qr_payload"] and payment.get("qr_missing_reason") is None
+    assert payment["qr_url"].startswith(f"/api/payments/{payment['id']}/qr.svg")
     assert order["items"][0]["unit_price"] == 199_000  # the page's live price, not the regular one
     answer = (page_dir / "answer.sdp").read_text()
     assert answer.startswith("v=0")

@@ -31,11 +31,30 @@ class PaymentOut(BaseModel):
     expires_at: datetime
     bank: str | None = None
     account: str | None = None
-    qr_url: str | None = Field(default=None, description="VietQR image with everything filled in.")
+    qr_url: str | None = Field(
+        default=None,
+        description="The VietQR image (SVG) with everything filled in, served by this"
+        " server: a path to resolve against the API's base URL, versioned so it may be"
+        " cached for good.",
+    )
+    qr_payload: str | None = Field(
+        default=None,
+        description="The VietQR text that `qr_url` draws (NAPAS/EMVCo), for apps that draw"
+        " the code themselves.",
+    )
     qr_missing_reason: str | None = Field(
         default=None,
-        description="Why `qr_url`, `bank` and `account` are missing (the receiving account"
-        " is not configured); null when they are there.",
+        description="Why `qr_url` and `qr_payload` are missing: the receiving account is not"
+        " configured (then `bank` or `account` is null too), or is not one a VietQR can carry"
+        " (a bank this server does not know, a malformed account); null when they are there.",
+    )
+
+
+class QrQuery(BaseModel):
+    v: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The version `qr_url` carries: with it the image may be cached for good.",
     )
 
 

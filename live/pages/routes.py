@@ -1,5 +1,6 @@
 """Serves the pages and their assets from `static/` as they are (no build step), each
-response under a Content-Security-Policy that lets a page load only from this origin.
+response under a Content-Security-Policy that lets a page load only from this origin:
+even the VietQR image is drawn here (commerce/payments/qr_image.py).
 
 Plain aiohttp routes, not API operations: they return HTML, CSS and JavaScript, so
 they stay out of the OpenAPI document and its contract tests.
@@ -9,22 +10,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from aiohttp import web
-
-from commerce.payments.vietqr import QR_BASE
 
 STATIC = Path(__file__).resolve().parent / "static"
 ASSET_NAME = re.compile(r"^[a-z0-9-]+\.(?:css|js)$")
 CONTENT_TYPES = {".css": "text/css", ".js": "text/javascript", ".html": "text/html"}
-# The bank-transfer QR is the one thing drawn from another host: Sepay renders the
-# VietQR image, and a bank app must scan that exact picture (docs/pages.md).
-QR_IMAGE_ORIGIN = "{0.scheme}://{0.netloc}".format(urlsplit(QR_BASE))
 CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'self'",
-        f"img-src 'self' {QR_IMAGE_ORIGIN}",
         "connect-src 'self'",
         "object-src 'none'",
         "base-uri 'none'",
