@@ -120,6 +120,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, default=15.0, help="sampled (15)")
     parser.add_argument("--load-processes", type=int, default=2, help="player processes (2)")
     parser.add_argument("--pin", action="store_true", help="servers on CPU 0, players on 1")
+    parser.add_argument(
+        "--hold-back",
+        type=float,
+        default=None,
+        help="PART-HOLD-BACK in parts (the server's default: 3)",
+    )
     parser.add_argument("--label", default="", help="a note stored in the JSON")
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 viewers, 5 s")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
@@ -154,8 +160,9 @@ def first_segment_date(playlist: str) -> datetime | None:
 # --- the server and its publisher -----------------------------------------------------
 
 
-def server_settings() -> dict[str, str]:
-    return {
+def server_settings(hold_back: float | None = None) -> dict[str, str]:
+    chosen = {} if hold_back is None else {"STREAMCART_HLS_PART_HOLD_BACK": str(hold_back)}
+    return chosen | {
         "STREAMCART_RTMP_PORT": str(harness.free_port()),
         "STREAMCART_WEBRTC_UDP_PORT": str(harness.free_port()),
         "STREAMCART_WEBRTC_TCP_PORT": "0",
@@ -194,7 +201,7 @@ async def live_server(work: Path, args: argparse.Namespace, source: Path | None)
     """A fresh server with a live session and ffmpeg publishing to it: the file
     `source` at real time, or (None) testsrc2 encoded as it is generated. Yields (the
     server, the live session id, ffmpeg's launch wall clock)."""
-    settings = server_settings()
+    settings = server_settings(args.hold_back)
     server = harness.start_server(settings, work, 0, harness.serve_command())
     publisher = None
     try:

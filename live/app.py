@@ -369,6 +369,7 @@ def build_streaming(app: web.Application, settings: Settings, backends: Backends
     )
     app[HLS_TIMELINE] = HlsTimeline(backends.sessions, app[LIVE_STATS])
     app[HLS_OUTPUTS] = HlsOutputs(
+        hold_back_parts=settings.hls_part_hold_back,
         dateranges=app[HLS_TIMELINE].dateranges,
         elsewhere=lambda request: app[HLS_FORWARDER].forward(request),
     )

@@ -101,6 +101,12 @@ class Settings:
         True,
         "Record every live stream to MP4 (no re-encode) under `recordings/` in the data dir.",
     )
+    hls_part_hold_back: float = _setting(
+        3.0,
+        "LL-HLS PART-HOLD-BACK in parts (0.5 s each): how far behind the live edge players "
+        "hold. 3 is what the HLS specification recommends, 2 the least it allows; 2 took "
+        "hls.js 0.15 - 0.55 s closer to live (`bench/hls.py`, 2026-12-04).",
+    )
     stream_health_interval: float = _setting(
         3.0, "Seconds between `stream:health` pushes to the seller."
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from live.streaming.hls import HLS_OUTPUTS
+from live.streaming.hls import HLS_OUTPUTS, HlsOutputs
 from media.hls import fmp4
 from media.hls.dateranges import DateRange
 from media.hls.segmenter import Segmenter
@@ -254,6 +254,15 @@ def test_the_plain_view_lists_whole_segments_only(bframes_flv):
     text = segmented(depacketize(bframes_flv)).playlist(low_latency=False).render()
     assert "#EXT-X-PART" not in text and "PRELOAD-HINT" not in text
     assert values(text, "#EXTINF") and "SERVER-CONTROL" not in text
+
+
+@pytest.mark.parametrize(("parts", "seconds"), [(None, "1.500"), (2, "1.000"), (2.5, "1.250")])
+def test_the_hold_back_is_set_in_parts_never_under_two(bframes_flv, parts, seconds):
+    options = {} if parts is None else {"hold_back_parts": parts}
+    text = segmented(depacketize(bframes_flv), **options).playlist().render()
+    assert f"CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={seconds}" in text
+    with pytest.raises(ValueError, match="PART-HOLD-BACK"):
+        HlsOutputs(hold_back_parts=1.5)  # refused at start-up, not at the first stream
 
 
 def test_date_ranges_over_before_the_window_are_left_out(bframes_flv):

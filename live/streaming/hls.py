@@ -22,6 +22,7 @@ from functools import wraps
 from aiohttp import web
 
 from media.hls.dateranges import DateRange
+from media.hls.playlist import PART_HOLD_BACK_PARTS, checked_hold_back
 from media.hls.segmenter import Segmenter
 from media.hub import StreamHub
 from storage.web import Problem
@@ -72,6 +73,7 @@ class HlsOutputs:
         part_target: float = 0.5,
         segment_target: float = 1.0,
         window: float = 60.0,
+        hold_back_parts: float = PART_HOLD_BACK_PARTS,
         linger: float = 60.0,
         dateranges: DateRanges | None = None,
         elsewhere: Elsewhere | None = None,
@@ -82,6 +84,7 @@ class HlsOutputs:
         self._part_target = part_target
         self._segment_target = segment_target
         self._window = window
+        self._hold_back_parts = checked_hold_back(hold_back_parts)  # at start-up
         self._linger = linger
         self._dateranges = dateranges
         self._elsewhere = elsewhere
@@ -95,6 +98,7 @@ class HlsOutputs:
                 part_target=self._part_target,
                 segment_target=self._segment_target,
                 window=self._window,
+                hold_back_parts=self._hold_back_parts,
             )
         )
         self._streams[live_session_id] = stream

@@ -15,7 +15,15 @@ from datetime import datetime
 from media.hls.dateranges import DateRange, program_date_time
 
 VERSION = 6  # EXT-X-MAP in a playlist of fragmented MP4 segments
-PART_HOLD_BACK_PARTS = 3  # the spec's floor is 2 part targets; 3 is what it recommends
+PART_HOLD_BACK_PARTS = 3  # what the specification recommends
+LEAST_HOLD_BACK_PARTS = 2  # what it allows at least
+
+
+def checked_hold_back(parts: float) -> float:
+    """PART-HOLD-BACK in part targets, refused below the specification's floor."""
+    if parts < LEAST_HOLD_BACK_PARTS:
+        raise ValueError(f"PART-HOLD-BACK must be {LEAST_HOLD_BACK_PARTS} parts or more")
+    return parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +58,7 @@ class MediaPlaylist:
     ended: bool = False
     playlist_type: str | None = None  # "VOD" for a replay
     init_uri: str = "init.mp4"  # the first segment's
+    hold_back_parts: float = PART_HOLD_BACK_PARTS  # PART-HOLD-BACK, in part targets
 
     media_sequence: int = 0  # the number of the first segment listed
     discontinuity_sequence: int = 0  # discontinuities before the first segment listed
@@ -60,7 +69,7 @@ class MediaPlaylist:
         if self.playlist_type is not None:
             lines.append(f"#EXT-X-PLAYLIST-TYPE:{self.playlist_type}")
         if self.part_target is not None:
-            hold_back = PART_HOLD_BACK_PARTS * self.part_target
+            hold_back = self.hold_back_parts * self.part_target
             lines.append(f"#EXT-X-PART-INF:PART-TARGET={self.part_target:.3f}")
             lines.append(
                 f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={hold_back:.3f}"

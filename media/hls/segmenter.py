@@ -27,7 +27,13 @@ from datetime import UTC, datetime, timedelta
 
 from media.hls import fmp4
 from media.hls.dateranges import DateRange
-from media.hls.playlist import MediaPlaylist, PartEntry, SegmentEntry
+from media.hls.playlist import (
+    PART_HOLD_BACK_PARTS,
+    MediaPlaylist,
+    PartEntry,
+    SegmentEntry,
+    checked_hold_back,
+)
 from media.packets import AudioConfig, AudioFrame, Packet, VideoConfig, VideoFrame
 
 AAC_FRAME_SAMPLES = 1024
@@ -69,8 +75,10 @@ class Segmenter:
         part_target: float = 0.5,
         segment_target: float = 1.0,
         window: float = 60.0,
+        hold_back_parts: float = PART_HOLD_BACK_PARTS,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self.hold_back_parts = checked_hold_back(hold_back_parts)
         self.part_target = part_target
         self.segment_target = segment_target
         self.window = window
@@ -175,6 +183,7 @@ class Segmenter:
             init_uri=init_uri(self.segments[0].init_index if self.segments else 0),
             media_sequence=self.segments[0].msn if self.segments else 0,
             discontinuity_sequence=self.discontinuity_sequence,
+            hold_back_parts=self.hold_back_parts,
         )
 
     @property
