@@ -35,7 +35,6 @@ import json
 import random
 import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +61,6 @@ TARGET_DECIDED_PER_SECOND = 2_000
 TARGET_P99_MS = 100.0
 # a bid sent near the end may be decided after it, when the servers lag behind
 EXPECTED_REFUSALS = {"bid-too-low", "auction-ended"}
-GENERATOR = "_generator"
 GENERATOR_READY_TIMEOUT = 120.0
 CONNECT_CONCURRENCY = 50
 ANSWER_TIMEOUT = 10.0
@@ -301,17 +299,7 @@ async def start_generators(
             "live_session_id": fixture.live_session_id,
         }
         path = work_dir / f"generator-{index}.json"
-        path.write_text(json.dumps(setup))
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(SCRIPT),
-            GENERATOR,
-            str(path),
-            cwd=harness.ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            limit=256 * 1024 * 1024,  # a result is one long line
-        )
+        process = await harness.start_generator(SCRIPT, setup, path, 256 * 1024 * 1024)
         into.append(Generator(index, process, None))
     for generator in into:
         await generator.receive(GENERATOR_READY_TIMEOUT)
@@ -546,7 +534,7 @@ def _met(summary: dict, target: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == [GENERATOR]:
+    if argv[:1] == [harness.GENERATOR]:
         return generator_main(argv[1])
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)

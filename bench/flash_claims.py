@@ -29,7 +29,6 @@ import os
 import re
 import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,7 +64,6 @@ TARGET_P99_MS = 50.0
 FLASH_PRICE = 50_000  # below the seeded product's regular price (100,000 VND)
 CLAIM_BODY = json.dumps({"quantity": 1}).encode()
 PROBLEM_JSON = "application/problem+json"
-GENERATOR = "_generator"  # the hidden sub-command a load generator process runs
 GENERATOR_READY_TIMEOUT = 60.0
 GENERATOR_STOP_TIMEOUT = 5.0
 SETTLE_LIMIT = 5.0  # at most this long for the servers to go quiet between phases
@@ -594,17 +592,7 @@ async def start_generators(
             "timeout": args.timeout,
         }
         path = work_dir / f"generator-{index}.json"
-        path.write_text(json.dumps(setup))
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(SCRIPT),
-            GENERATOR,
-            str(path),
-            cwd=harness.ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            limit=64 * 1024 * 1024,  # a result is one long line
-        )
+        process = await harness.start_generator(SCRIPT, setup, path, 64 * 1024 * 1024)
         cpu = cpus[index % len(cpus)] if pin else None
         into.append(Generator(index, process, cpu))
         if cpu is not None:
@@ -1087,7 +1075,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run, print the table, write JSON; 1 when an attempt had no clear reason or the
     audit failed, 130 when stopped."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == [GENERATOR]:
+    if argv[:1] == [harness.GENERATOR]:
         return generator_main(argv[1])
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up on SIGTERM too

@@ -155,6 +155,27 @@ async def scheduled_show(
     return live, on_show
 
 
+GENERATOR = "_generator"  # the hidden sub-command a load generator process runs
+
+
+async def start_generator(
+    script: Path, setup: dict, setup_path: Path, line_limit: int
+) -> asyncio.subprocess.Process:
+    """`script _generator SETUP` as a child: its setup written as JSON to `setup_path`,
+    commands to its stdin and JSON lines from its stdout, each at most `line_limit`."""
+    await asyncio.to_thread(setup_path.write_text, json.dumps(setup))
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        GENERATOR,
+        str(setup_path),
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        limit=line_limit,
+    )
+
+
 async def read_phase(process: asyncio.subprocess.Process, name: str, phase: str) -> dict:
     """The next JSON line a load process reports on stdout, insisting it is `phase`."""
     assert process.stdout is not None
