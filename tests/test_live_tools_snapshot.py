@@ -4,8 +4,11 @@ and PostgreSQL; what has ended is left out."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from live.hub.snapshots import MAX_AGE_SECONDS
 from tests import test_auctions as auctions
 from tests import test_giveaways as giveaways
 from tests import test_vouchers as vouchers
@@ -72,4 +75,15 @@ async def test_a_drop_all_claimed_leaves_the_snapshot(api, show, ann, connect):
     await watching.ok("session:join", joining(show["live_id"]))
     await vouchers.claimed(api, show, voucher, ann["token"])
     await watching.wait_for("voucher:claimed")
+    assert (await late_snapshot(connect, show))["vouchers"] == []
+
+
+async def test_a_withdrawn_drop_leaves_the_snapshot(api, show, connect):
+    voucher = await vouchers.dropped(api, show)
+    assert len((await late_snapshot(connect, show))["vouchers"]) == 1
+    withdrawn = await api.patch(
+        f"/api/vouchers/{voucher['id']}", json={"disabled": True}, headers=bearer(show["token"])
+    )
+    assert withdrawn.status == 200, await withdrawn.text()
+    await asyncio.sleep(MAX_AGE_SECONDS)  # no room event says so: the cache's age does
     assert (await late_snapshot(connect, show))["vouchers"] == []

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from commerce.accounts.tokens import Principal
@@ -109,20 +109,25 @@ class VoucherDrops:
         return await self._drops(live_session_id, datetime.now(UTC))
 
     async def claimable(self, live_session_id: str) -> list[dict[str, Any]]:
-        """The drops still open to claims with some left, newest first (the join
-        snapshot's)."""
+        """The drops still open to claims with some left, not withdrawn, newest first
+        (the join snapshot's)."""
         now = datetime.now(UTC)
-        return [
-            drop
-            for drop in await self._drops(live_session_id, now)
-            if drop["remaining"] > 0 and datetime.fromisoformat(drop["claims_close_at"]) > now
-        ]
+        return await self._drops(
+            live_session_id,
+            now,
+            Voucher.claimed < Voucher.total,
+            Voucher.claims_close_at > now,
+            Voucher.ends_at > now,
+            Voucher.disabled.is_(False),
+        )
 
-    async def _drops(self, live_session_id: str, now: datetime) -> list[dict[str, Any]]:
+    async def _drops(
+        self, live_session_id: str, now: datetime, *conditions: ColumnElement[bool]
+    ) -> list[dict[str, Any]]:
         async with self._sessions() as session:
             vouchers = await session.scalars(
                 select(Voucher)
-                .where(Voucher.dropped_in == live_session_id)
+                .where(Voucher.dropped_in == live_session_id, *conditions)
                 .order_by(Voucher.dropped_at.desc())
             )
             return [drop_data(voucher, now) for voucher in vouchers]
